@@ -1,0 +1,106 @@
+"""``transferlab`` command line: one subcommand per experiment, shared config conventions.
+
+Every experiment command takes ``--config PRESET_OR_FILE`` (presets: ``offline``, the default, and
+``paper``), ``--output-dir DIR`` (default ``logs``) and dotted ``key=value`` overrides, and prints
+the run directory as its last line. User errors print one ``error:`` line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from transferlab.errors import TransferlabError
+
+# command -> (experiment config section, config class, runner), imported lazily so --help stays fast
+EXPERIMENTS = {
+    "features": ("features", "transferlab.experiments.features:FeaturesConfig",
+                 "transferlab.experiments.features:run_features",
+                 "Experiment 1: frozen encoder features + SVC / linear SVC / logistic regression."),
+    "finetune": ("finetune", "transferlab.experiments.finetune.config:FinetuneConfig",
+                 "transferlab.experiments.finetune:run_finetune",
+                 "Experiment 2: fine-tune a text encoder for sequence classification (Trainer; full or LoRA)."),
+    "zeroshot": ("clip", "transferlab.experiments.clip.config:ClipConfig",
+                 "transferlab.experiments.clip:run_zeroshot",
+                 "Experiment 3a: CLIP-style zero-shot classification on Tiny ImageNet."),
+    "lora": ("clip", "transferlab.experiments.clip.config:ClipConfig",
+             "transferlab.experiments.clip:run_lora",
+             "Experiment 3b: LoRA fine-tuning of a dual encoder, against zero-shot and a linear probe."),
+}
+
+EPILOG = """config overrides: any field as a dotted key=value, e.g.
+  transferlab features classifier.name=logreg classifier.C_grid=[0.1,1,10] data.limit=500
+Presets live in src/transferlab/configs/<preset>/; a YAML file may be given instead of a preset."""
+
+
+def load_object(spec: str):
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, metavar="PRESET_OR_FILE",
+                        help="preset name (offline [default], paper) or a YAML file")
+    parser.add_argument("--output-dir", default="logs", metavar="DIR",
+                        help="where run directories go: DIR/<experiment>/<run-name>/ (default: logs)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="transferlab", description="Transfer-learning experiments with pretrained transformers.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command, (_, _, _, help_text) in EXPERIMENTS.items():
+        p = sub.add_parser(command, help=help_text, description=help_text, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_config_arguments(p)
+        if command == "finetune":
+            p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR",
+                           help="continue the latest run of this config (or RUN_DIR) from its last checkpoint")
+    for extra in EXTRA_COMMANDS:
+        load_object(extra).add_parser(sub)
+    return parser
+
+
+# Commands that are not one-experiment runs register themselves: module with add_parser(sub) and main(args).
+EXTRA_COMMANDS: list[str] = []
+
+
+def run_experiment(args: argparse.Namespace) -> Path:
+    from transferlab.config import load_config
+
+    section, config_spec, runner_spec, _ = EXPERIMENTS[args.command]
+    config = load_config(load_object(config_spec), section, args.config, args.overrides)
+    kwargs = {"resume": args.resume} if getattr(args, "resume", None) else {}
+    return load_object(runner_spec)(config, args.output_dir, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command in EXPERIMENTS:
+            result = run_experiment(args)
+        else:
+            result = args.func(args)
+    except TransferlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if result is not None:
+        print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

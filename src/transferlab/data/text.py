@@ -1,0 +1,215 @@
+"""Text classification data: Rotten Tomatoes (vendored or a folder), any Hub data set, or CSV/JSONL files.
+
+Every source ends as a ``datasets.DatasetDict`` with ``train``/``validation``/``test`` splits of
+``text`` (str) and ``label`` (int) columns plus a list of label names, validated up front.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from datasets import ClassLabel, Dataset, DatasetDict
+
+from transferlab.data.rotten_tomatoes import LABEL_NAMES as RT_LABELS
+from transferlab.data.rotten_tomatoes import load_rotten_tomatoes
+from transferlab.errors import TransferlabError
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class TextDataConfig:
+    """Where the texts come from. ``source``: ``rotten_tomatoes`` (the two original files: vendored, or
+    the folder ``path``), ``hub`` (data set ``name`` through ``datasets.load_dataset``) or ``files``
+    (``train_file``/``validation_file``/``test_file``, CSV or JSON Lines)."""
+
+    source: Literal["rotten_tomatoes", "hub", "files"] = "rotten_tomatoes"
+    name: str = "rotten_tomatoes"
+    path: str | None = None
+    train_file: str | None = None
+    validation_file: str | None = None
+    test_file: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    label_names: list[str] | None = None
+    limit: int | None = None  # at most this many examples per split, balanced over classes (for quick runs)
+    empty_texts: Literal["drop", "error"] = "drop"
+    validation_fraction: float = 0.1  # held out of train, stratified, when a source has no validation split
+    seed: int = 0
+
+
+@dataclass
+class TextData:
+    splits: DatasetDict
+    label_names: list[str]
+    notes: list[str] = field(default_factory=list)  # what loading changed, e.g. dropped empty texts
+
+    def fingerprint(self, split: str) -> str:
+        """A content hash of one split's texts and labels (stable across processes)."""
+        h = hashlib.sha256()
+        ds = self.splits[split]
+        for text, label in zip(ds["text"], ds["label"]):
+            h.update(text.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00%d\x01" % label)
+        return h.hexdigest()[:16]
+
+
+def load_text_data(cfg: TextDataConfig) -> TextData:
+    if cfg.source == "rotten_tomatoes":
+        raw, names = load_rotten_tomatoes(cfg.path), list(RT_LABELS)
+    elif cfg.source == "hub":
+        raw = load_hub(cfg.name)
+        names = None
+    else:
+        raw, names = load_files(cfg), None
+    raw = ensure_validation(raw, cfg)
+    for split in SPLITS:
+        check_columns(raw[split], cfg, split)
+    raw = DatasetDict({s: raw[s].rename_columns(renames(cfg)).select_columns(["text", "label"]) for s in SPLITS})
+    names = cfg.label_names or names or label_names_of(raw)
+    raw = encode_labels(raw, names)
+    raw, notes = handle_empty(raw, cfg)
+    if cfg.limit:
+        raw = DatasetDict({s: balanced_head(ds, cfg.limit) for s, ds in raw.items()})
+    for split in SPLITS:
+        classes = sorted(set(raw[split]["label"]))
+        if len(classes) < 2:
+            raise TransferlabError(
+                f"the {split} split holds one class only ({names[classes[0]] if classes else 'none'}): "
+                f"a classifier needs examples of at least two classes; check label_column or the data files")
+    return TextData(raw, list(names), notes)
+
+
+def load_hub(name: str) -> DatasetDict:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name)
+    except (ConnectionError, OSError) as exc:
+        raise TransferlabError(
+            f"data set {name!r} cannot be loaded from the Hugging Face Hub ({exc.__class__.__name__}): "
+            f"no network or no such data set; use --config offline (vendored Rotten Tomatoes), "
+            f"data.source=rotten_tomatoes or data.source=files with local CSV/JSONL files") from None
+    except Exception as exc:  # datasets raises its own DatasetNotFoundError etc.
+        raise TransferlabError(f"data set {name!r} cannot be loaded from the Hub: {str(exc).splitlines()[0]}; "
+                               f"check the id, or use local files (data.source=files)") from None
+    return ds
+
+
+def load_files(cfg: TextDataConfig) -> DatasetDict:
+    files = {s: getattr(cfg, f"{s}_file") for s in SPLITS if getattr(cfg, f"{s}_file")}
+    for split in ("train", "test"):
+        if split not in files:
+            raise TransferlabError(f"data.source=files needs data.{split}_file (CSV or .jsonl); got none")
+    out = {}
+    for split, file in files.items():
+        path = Path(file)
+        if not path.is_file():
+            raise TransferlabError(f"data file {file!r} for the {split} split does not exist: fix data.{split}_file")
+        if path.suffix.lower() == ".csv":
+            builder = "csv"
+        elif path.suffix.lower() in (".jsonl", ".json"):
+            builder = "json"
+        else:
+            raise TransferlabError(f"data file {file!r} must be .csv, .jsonl or .json (got {path.suffix or 'no suffix'})")
+        import datasets
+
+        try:
+            out[split] = datasets.load_dataset(builder, data_files=str(path), split="train")
+        except Exception as exc:
+            raise TransferlabError(f"cannot read {file!r} as {builder.upper()}: {str(exc).splitlines()[0]}") from None
+    return DatasetDict(out)
+
+
+def ensure_validation(raw: DatasetDict, cfg: TextDataConfig) -> DatasetDict:
+    """Hold out a stratified validation split of train when the source has none."""
+    if "validation" in raw:
+        return raw
+    if "train" not in raw or "test" not in raw:
+        raise TransferlabError(f"the data set needs train and test splits; found {', '.join(raw) or 'none'}")
+    train = raw["train"]
+    stratify = cfg.label_column if isinstance(train.features.get(cfg.label_column), ClassLabel) else None
+    parts = train.train_test_split(test_size=cfg.validation_fraction, seed=cfg.seed, stratify_by_column=stratify)
+    return DatasetDict({"train": parts["train"], "validation": parts["test"], "test": raw["test"]})
+
+
+def renames(cfg: TextDataConfig) -> dict[str, str]:
+    pairs = {cfg.text_column: "text", cfg.label_column: "label"}
+    return {old: new for old, new in pairs.items() if old != new}
+
+
+def check_columns(ds: Dataset, cfg: TextDataConfig, split: str) -> None:
+    for kind, column in (("text", cfg.text_column), ("label", cfg.label_column)):
+        if column not in ds.column_names:
+            raise TransferlabError(f"the {split} split has no {kind} column {column!r}; columns found: "
+                                   f"{', '.join(ds.column_names)}. Set data.{kind}_column")
+
+
+def label_names_of(raw: DatasetDict) -> list[str]:
+    feature = raw["train"].features["label"]
+    if isinstance(feature, ClassLabel):
+        return list(feature.names)
+    values = {v for ds in raw.values() for v in ds["label"]}
+    return [str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v))]
+
+
+def encode_labels(raw: DatasetDict, names: list[str]) -> DatasetDict:
+    """Labels as ints 0..n-1 in the order of ``names`` (string labels and int labels alike)."""
+    index = {name: i for i, name in enumerate(names)}
+    out = {}
+    for split, ds in raw.items():
+        if isinstance(ds.features["label"], ClassLabel) and list(ds.features["label"].names) == names:
+            out[split] = ds
+            continue
+        labels = [label_index(value, names, index) for value in ds["label"]]
+        if None in labels:
+            value = ds["label"][labels.index(None)]
+            raise TransferlabError(f"the {split} split has label {value!r}, which is not among the label names "
+                                   f"{names}; fix data.label_names or the data")
+        out[split] = ds.remove_columns("label").add_column("label", labels)
+    return DatasetDict(out)
+
+
+def label_index(value: object, names: list[str], index: dict[str, int]) -> int | None:
+    """A label's class index: by name (strings, or ints named by their digits), else by position."""
+    if str(value) in index:
+        return index[str(value)]
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+        return value
+    return None
+
+
+def handle_empty(raw: DatasetDict, cfg: TextDataConfig) -> tuple[DatasetDict, list[str]]:
+    notes, out = [], {}
+    for split, ds in raw.items():
+        keep = [i for i, t in enumerate(ds["text"]) if isinstance(t, str) and t.strip()]
+        dropped = len(ds) - len(keep)
+        if dropped and cfg.empty_texts == "error":
+            raise TransferlabError(f"the {split} split has {dropped} empty or missing texts: clean the data, "
+                                   f"or set data.empty_texts=drop to drop them")
+        if dropped:
+            notes.append(f"dropped {dropped} empty texts from the {split} split (data.empty_texts=drop)")
+            ds = ds.select(keep)
+        out[split] = ds
+    return DatasetDict(out), notes
+
+
+def balanced_head(ds: Dataset, limit: int) -> Dataset:
+    """The first rows of each class, taken round-robin until ``limit`` rows (original order kept)."""
+    if len(ds) <= limit:
+        return ds
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(ds["label"]):
+        by_class.setdefault(label, []).append(i)
+    picked, queues = [], [iter(v) for _, v in sorted(by_class.items())]
+    while len(picked) < limit and queues:
+        for q in list(queues):
+            nxt = next(q, None)
+            if nxt is None:
+                queues.remove(q)
+            elif len(picked) < limit:
+                picked.append(nxt)
+    return ds.select(sorted(picked))

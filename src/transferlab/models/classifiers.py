@@ -1,0 +1,77 @@
+"""Classical classifiers on frozen features, with C chosen on the validation split.
+
+``select_classifier`` fits one pipeline per C on train, scores each on validation and keeps the
+best; ties go to the smaller C (the more regularised, simpler model). The test split is never
+seen here: the caller scores the chosen model on it once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC, LinearSVC
+
+from transferlab.errors import TransferlabError
+
+TIE_RULE = "highest validation accuracy; ties go to the smaller C (stronger regularisation)"
+
+
+@dataclass
+class ClassifierConfig:
+    name: Literal["svc", "linear_svc", "logreg"] = "svc"
+    standardize: bool = True
+    C: float = 1.0  # used as is when C_grid is empty or null
+    C_grid: list[float] | None = field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0])
+    kernel: Literal["rbf", "linear", "poly", "sigmoid"] = "rbf"  # svc only
+    max_iter: int = 5000  # linear_svc and logreg
+
+    def validate(self) -> None:
+        for c in [self.C, *(self.C_grid or [])]:
+            if c <= 0:
+                raise TransferlabError(f"classifier C values must be positive; got {c}")
+
+
+def make_classifier(cfg: ClassifierConfig, C: float, seed: int = 0) -> Pipeline:
+    if cfg.name == "svc":
+        model = SVC(C=C, kernel=cfg.kernel, random_state=seed)
+    elif cfg.name == "linear_svc":
+        model = LinearSVC(C=C, max_iter=cfg.max_iter, random_state=seed)
+    else:
+        model = LogisticRegression(C=C, max_iter=cfg.max_iter, random_state=seed)
+    steps = [("scale", StandardScaler())] if cfg.standardize else []
+    return Pipeline(steps + [("clf", model)])
+
+
+def select_classifier(cfg: ClassifierConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+                      y_val: np.ndarray, seed: int = 0) -> tuple[Pipeline, dict]:
+    """The fitted pipeline with the best validation accuracy over ``cfg.C_grid``, and the search record."""
+    grid = sorted(set(cfg.C_grid)) if cfg.C_grid else [cfg.C]
+    scores, best, best_score = [], None, -1.0
+    for C in grid:
+        pipe = make_classifier(cfg, C, seed).fit(x_train, y_train)
+        score = float((pipe.predict(x_val) == y_val).mean())
+        scores.append(score)
+        if score > best_score:  # strict: an equal score later in the ascending grid never wins
+            best, best_score = pipe, score
+    record = {"classifier": cfg.name, "standardize": cfg.standardize, "grid_C": grid,
+              "validation_accuracy": scores, "chosen_C": grid[scores.index(best_score)],
+              "rule": TIE_RULE if len(grid) > 1 else "fixed C (no search)"}
+    return best, record
+
+
+def predict_proba(pipe: Pipeline, x: np.ndarray) -> np.ndarray:
+    """Class probabilities where the model has them; otherwise a softmax over decision scores."""
+    if hasattr(pipe, "predict_proba") and hasattr(pipe[-1], "predict_proba") and (
+            not isinstance(pipe[-1], SVC) or pipe[-1].probability):
+        return pipe.predict_proba(x)
+    scores = pipe.decision_function(x)
+    if scores.ndim == 1:
+        scores = np.stack([-scores, scores], axis=1) / 2
+    scores = scores - scores.max(axis=1, keepdims=True)
+    exp = np.exp(scores)
+    return exp / exp.sum(axis=1, keepdims=True)

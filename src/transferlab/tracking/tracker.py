@@ -1,0 +1,110 @@
+"""One tracker per run: TensorBoard event files in ``<run>/tensorboard`` and, optionally, Weights & Biases.
+
+Each value is written once, by one writer. Experiments that train with the Hugging Face ``Trainer``
+let the Trainer write the training curves (``report_to`` from :func:`trainer_report_to`) and use the
+tracker only for the final metrics, so nothing is logged twice.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferlab.config import TrackingConfig
+from transferlab.errors import TransferlabError
+
+
+def flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
+    """``{"test": {"accuracy": .8}}`` -> ``{"test/accuracy": .8}``; non-numeric leaves are skipped."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten(value, name))
+        elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+def trainer_report_to(tracking: TrackingConfig) -> list[str]:
+    """The Trainer's ``report_to`` list matching a tracking config."""
+    targets = ["tensorboard"] if tracking.tensorboard else []
+    if tracking.wandb != "off":
+        targets.append("wandb")
+    return targets
+
+
+def configure_wandb_env(tracking: TrackingConfig, run_dir: Path) -> None:
+    """Environment for wandb (also read by the Trainer's callback): mode, project, local dir."""
+    if tracking.wandb == "off":
+        return
+    os.environ["WANDB_MODE"] = tracking.wandb
+    os.environ.setdefault("WANDB_PROJECT", tracking.wandb_project)
+    os.environ["WANDB_DIR"] = str(run_dir)
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
+class Tracker:
+    def __init__(self, run_dir: str | Path, tracking: TrackingConfig, config: dict | None = None,
+                 name: str | None = None):
+        self.run_dir = Path(run_dir)
+        self.writer = None
+        self.wandb_run = None
+        if tracking.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+        if tracking.wandb != "off":
+            configure_wandb_env(tracking, self.run_dir)
+            try:
+                import wandb
+            except ImportError:
+                raise TransferlabError("tracking.wandb is on but wandb is not installed: "
+                                       "pip install wandb, or set tracking.wandb=off") from None
+            # Reuse the run the Trainer's callback opened, so one run holds everything.
+            self.wandb_run = wandb.run or wandb.init(project=tracking.wandb_project, mode=tracking.wandb,
+                                                     dir=str(self.run_dir), name=name or self.run_dir.name,
+                                                     config=config or {})
+
+    def log_metrics(self, metrics: dict, step: int = 0, prefix: str = "") -> None:
+        flat = flatten(metrics, prefix)
+        if self.writer is not None:
+            for tag, value in flat.items():
+                self.writer.add_scalar(tag, value, step)
+        if self.wandb_run is not None:
+            self.wandb_run.log(flat, step=step) if self.wandb_run.step <= step else self.wandb_run.summary.update(flat)
+
+    def log_text(self, tag: str, text: str, step: int = 0) -> None:
+        if self.writer is not None:
+            # Indent so TensorBoard's markdown renders it verbatim.
+            self.writer.add_text(tag, "\n".join("    " + line for line in text.splitlines()), step)
+        if self.wandb_run is not None:
+            self.wandb_run.summary[tag] = text
+
+    def log_image(self, tag: str, png_path: str | Path, step: int = 0) -> None:
+        from PIL import Image
+
+        image = np.asarray(Image.open(png_path).convert("RGB"))
+        if self.writer is not None:
+            self.writer.add_image(tag, image, step, dataformats="HWC")
+        if self.wandb_run is not None:
+            import wandb
+
+            self.wandb_run.log({tag: wandb.Image(str(png_path))}, commit=False)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+            self.wandb_run = None
+
+    def __enter__(self) -> "Tracker":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
