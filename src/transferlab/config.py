@@ -109,7 +109,7 @@ def build(cls: type[T], data: dict, prefix: str = "") -> T:
         name = f"{prefix}{key}"
         if key not in fields:
             hint = difflib.get_close_matches(str(key), list(fields), n=1)
-            suggestion = f"did you mean {prefix}{hint[0]!r}?" if hint else f"known keys: {', '.join(fields)}"
+            suggestion = f"did you mean {prefix + hint[0]!r}?" if hint else f"known keys: {', '.join(fields)}"
             raise TransferlabError(f"unknown config key {name!r}: {suggestion}")
         kwargs[key] = coerce(value, hints[key], name)
     return cls(**kwargs)

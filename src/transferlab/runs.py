@@ -94,9 +94,14 @@ class Run:
     @classmethod
     def create(cls, output_dir: str | Path, experiment: str, name: str | None, config: dict,
                default_name: str = "") -> "Run":
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = name or "-".join(filter(None, [stamp, slug(default_name)]))
-        path = Path(output_dir) / experiment / name
+        path = Path(output_dir) / experiment / (name or "")
+        if not name:  # timestamped; a numeric suffix keeps runs started in the same second apart
+            base = "-".join(filter(None, [datetime.now().strftime("%Y%m%d-%H%M%S"), slug(default_name)]))
+            path = path / base
+            for i in range(2, 1000):
+                if not path.exists():
+                    break
+                path = path.with_name(f"{base}-{i}")
         if path.exists():
             raise TransferlabError(f"run directory {path} already exists: pick another run_name=... "
                                    f"or --output-dir, or remove the old run")

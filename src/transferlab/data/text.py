@@ -117,10 +117,13 @@ def load_files(cfg: TextDataConfig) -> DatasetDict:
             raise TransferlabError(f"data file {file!r} must be .csv, .jsonl or .json (got {path.suffix or 'no suffix'})")
         import datasets
 
+        datasets.disable_progress_bars()  # local files load in a blink; keep the output to what matters
         try:
             out[split] = datasets.load_dataset(builder, data_files=str(path), split="train")
         except Exception as exc:
             raise TransferlabError(f"cannot read {file!r} as {builder.upper()}: {str(exc).splitlines()[0]}") from None
+        finally:
+            datasets.enable_progress_bars()
     return DatasetDict(out)
 
 

