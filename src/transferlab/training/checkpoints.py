@@ -1,0 +1,111 @@
+"""Checkpoints in ``<run>/checkpoints/checkpoint-<step>`` and finding the run a ``--resume`` continues."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from transferlab.errors import TransferlabError
+
+CHECKPOINTS = "checkpoints"
+# Settings that do not change what a run computes: a run with only these different is "the same config".
+IGNORED_KEYS = ("run_name", "source", "tracking", "resolved", "environment")
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints (with ``trainer_state.json``), oldest step first."""
+    folder = Path(run_dir) / CHECKPOINTS
+    found = []
+    for path in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if match and (path / "trainer_state.json").is_file():
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def checkpoint_step(checkpoint: str | Path) -> int:
+    return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
+
+
+def comparable(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in IGNORED_KEYS}
+
+
+def read_run_config(run_dir: Path) -> dict:
+    return yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+
+
+def is_completed(run_dir: Path) -> bool:
+    return (run_dir / "metrics.json").is_file()
+
+
+def find_resume_run(output_dir: str | Path, experiment: str, config: dict, target: str) -> Path:
+    """The run a ``--resume`` continues: ``target`` is ``latest`` (newest unfinished run of the same config)
+    or a run directory. Raises a one-line error when there is nothing to resume."""
+    if target != "latest":
+        run_dir = Path(target)
+        if not (run_dir / "config.yaml").is_file():
+            raise TransferlabError(f"--resume {target}: not a transferlab run directory (no config.yaml); "
+                                   f"pass a folder printed by a previous run")
+        if is_completed(run_dir):
+            raise TransferlabError(f"--resume {target}: that run already completed (metrics.json exists); "
+                                   f"nothing to resume")
+    else:
+        root = Path(output_dir) / experiment
+        runs = [p for p in root.iterdir() if (p / "config.yaml").is_file()] if root.is_dir() else []
+        same = [p for p in runs if comparable(read_run_config(p)) == comparable(config) and not is_completed(p)]
+        if not same:
+            raise TransferlabError(f"--resume: no unfinished {experiment} run with this config under {root}: "
+                                   f"start without --resume, or pass --resume RUN_DIR")
+        run_dir = max(same, key=lambda p: (p / "config.yaml").stat().st_mtime)
+    if latest_checkpoint(run_dir) is None:
+        raise TransferlabError(f"--resume: run {run_dir} has no checkpoint to resume from (it stopped before "
+                               f"the first save): start it again without --resume")
+    return run_dir
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every setting that differs (nested keys dotted)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+CHECKPOINT_INFO = "transferlab.json"
+
+
+def checkpoint_info(checkpoint: Path) -> dict:
+    """What a checkpoint was trained from (written by ``CheckpointInfoCallback``); ``{}`` if unknown."""
+    path = Path(checkpoint) / CHECKPOINT_INFO
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def check_compatible(checkpoint: Path, info: dict) -> None:
+    """Refuse a checkpoint of another model, method or label set before loading it (one-line error).
+
+    ``info`` holds this run's ``model``, ``architecture``, ``method`` and ``label_names``."""
+    saved = checkpoint_info(checkpoint)
+    if not saved:
+        raise TransferlabError(f"--resume: checkpoint {checkpoint} has no {CHECKPOINT_INFO}, so it was not "
+                               f"written by transferlab: start a new run")
+    for key in ("model", "architecture", "method"):
+        if saved.get(key) != info.get(key):
+            fix = f"method={saved.get('method')}" if key == "method" else f"model={saved.get('model')}"
+            raise TransferlabError(f"--resume: checkpoint {checkpoint} was trained with {key} {saved.get(key)!r}, "
+                                   f"not {info.get(key)!r}: resume with {fix}, or start a new run")
+    if list(saved.get("label_names", [])) != list(info.get("label_names", [])):
+        raise TransferlabError(f"--resume: checkpoint {checkpoint} has labels {saved.get('label_names')}, the data "
+                               f"has {info.get('label_names')}: resume with the run's data, or start a new run")

@@ -1,0 +1,23 @@
+"""What a process of a multi-process run (torchrun / accelerate launch) needs: who writes, and shared values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def state():
+    """accelerate's process state (sets up the process group under torchrun; a no-op for one process)."""
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def broadcast(value: Any, src: int = 0) -> Any:
+    """``value`` from process ``src`` on every process (identity without a process group)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]

@@ -1,0 +1,56 @@
+"""A ``Trainer`` that stops on a non-finite loss, and ``train`` turning NaN / out-of-memory into one-line errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from transformers import Trainer
+
+from transferlab.errors import TransferlabError
+from transferlab.training.checkpoints import latest_checkpoint
+
+
+class NonFiniteLoss(RuntimeError):
+    def __init__(self, step: int, epoch: float | None, value: float):
+        super().__init__(f"loss {value} at step {step}")
+        self.step, self.epoch, self.value = step, epoch, value
+
+
+class GuardedTrainer(Trainer):
+    """Checks every training loss before the backward pass: a NaN/inf loss stops the run before it can
+    corrupt the weights, so the last checkpoint on disk is the last good state."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                      num_items_in_batch=num_items_in_batch)
+        loss = result[0] if return_outputs else result
+        if model.training and not torch.isfinite(loss.detach()).all():
+            raise NonFiniteLoss(self.state.global_step + 1, self.state.epoch, float(loss.detach().float().mean()))
+        return result
+
+
+def train(trainer: Trainer, resume_from: str | Path | None, hints: str, run_dir: Path):
+    """``trainer.train`` with a crash turned into advice: which settings to lower, where the good checkpoint is."""
+    try:
+        return trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except NonFiniteLoss as exc:
+        good = latest_checkpoint(run_dir)
+        kept = (f"the last good checkpoint is kept at {good} (resume with --resume {run_dir} after changing "
+                f"settings)" if good else "no checkpoint had been saved yet")
+        raise TransferlabError(f"training stopped: the loss became {_fmt(exc.value)} at step {exc.step}; {kept}. "
+                               f"Lower training.learning_rate, or use training.precision=fp32") from None
+    except torch.OutOfMemoryError:
+        raise TransferlabError(f"out of memory on the accelerator: lower {hints}, or set "
+                               f"training.gradient_checkpointing=true or method=lora; checkpoints so far are kept in "
+                               f"{run_dir / 'checkpoints'}") from None
+    except RuntimeError as exc:  # MPS and some CUDA paths raise a plain RuntimeError
+        if "out of memory" not in str(exc).lower():
+            raise
+        raise TransferlabError(f"out of memory on the accelerator: lower {hints}, or set "
+                               f"training.gradient_checkpointing=true or method=lora") from None
+
+
+def _fmt(value: float) -> str:
+    return "NaN" if math.isnan(value) else str(value)
