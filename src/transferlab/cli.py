@@ -62,12 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR",
                            help="continue the latest run of this config (or RUN_DIR) from its last checkpoint")
     for extra in EXTRA_COMMANDS:
-        load_object(extra).add_parser(sub)
+        importlib.import_module(extra).add_parser(sub)
     return parser
 
 
 # Commands that are not one-experiment runs register themselves: module with add_parser(sub) and main(args).
-EXTRA_COMMANDS: list[str] = []
+EXTRA_COMMANDS: list[str] = ["transferlab.predict"]
 
 
 def run_experiment(args: argparse.Namespace) -> Path:

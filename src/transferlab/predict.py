@@ -1,0 +1,133 @@
+"""``transferlab predict RUN_DIR (--text TEXT | --file FILE)``: label and probability per text, for runs of
+experiment 1 (encoder + saved classifier) and experiment 2 (the saved fine-tuned model)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from transferlab.errors import TransferlabError
+from transferlab.runs import load_run
+
+Predictor = Callable[[Sequence[str]], tuple[list[str], np.ndarray]]
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    text = "Classify texts with the model of a finished features or finetune run."
+    p = subparsers.add_parser("predict", help=text, description=text + " Prints label<TAB>probability<TAB>text "
+                              "per input, in input order.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by transferlab features/finetune")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", action="append", help="a text to classify (repeat for several)")
+    source.add_argument("--file", help="one text a line, or a .csv / .jsonl file with a text column")
+    p.add_argument("--text-column", default="text", help="column of --file CSV/JSONL holding the text (default: text)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, ...")
+    p.set_defaults(func=main)
+    return p
+
+
+def main(args: argparse.Namespace) -> None:
+    texts = args.text if args.text else read_texts(args.file, args.text_column)
+    predictor = load_predictor(args.run_dir, args.device, args.batch_size)
+    labels, probabilities = predictor(texts)
+    for text, label, probability in zip(texts, labels, probabilities):
+        print(f"{label}\t{probability:.4f}\t{' '.join(text.split())}")
+
+
+def read_texts(file: str, column: str = "text") -> list[str]:
+    path = Path(file)
+    if not path.is_file():
+        raise TransferlabError(f"--file {file!r} does not exist: give a text file (one text a line), CSV or JSONL")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    elif suffix in (".jsonl", ".json"):
+        try:
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise TransferlabError(f"--file {file!r} is not JSON Lines ({exc}): one JSON object a line") from None
+    else:
+        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = None
+    if rows is not None:
+        if rows and not all(isinstance(r, dict) and column in r for r in rows):
+            found = sorted({k for r in rows if isinstance(r, dict) for k in r})
+            raise TransferlabError(f"--file {file!r} has no {column!r} column; columns found: {', '.join(found)}. "
+                                   f"Pass --text-column")
+        texts = [str(r[column]) for r in rows if str(r[column] or "").strip()]
+    if not texts:
+        raise TransferlabError(f"--file {file!r} holds no texts")
+    return texts
+
+
+def load_predictor(run_dir: str | Path, device: str = "auto", batch_size: int = 32) -> Predictor:
+    """A function texts -> (labels, probability of each label) for the model a run saved."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TransferlabError(f"{run_dir} is not a folder: pass a run directory printed by transferlab "
+                               f"features or finetune")
+    config, _ = load_run(run_dir)
+    if (run_dir / "model" / "config.json").is_file():
+        return finetuned_predictor(run_dir / "model", device, batch_size)
+    if (run_dir / "classifier.joblib").is_file():
+        return features_predictor(run_dir, device)
+    raise TransferlabError(f"run {run_dir} has no saved model (no model/ or classifier.joblib): "
+                           f"predict takes runs of transferlab features or finetune")
+
+
+def finetuned_predictor(model_dir: Path, device: str, batch_size: int) -> Predictor:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from transferlab.models.text_encoder import pick_device
+
+    dev = pick_device(device)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(dev).eval()
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    max_length = min(getattr(model.config, "max_position_embeddings", 512) or 512, 512)
+
+    def predict(texts: Sequence[str]):
+        probs = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                                  max_length=max_length, return_tensors="pt").to(dev)
+                probs.append(torch.softmax(model(**batch).logits.float(), -1).cpu().numpy())
+        return top(np.concatenate(probs), names, np.arange(len(names)))
+
+    return predict
+
+
+def features_predictor(run_dir: Path, device: str) -> Predictor:
+    from transferlab.experiments.features import load_classifier
+    from transferlab.models.classifiers import predict_proba
+    from transferlab.models.text_encoder import bf16_supported, encode, load_encoder, pick_device
+
+    bundle = load_classifier(run_dir)
+    enc = bundle["encoder"]
+    dev = pick_device(device if device != "auto" else enc.get("device", "auto"))
+    precision = bundle.get("precision", "fp32")
+    if precision == "bf16" and not bf16_supported(dev):
+        precision = "fp32"
+    tokenizer, model = load_encoder(enc["model"], dev)
+    pipe = bundle["pipeline"]
+
+    def predict(texts: Sequence[str]):
+        vectors = encode(list(texts), tokenizer, model, enc["pooling"], enc["max_length"], enc["batch_size"],
+                         precision, progress=False)
+        return top(predict_proba(pipe, vectors), bundle["label_names"], pipe.classes_)
+
+    return predict
+
+
+def top(probs: np.ndarray, names: Sequence[str], classes: Sequence[int]) -> tuple[list[str], np.ndarray]:
+    best = probs.argmax(1)
+    return [names[int(classes[i])] for i in best], probs[np.arange(len(probs)), best]
