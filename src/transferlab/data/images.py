@@ -1,0 +1,289 @@
+"""Image classification data: Tiny ImageNet's folder layout, any imagefolder tree, or a Hub data set.
+
+Every source becomes an :class:`ImageData`: ``datasets.Dataset`` splits with an ``image`` column
+(a file path, or the Hub's image) and an integer ``label``, plus one list of class names used for
+training and evaluation alike. Images are decoded lazily, per batch (:func:`with_pixels`).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from transferlab.errors import TransferlabError
+
+RESOURCES = Path(__file__).parent / "resources"
+DEMO_PATH = RESOURCES / "tiny_imagenet_demo"
+IMAGENET_CLASSES = RESOURCES / "imagenet1k_classes.tsv"
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp"}
+WNID = re.compile(r"^n\d{8}$")
+
+
+@dataclass
+class ImageData:
+    train: "object"  # datasets.Dataset with columns image, label
+    validation: "object"
+    test: "object"
+    class_ids: list[str]  # WordNet ids (or folder names)
+    class_names: list[str]
+    definitions: list[str | None] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # unreadable images dropped, per split
+
+
+def imagenet_classes() -> dict[str, tuple[list[str], str]]:
+    """wnid -> (names, WordNet definition) for the 1,000 ImageNet-1k classes (vendored)."""
+    out = {}
+    for line in IMAGENET_CLASSES.read_text().splitlines()[1:]:
+        _, wnid, names, definition = line.split("\t")
+        out[wnid] = ([n.strip() for n in names.split(",")], definition.strip())
+    return out
+
+
+def clean_name(synonyms: str) -> str:
+    """``"goldfish, Carassius auratus"`` -> ``"goldfish"``; underscores to spaces."""
+    return synonyms.split(",")[0].strip().replace("_", " ")
+
+
+def open_rgb(image) -> "Image.Image":
+    """A path, bytes, a Hub image dict or a PIL image -> an RGB PIL image (greyscale converted)."""
+    from PIL import Image
+
+    if isinstance(image, dict):
+        image = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
+    elif isinstance(image, bytes):
+        image = io.BytesIO(image)
+    if not isinstance(image, Image.Image):
+        image = Image.open(image)
+    return image.convert("RGB")
+
+
+def with_pixels(dataset, preprocess: Callable[[list], "object"]):
+    """The split with images decoded and preprocessed on access, per batch: ``pixel_values``, ``labels``."""
+
+    def transform(batch: dict) -> dict:
+        pixels = preprocess([open_rgb(x) for x in batch["image"]])
+        return {"pixel_values": list(pixels), "labels": list(batch["label"])}
+
+    return dataset.with_transform(transform)
+
+
+# --- the folder layouts -------------------------------------------------------------------------
+
+def detect_layout(path: Path) -> str:
+    if (path / "wnids.txt").is_file() and (path / "train").is_dir():
+        return "tiny-imagenet"
+    root = path / "train" if (path / "train").is_dir() else path
+    if any(d.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.rglob("*")) for d in root.iterdir()):
+        return "imagefolder"
+    raise TransferlabError(
+        f"{path} is not a recognised image data layout: expected Tiny ImageNet's (wnids.txt, words.txt, "
+        f"train/<wnid>/images/*.JPEG, val/val_annotations.txt) or an imagefolder tree "
+        f"([train/|test/]<class>/<image files>)")
+
+
+def read_tiny_imagenet(path: Path) -> tuple[list[str], dict[str, str], list, list]:
+    """(wnids, wnid->words, train rows, test rows) of the original layout; rows are (file, wnid)."""
+    wnids = (path / "wnids.txt").read_text().split()
+    known = set(wnids)
+    words = {}
+    if (path / "words.txt").is_file():
+        for line in (path / "words.txt").read_text().splitlines():
+            wnid, _, text = line.partition("\t")
+            if wnid in known:
+                words[wnid] = text
+    train = []
+    for wnid_dir in sorted((path / "train").iterdir()):
+        if not wnid_dir.is_dir():
+            continue
+        if wnid_dir.name not in known:
+            raise TransferlabError(f"class {wnid_dir.name!r} in {path / 'train'} is missing from "
+                                   f"{path / 'wnids.txt'}: add it there or remove the folder")
+        images = wnid_dir / "images" if (wnid_dir / "images").is_dir() else wnid_dir
+        train += [(str(f), wnid_dir.name) for f in sorted(images.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    test = []
+    ann = path / "val" / "val_annotations.txt"
+    if ann.is_file():
+        for n, line in enumerate(ann.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) < 2:
+                raise TransferlabError(f"{ann} line {n} is not 'file<TAB>wnid...': fix the file")
+            if fields[1] not in known:
+                raise TransferlabError(f"class {fields[1]!r} in {ann} (line {n}) is missing from "
+                                       f"{path / 'wnids.txt'}: add it there or fix the annotation")
+            test.append((str(path / "val" / "images" / fields[0]), fields[1]))
+    return wnids, words, train, test
+
+
+def read_imagefolder(path: Path) -> tuple[list[str], list, list]:
+    """(class folders, train rows, test rows); test from ``test/`` or ``val/`` beside ``train/``."""
+    root = path / "train" if (path / "train").is_dir() else path
+
+    def rows(folder: Path) -> list:
+        return [(str(f), d.name) for d in sorted(folder.iterdir()) if d.is_dir()
+                for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
+
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    test_dir = next((path / n for n in ("test", "val", "validation") if root != path and (path / n).is_dir()), None)
+    test = rows(test_dir) if test_dir else []
+    unknown = sorted({c for _, c in test} - set(classes))
+    if unknown:
+        raise TransferlabError(f"test classes {unknown[:5]} have no folder in {root}: every test class needs training images")
+    return classes, rows(root), test
+
+
+def find_corrupt(paths: Sequence[str]) -> list[int]:
+    """Indices of files that cannot be decoded (checked up front, so an epoch never stops halfway)."""
+    from PIL import Image
+
+    bad = []
+    for i, p in enumerate(paths):
+        try:
+            with Image.open(p) as im:
+                im.verify()
+        except Exception:  # noqa: BLE001 - any decoder failure means "unreadable"
+            bad.append(i)
+    return bad
+
+
+def drop_corrupt(rows: list, on_corrupt: str, split: str) -> tuple[list, int]:
+    bad = find_corrupt([r[0] for r in rows])
+    if bad and on_corrupt == "fail":
+        raise TransferlabError(f"{len(bad)} unreadable image(s) in the {split} split, e.g. {rows[bad[0]][0]}: "
+                               f"replace them, or set data.on_corrupt=skip to drop them with a count")
+    drop = set(bad)
+    return [r for i, r in enumerate(rows) if i not in drop], len(bad)
+
+
+# --- splits and names ---------------------------------------------------------------------------
+
+def holdout(labels: Sequence[int], per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded per-class hold-out: (train indices, validation indices), each sorted."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    val = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) <= per_class:
+            raise TransferlabError(f"class {c} has {len(idx)} training images, not more than "
+                                   f"data.val_per_class={per_class}: lower data.val_per_class")
+        val.extend(rng.choice(idx, per_class, replace=False))
+    val = np.sort(np.asarray(val, dtype=int))
+    return np.setdiff1d(np.arange(len(labels)), val), val
+
+
+def cap_per_class(rows: list, limit: int | None) -> list:
+    if not limit:
+        return rows
+    seen: dict[str, int] = {}
+    out = []
+    for row in rows:
+        seen[row[1]] = seen.get(row[1], 0) + 1
+        if seen[row[1]] <= limit:
+            out.append(row)
+    return out
+
+
+def names_from_file(path: str, n: int) -> list[str]:
+    file = Path(path)
+    if not file.is_file():
+        raise TransferlabError(f"class-name file {path} does not exist")
+    names = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    if len(names) != n:
+        raise TransferlabError(f"class-name file {path} has {len(names)} names but the data has {n} classes: "
+                               f"give one name per line, in class order")
+    return names
+
+
+def class_texts(class_ids: Sequence[str], words: dict[str, str]) -> tuple[list[str], list[str | None]]:
+    """Names (words.txt's first synonym, else ImageNet's, else the id) and WordNet definitions if known."""
+    known = imagenet_classes()
+    names, definitions = [], []
+    for cid in class_ids:
+        if cid in words:
+            names.append(clean_name(words[cid]))
+        elif cid in known:
+            names.append(known[cid][0][0])
+        else:
+            names.append(cid.replace("_", " "))
+        definitions.append(known[cid][1] if cid in known else None)
+    return names, definitions
+
+
+def to_dataset(rows: list, index: dict[str, int]):
+    import datasets
+
+    return datasets.Dataset.from_dict({"image": [r[0] for r in rows], "label": [index[r[1]] for r in rows]})
+
+
+def load_folder(path: str | Path, val_per_class: int = 10, seed: int = 42, on_corrupt: str = "skip",
+                max_train_per_class: int | None = None, max_test_per_class: int | None = None,
+                class_names_file: str | None = None) -> ImageData:
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise TransferlabError(f"data folder {path} does not exist: give data.path=<tiny-imagenet-200 folder> "
+                               f"or leave it unset for the vendored demo subset")
+    if detect_layout(path) == "tiny-imagenet":
+        class_ids, words, train, test = read_tiny_imagenet(path)
+    else:
+        (class_ids, train, test), words = read_imagefolder(path), {}
+    train, test = cap_per_class(train, max_train_per_class), cap_per_class(test, max_test_per_class)
+    train, bad_train = drop_corrupt(train, on_corrupt, "train")
+    test, bad_test = drop_corrupt(test, on_corrupt, "test")
+    if not train:
+        raise TransferlabError(f"no training images found under {path}")
+    index = {c: i for i, c in enumerate(class_ids)}
+    full = to_dataset(train, index)
+    tr, va = holdout(full["label"], val_per_class, seed)
+    names, definitions = class_texts(class_ids, words)
+    if class_names_file:
+        names = names_from_file(class_names_file, len(class_ids))
+    test_ds = to_dataset(test, index) if test else full.select(va)
+    return ImageData(full.select(tr), full.select(va), test_ds, list(class_ids), names, definitions,
+                     {"train": bad_train, "test": bad_test})
+
+
+def load_hub(hub_id: str, test_id: str | None, train_split: str, test_split: str, image_column: str,
+             label_column: str, val_per_class: int = 10, seed: int = 42,
+             class_names_file: str | None = None) -> ImageData:
+    """A Hub copy (``zh-plus/tiny-imagenet``; the lab's ``Multimodal-Fatima/TinyImagenet_train`` with
+    ``_validation``). Labels are a ClassLabel; WordNet-id label names get their ImageNet names."""
+    import datasets
+
+    try:
+        train = datasets.load_dataset(hub_id, split=train_split)
+        test = datasets.load_dataset(test_id or hub_id, split=test_split)
+    except Exception as exc:  # noqa: BLE001 - offline, unknown id or split
+        raise TransferlabError(f"cannot load Hub data set {hub_id!r} ({exc.__class__.__name__}): it needs "
+                               f"the Hub or its local cache; offline, use data.path=<folder> or the default demo") from None
+    for ds, split in ((train, train_split), (test, test_split)):
+        missing = [c for c in (image_column, label_column) if c not in ds.column_names]
+        if missing:
+            raise TransferlabError(f"Hub data set split {split!r} lacks column(s) {missing}; columns are "
+                                   f"{ds.column_names}: set data.image_column / data.label_column")
+    feature = train.features[label_column]
+    class_ids = list(getattr(feature, "names", None) or sorted(set(train[label_column])))
+    rename = {image_column: "image", label_column: "label"}
+    train, test = (ds.select_columns([image_column, label_column]).rename_columns(
+        {k: v for k, v in rename.items() if k != v}) for ds in (train, test))
+    train, test = (ds.cast_column("image", datasets.Image(decode=False)) for ds in (train, test))
+    tr, va = holdout(train["label"], val_per_class, seed)
+    names, definitions = class_texts(class_ids, {})
+    if class_names_file:
+        names = names_from_file(class_names_file, len(class_ids))
+    return ImageData(train.select(tr), train.select(va), test, class_ids, names, definitions)
+
+
+def load_images(cfg, seed: int = 42) -> ImageData:
+    """The data a :class:`~transferlab.experiments.clip.config.DataConfig` names (default: the vendored demo)."""
+    if cfg.hub_id:
+        return load_hub(cfg.hub_id, cfg.hub_test_id, cfg.train_split, cfg.test_split, cfg.image_column,
+                        cfg.label_column, cfg.val_per_class, seed, cfg.class_names_file)
+    return load_folder(cfg.path or DEMO_PATH, cfg.val_per_class, seed, cfg.on_corrupt,
+                       cfg.max_train_per_class, cfg.max_test_per_class, cfg.class_names_file)

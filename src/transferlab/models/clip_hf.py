@@ -1,0 +1,56 @@
+"""CLIP-family checkpoints (``CLIPModel``; SigLIP loads the same way) behind the dual-encoder interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from transferlab.models.dual_encoder import DualEncoder
+
+
+def pooled(output) -> torch.Tensor:
+    """transformers 5 returns a model output from ``get_*_features``; 4.x returned the tensor."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+class HFDualEncoder(DualEncoder):
+    towers = {"vision": "model.vision_model", "text": "model.text_model"}
+
+    def __init__(self, model, processor):
+        super().__init__()
+        self.model = model
+        self.processor = processor
+        self.pad_to_max = "siglip" in getattr(model.config, "model_type", "")  # SigLIP was trained so
+
+    @classmethod
+    def from_pretrained(cls, ref: str) -> "HFDualEncoder":
+        from transformers import AutoModel, AutoProcessor
+
+        from transferlab.models.resolve import from_pretrained
+
+        return cls(from_pretrained(AutoModel, ref), from_pretrained(AutoProcessor, ref))
+
+    def preprocess(self, images: list) -> torch.Tensor:
+        return self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        out = self.processor.tokenizer(list(texts), padding="max_length" if self.pad_to_max else True,
+                                       truncation=True, return_tensors="pt")
+        if "attention_mask" not in out:
+            out["attention_mask"] = torch.ones_like(out["input_ids"])
+        return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return pooled(self.model.get_image_features(pixel_values=pixel_values))
+
+    def encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return pooled(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp()
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        self.model.save_pretrained(folder)
+        self.processor.save_pretrained(folder)

@@ -1,0 +1,46 @@
+"""A confusion plot readable for many classes: the k most-confused (true -> predicted) pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def top_confusions(matrix: np.ndarray, k: int = 20) -> list[tuple[int, int, int]]:
+    """The k largest off-diagonal cells as (true, predicted, count), largest first, count > 0."""
+    off = np.array(matrix, dtype=np.int64, copy=True)
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-off, axis=None, kind="stable")[:k]
+    pairs = [(int(i), int(j), int(off[i, j])) for i, j in zip(*np.unravel_index(flat, off.shape))]
+    return [p for p in pairs if p[2] > 0]
+
+
+def plot_top_confusions(matrix: np.ndarray, label_names: Sequence[str], path: str | Path, k: int = 20,
+                        title: str = "Most-confused class pairs") -> Path:
+    """Horizontal bars, one per (true -> predicted) pair, with the share of the true class's examples."""
+    pairs = top_confusions(matrix, k)
+    support = np.asarray(matrix).sum(axis=1)
+    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.32 * max(len(pairs), 1)))
+    if pairs:
+        labels = [f"{label_names[i]} -> {label_names[j]}" for i, j, _ in pairs][::-1]
+        counts = [c for _, _, c in pairs][::-1]
+        bars = ax.barh(range(len(pairs)), counts, color="tab:red")
+        ax.set_yticks(range(len(pairs)), labels, fontsize=8)
+        for bar, (i, _, c) in zip(bars, pairs[::-1]):
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                    f" {c} ({c / max(support[i], 1):.0%})", va="center", fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no confusions", ha="center", va="center", transform=ax.transAxes)
+    accuracy = np.trace(matrix) / max(np.sum(matrix), 1)
+    ax.set_xlabel("examples of the true class predicted as the other (share of its support)")
+    ax.set_title(f"{title} (top {k} of {len(label_names)} classes; accuracy {accuracy:.3f})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
