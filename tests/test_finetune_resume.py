@@ -1,0 +1,123 @@
+"""Resume after a real Ctrl-C and a real SIGTERM to a real training process, and every resume error."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import finetune_overrides
+from safetensors.torch import load_file
+
+from transferlab.cli import main
+from transferlab.runs import read_json
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def start(out: Path, overrides: list[str], *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(SRC), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    # --resume last: its optional RUN_DIR would otherwise swallow the first key=value
+    return subprocess.Popen([sys.executable, "-m", "transferlab.cli", "finetune", "--output-dir", str(out),
+                             *overrides, *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def interrupt_after(proc: subprocess.Popen, out: Path, step: int, sig: int, timeout: float = 120) -> Path:
+    """Send ``sig`` as soon as checkpoint ``step`` is complete; the run directory."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(out.glob(f"finetune/*/checkpoints/checkpoint-{step}/transferlab.json"))
+        if found:
+            proc.send_signal(sig)
+            return found[0].parents[2]
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before checkpoint {step}: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail(f"no checkpoint {step} within {timeout}s")
+
+
+def test_resume_after_sigint_and_sigterm_reaches_the_uninterrupted_result(tmp_path, tiny_text_models,
+                                                                          finetuned_run):
+    overrides = finetune_overrides(tiny_text_models["distilbert"])
+    first = start(tmp_path, overrides)
+    run_dir = interrupt_after(first, tmp_path, 8, signal.SIGINT)
+    assert first.wait(60) == 130
+    status = read_json(run_dir / "status.json")
+    assert status["status"] == "failed" and "KeyboardInterrupt" in status["error"]
+    assert not (run_dir / "metrics.json").exists()
+
+    second = start(tmp_path, overrides, "--resume")  # the latest unfinished run of this config
+    assert interrupt_after(second, tmp_path, 16, signal.SIGTERM) == run_dir
+    assert second.wait(60) == 130
+    status = read_json(run_dir / "status.json")
+    assert "SIGTERM" in status["error"] and status["resumed_from"].endswith("checkpoint-8")
+
+    third = start(tmp_path, overrides, "--resume", str(run_dir))
+    stdout, stderr = third.communicate(timeout=180)
+    assert third.returncode == 0, stderr[-3000:]
+    assert stdout.strip().splitlines()[-1] == str(run_dir)
+    assert len(list(tmp_path.glob("finetune/*"))) == 1
+
+    resumed, reference = read_json(run_dir / "metrics.json"), read_json(finetuned_run / "metrics.json")
+    for split in ("validation", "test"):
+        assert resumed[split]["accuracy"] == reference[split]["accuracy"]
+        assert resumed[split]["f1"] == pytest.approx(reference[split]["f1"])
+    assert resumed["training"]["global_step"] == 40
+    assert resumed["training"]["resumed_from"].endswith("checkpoint-16")
+    a, b = load_file(run_dir / "model" / "model.safetensors"), load_file(finetuned_run / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+def unfinished_copy(finetuned_run: Path, tmp_path: Path, keep_checkpoints: bool = True) -> Path:
+    """A copy of a finished run made to look crashed: no metrics.json (and optionally no checkpoints)."""
+    copy = tmp_path / "finetune" / "crashed"
+    shutil.copytree(finetuned_run, copy)
+    (copy / "metrics.json").unlink()
+    if not keep_checkpoints:
+        shutil.rmtree(copy / "checkpoints")
+    return copy
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    code = main(["finetune", *argv])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, message", [
+    ("bert", "was trained with model"),
+    ("labels", "has labels ['neg', 'pos']"),
+    ("lora", "was trained with method 'full'"),
+])
+def test_resume_refuses_a_checkpoint_of_another_model_or_label_set(capsys, tmp_path, tiny_text_models,
+                                                                  finetuned_run, change, message):
+    crashed = unfinished_copy(finetuned_run, tmp_path)
+    extra = {"bert": {"model": tiny_text_models["bert"]}, "labels": {"data.label_names": "[bad,good]"},
+             "lora": {"method": "lora"}}[change]
+    before = sorted(tmp_path.rglob("*"))
+    code, err = run_cli(capsys, "--output-dir", str(tmp_path),
+                        *finetune_overrides(tiny_text_models["distilbert"], **extra), "--resume", str(crashed))
+    assert code == 2 and message in err and err.startswith("error: --resume") and len(err.splitlines()) == 1
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_resume_errors_when_there_is_nothing_to_resume(capsys, tmp_path, tiny_text_models, finetuned_run):
+    overrides = finetune_overrides(tiny_text_models["distilbert"])
+    code, err = run_cli(capsys, "--output-dir", str(tmp_path), *overrides, "--resume")
+    assert code == 2 and "no unfinished finetune run with this config" in err
+    code, err = run_cli(capsys, "--output-dir", str(tmp_path), *overrides, "--resume", str(finetuned_run))
+    assert code == 2 and "already completed" in err
+    code, err = run_cli(capsys, "--output-dir", str(tmp_path), *overrides, "--resume", str(tmp_path))
+    assert code == 2 and "not a transferlab run directory" in err
+    crashed = unfinished_copy(finetuned_run, tmp_path, keep_checkpoints=False)
+    code, err = run_cli(capsys, "--output-dir", str(tmp_path), *overrides, "--resume")
+    assert code == 2 and f"run {crashed} has no checkpoint to resume from" in err
+    assert not list(tmp_path.glob("finetune/*/metrics.json"))
