@@ -1,0 +1,90 @@
+"""``transferlab predict`` on runs of experiment 1 (features + classifier) and experiment 2 (fine-tuned model)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from transferlab.cli import main
+
+TEXTS = ["a gripping, beautifully acted film", "a dull , lifeless mess", "the plot is thin but the cast is fun"]
+
+
+def predict(capsys, *argv: str) -> list[tuple[str, float, str]]:
+    assert main(["predict", *argv]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.strip().splitlines()]
+    return [(label, float(prob), text) for label, prob, text in rows]
+
+
+@pytest.fixture(scope="module")
+def features_run(tmp_path_factory, tiny_text_models):
+    from transferlab.config import load_config
+    from transferlab.experiments.features import FeaturesConfig, run_features
+
+    cfg = load_config(FeaturesConfig, "features", "offline", [
+        f"encoder.model={tiny_text_models['distilbert']}", "encoder.max_length=64", "data.limit=64",
+        "classifier.name=logreg", "classifier.C_grid=[1.0]", "cache=false"])
+    return run_features(cfg, tmp_path_factory.mktemp("features-logs"), progress=False)
+
+
+def test_predict_finetune_run_agrees_with_a_bare_pipeline(capsys, finetuned_run):
+    from transformers import pipeline
+
+    rows = predict(capsys, str(finetuned_run), *[a for t in TEXTS for a in ("--text", t)])
+    expected = pipeline("text-classification", model=str(finetuned_run / "model"))(TEXTS)
+    assert [r[2] for r in rows] == TEXTS
+    for (label, prob, _), exp in zip(rows, expected):
+        assert label == exp["label"] and prob == pytest.approx(exp["score"], abs=1e-4) and 0.5 <= prob <= 1
+
+
+def test_predict_features_run_agrees_with_its_classifier(capsys, features_run):
+    import numpy as np
+
+    from transferlab.experiments.features import load_classifier
+    from transferlab.models.text_encoder import encode, load_encoder, pick_device
+
+    rows = predict(capsys, str(features_run), *[a for t in TEXTS for a in ("--text", t)])
+    bundle = load_classifier(features_run)
+    tokenizer, model = load_encoder(bundle["encoder"]["model"], pick_device("cpu"))
+    vectors = encode(TEXTS, tokenizer, model, bundle["encoder"]["pooling"], bundle["encoder"]["max_length"],
+                     progress=False)
+    expected = [bundle["label_names"][i] for i in bundle["pipeline"].predict(vectors)]
+    assert [r[0] for r in rows] == expected
+    assert np.allclose([r[1] for r in rows], bundle["pipeline"].predict_proba(vectors).max(1), atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["txt", "csv", "jsonl"])
+def test_predict_reads_texts_from_files_in_order(capsys, tmp_path, finetuned_run, kind):
+    path = tmp_path / f"texts.{kind}"
+    if kind == "txt":
+        path.write_text("\n".join(TEXTS) + "\n\n")
+    elif kind == "csv":
+        import csv
+
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows([["id", "review"], *[[i, t] for i, t in enumerate(TEXTS)]])
+    else:
+        path.write_text("".join(json.dumps({"review": t, "id": i}) + "\n" for i, t in enumerate(TEXTS)))
+    extra = [] if kind == "txt" else ["--text-column", "review"]
+    assert [r[2] for r in predict(capsys, str(finetuned_run), "--file", str(path), *extra)] == TEXTS
+
+
+def test_predict_errors(capsys, tmp_path, finetuned_run):
+    def error(*argv: str) -> str:
+        assert main(["predict", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+        return err
+
+    assert "is not a transferlab run directory" in error(str(tmp_path), "--text", "x")
+    assert "is not a folder" in error(str(tmp_path / "missing"), "--text", "x")
+    crashed = tmp_path / "crashed"
+    shutil.copytree(finetuned_run, crashed, ignore=shutil.ignore_patterns("checkpoints"))
+    (crashed / "metrics.json").unlink()
+    assert "has no results" in error(str(crashed), "--text", "x")
+    assert "does not exist" in error(str(finetuned_run), "--file", str(tmp_path / "nope.txt"))
+    (tmp_path / "t.csv").write_text("id,review\n1,good\n")
+    assert "has no 'text' column; columns found: id, review" in error(str(finetuned_run), "--file",
+                                                                     str(tmp_path / "t.csv"))
