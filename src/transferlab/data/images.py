@@ -163,7 +163,8 @@ def drop_corrupt(rows: list, on_corrupt: str, split: str) -> tuple[list, int]:
 
 # --- splits and names ---------------------------------------------------------------------------
 
-def holdout(labels: Sequence[int], per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def holdout(labels: Sequence[int], per_class: int, seed: int,
+            names: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Seeded per-class hold-out: (train indices, validation indices), each sorted."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
@@ -171,7 +172,7 @@ def holdout(labels: Sequence[int], per_class: int, seed: int) -> tuple[np.ndarra
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         if len(idx) <= per_class:
-            raise TransferlabError(f"class {c} has {len(idx)} training images, not more than "
+            raise TransferlabError(f"class {names[c] if len(names) > c else c} has {len(idx)} training images, not more than "
                                    f"data.val_per_class={per_class}: lower data.val_per_class")
         val.extend(rng.choice(idx, per_class, replace=False))
     val = np.sort(np.asarray(val, dtype=int))
@@ -239,11 +240,11 @@ def load_folder(path: str | Path, val_per_class: int = 10, seed: int = 42, on_co
     if not train:
         raise TransferlabError(f"no training images found under {path}")
     index = {c: i for i, c in enumerate(class_ids)}
-    full = to_dataset(train, index)
-    tr, va = holdout(full["label"], val_per_class, seed)
     names, definitions = class_texts(class_ids, words)
     if class_names_file:
         names = names_from_file(class_names_file, len(class_ids))
+    full = to_dataset(train, index)
+    tr, va = holdout(full["label"], val_per_class, seed, class_ids)
     test_ds = to_dataset(test, index) if test else full.select(va)
     return ImageData(full.select(tr), full.select(va), test_ds, list(class_ids), names, definitions,
                      {"train": bad_train, "test": bad_test})
@@ -273,10 +274,10 @@ def load_hub(hub_id: str, test_id: str | None, train_split: str, test_split: str
     train, test = (ds.select_columns([image_column, label_column]).rename_columns(
         {k: v for k, v in rename.items() if k != v}) for ds in (train, test))
     train, test = (ds.cast_column("image", datasets.Image(decode=False)) for ds in (train, test))
-    tr, va = holdout(train["label"], val_per_class, seed)
     names, definitions = class_texts(class_ids, {})
     if class_names_file:
         names = names_from_file(class_names_file, len(class_ids))
+    tr, va = holdout(train["label"], val_per_class, seed, class_ids)
     return ImageData(train.select(tr), train.select(va), test, class_ids, names, definitions)
 
 

@@ -102,7 +102,7 @@ class StandInDualEncoder(DualEncoder):
         return to_pixels(images, self.image_size)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        out = self.tokenizer(list(texts), padding=True, truncation=True, max_length=128, return_tensors="pt")
+        out = self.tokenizer(list(texts), padding=True, truncation=True, max_length=64, return_tensors="pt")
         return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:

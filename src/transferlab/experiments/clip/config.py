@@ -35,6 +35,7 @@ class ModelConfig:
     templates: list[str] = field(default_factory=lambda: ["a photo of a {name}."])  # {name}, {definition}
     batch_size: int = 128  # encoding batch size
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    feature_cache: str | None = None  # folder caching image embeddings of the frozen base model across runs
 
 
 @dataclass

@@ -173,7 +173,8 @@ def make_trainer(classifier: PromptClassifier, train_set, val_images, config, ru
         warmup_steps=t.warmup_ratio, logging_steps=t.logging_steps, eval_strategy="epoch", save_strategy="no",
         report_to=trainer_report_to(config.tracking), seed=config.seed, remove_unused_columns=False,
         label_names=["labels"], dataloader_num_workers=config.data.num_workers if t.cache_image_features else 0,
-        bf16=precision == "bf16" and device_gpu, fp16=precision == "fp16" and device_gpu, disable_tqdm=True)
+        bf16=precision == "bf16" and device_gpu, fp16=precision == "fp16" and device_gpu, disable_tqdm=True,
+        dataloader_pin_memory=device_gpu)
     optimizer = torch.optim.AdamW(param_groups(classifier, t), lr=t.learning_rate, weight_decay=t.weight_decay)
     eval_set = EmbeddingDataset(*val_images) if isinstance(val_images, tuple) else val_images  # read by evaluate()
     trainer = ClipTrainer(model=classifier, args=args, train_dataset=train_set, eval_dataset=eval_set,

@@ -75,11 +75,37 @@ def prepare(config) -> tuple[ImageData, DualEncoder, list[list[str]]]:
     return data, model, prompts(config.model.templates, data.class_names, data.definitions)
 
 
+def split_fingerprint(dataset) -> str:
+    """Content key of a split: its image references (with size and mtime for files) and labels."""
+    import hashlib
+    import os
+
+    h = hashlib.sha256()
+    for image, label in zip(dataset["image"], dataset["label"]):
+        if isinstance(image, str):
+            stat = os.stat(image)
+            h.update(f"{image}|{stat.st_size}|{stat.st_mtime_ns}|{label}\n".encode())
+        else:
+            h.update(repr((image, label)).encode())
+    return h.hexdigest()[:16]
+
+
 def encode_splits(model: DualEncoder, data: ImageData, config, names: Sequence[str]) -> dict:
-    """``{split: (embeddings, labels)}`` for the named splits: each image encoded once per run."""
+    """``{split: (embeddings, labels)}`` for the named splits: each image encoded once per run, and
+    reused across runs from ``model.feature_cache`` when set (keyed by weights, preprocessing, data)."""
+    from transferlab.models.feature_cache import cached, weights_fingerprint
+
     m = config.model
-    return {name: image_embeddings(model, getattr(data, name), m.batch_size, config.data.num_workers,
-                                   m.precision, desc=name) for name in names}
+    weights = weights_fingerprint(model) if m.feature_cache else None
+    out = {}
+    for name in names:
+        split = getattr(data, name)
+        key = {"kind": "image-embeddings", "model": m.name, "weights": weights, "image_size": m.image_size,
+               "precision": m.precision, "split": name, "data": split_fingerprint(split) if weights else None}
+        embeds, _ = cached(m.feature_cache and Path(m.feature_cache).expanduser(), key, lambda: image_embeddings(
+            model, split, m.batch_size, config.data.num_workers, m.precision, desc=name)[0].numpy())
+        out[name] = (torch.from_numpy(np.asarray(embeds)), np.asarray(split["label"]))
+    return out
 
 
 def zero_shot_results(model: DualEncoder, prompt_sets, encoded: dict, config) -> tuple[dict, float]:
