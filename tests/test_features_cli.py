@@ -65,7 +65,7 @@ def test_end_to_end_run_directory(base_args, capsys, tmp_path):
     tags = event_tags(run / "tensorboard")
     assert tags["test/accuracy"] == [0] and tags["validation/f1"] == [0]  # each logged exactly once
     assert tags["test/confusion_matrix"] == [0]
-    assert tags["selection/validation_accuracy"] == [0, 0, 0]  # one point per C
+    assert tags["selection/validation_accuracy"] == [0, 1, 2]  # one point per C, in grid order
 
 
 def test_second_identical_run_hits_the_cache(base_args, capsys, tmp_path):

@@ -79,8 +79,8 @@ def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", progress:
         selection["seconds"] = round(time.perf_counter() - start, 3)
         print(f"classifier {cfg.classifier.name}: C={selection['chosen_C']} "
               f"(validation accuracy by C: {dict(zip(selection['grid_C'], selection['validation_accuracy']))})")
-        for C, acc in zip(selection["grid_C"], selection["validation_accuracy"]):
-            tracker.log_metrics({"selection/validation_accuracy": acc, "selection/C": C})
+        for i, (C, acc) in enumerate(zip(selection["grid_C"], selection["validation_accuracy"])):
+            tracker.log_metrics({"selection/validation_accuracy": acc, "selection/C": C}, step=i)
 
         predictions = {split: (labels[split], clf.predict(vectors[split])) for split in ("validation", "test")}
         metrics = write_results(run, tracker, predictions, data.label_names)

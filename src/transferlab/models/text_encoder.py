@@ -58,10 +58,9 @@ def _cpu_has_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 on a GPU that supports it, else fp32. On CPUs bf16 autocast must be asked for:
-    even with AVX512-BF16 it ran slower than fp32 here (benchmarks/features.py measures both)."""
+    """``auto``: bf16 autocast where the device supports it (CUDA with bf16, CPUs with AVX512-BF16/AMX)."""
     if precision == "auto":
-        return "bf16" if device.type == "cuda" and bf16_supported(device) else "fp32"
+        return "bf16" if bf16_supported(device) else "fp32"
     if precision == "bf16" and not bf16_supported(device):
         raise TransferlabError(f"encoder.precision=bf16 is not supported on {device}: use precision=fp32 or auto")
     return precision

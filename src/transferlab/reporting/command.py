@@ -1,0 +1,50 @@
+"""``transferlab report RUN_DIR... [--output DIR]``: rebuild the report from finished runs."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from pathlib import Path
+
+from transferlab.errors import TransferlabError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="Rebuild report.md / report.html from finished run directories.",
+                       description="Rebuild report.md and a self-contained report.html from run directories "
+                                   "(any mix of experiments; several runs of one experiment side by side). "
+                                   "Nothing is recomputed.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run directories printed by transferlab commands (or a `transferlab run` directory)")
+    p.add_argument("--output", default=None, metavar="DIR",
+                   help="where to write the report (default: the run directory when one is given, "
+                        "else logs/reports/<timestamp>)")
+    p.set_defaults(func=main)
+
+
+def expand(paths: list[str]) -> list[Path]:
+    """Stage runs of a `transferlab run` directory (its pipeline.json), or the run directories as given."""
+    from transferlab.runs import read_json
+
+    out = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise TransferlabError(f"{p} is not a directory: pass run directories printed by transferlab commands")
+        if (p / "pipeline.json").is_file():
+            out += [Path(s["run_dir"]) for s in read_json(p / "pipeline.json")["stages"] if s.get("run_dir")]
+        else:
+            out.append(p)
+    return out
+
+
+def main(args: argparse.Namespace) -> Path:
+    from transferlab.reporting.report import write_report
+
+    runs = expand(args.run_dirs)
+    if args.output:
+        out = Path(args.output)
+    elif len(args.run_dirs) == 1:
+        out = Path(args.run_dirs[0])
+    else:
+        out = Path("logs") / "reports" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    return write_report(runs, out)

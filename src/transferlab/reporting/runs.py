@@ -1,0 +1,77 @@
+"""Read finished run directories back: config, metrics, status, TensorBoard scalars. No recomputation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from transferlab.errors import TransferlabError
+from transferlab.runs import read_json
+
+# The reference lab's reported numbers, per experiment: (what it ran, {metric: value}).
+REFERENCE = {
+    "features": ("DistilBERT [CLS] + SVC", {"validation/accuracy": 0.82, "test/accuracy": 0.79}),
+    "finetune": ("DistilBERT fine-tuned", {"validation/accuracy": 0.852, "test/accuracy": 0.842}),
+    "zeroshot": ("CLIP ViT-B/16 zero-shot", {"test/accuracy": 0.6425, "test/f1": 0.6417}),
+    "lora": ("CLIP ViT-B/16 + LoRA r=8", {"test/accuracy": 0.7667, "test/f1": 0.7669}),
+}
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    experiment: str
+    config: dict
+    metrics: dict
+    status: dict
+    scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def model(self) -> str:
+        """The model actually used, so a stand-in is never mistaken for the paper's model."""
+        model = self.metrics.get("model")
+        if isinstance(model, dict):
+            return ", ".join(f"{k}={v}" for k, v in model.items() if k in ("encoder", "name", "image", "text",
+                                                                              "classifier", "pooling", "method"))
+        if isinstance(model, str):
+            return model
+        cfg_model = self.config.get("model") or self.config.get("encoder", {})
+        return str(cfg_model.get("name") or cfg_model.get("model") or cfg_model) if cfg_model else "?"
+
+    def evaluations(self) -> dict[str, dict]:
+        """``{label: {"validation": {...}, "test": {...}}}``: one entry, or several for runs that compare
+        methods (the LoRA run holds zero-shot, LoRA and linear-probe results)."""
+        if "test" in self.metrics:
+            return {self.experiment: self.metrics}
+        return {key: value for key, value in self.metrics.items()
+                if isinstance(value, dict) and "test" in value and isinstance(value["test"], dict)}
+
+
+def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for file in sorted(folder.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(file), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    return {tag: sorted(points) for tag, points in out.items()}
+
+
+def load_record(path: str | Path) -> RunRecord:
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        raise TransferlabError(f"{path} is not a transferlab run directory (no config.yaml): "
+                               f"pass folders printed by transferlab commands")
+    status = read_json(path / "status.json") if (path / "status.json").is_file() else {}
+    metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+    config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    scalars = read_scalars(path / "tensorboard") if (path / "tensorboard").is_dir() else {}
+    return RunRecord(path, path.parent.name, config, metrics, status, scalars)
