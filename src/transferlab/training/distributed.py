@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 
-def state():
-    """accelerate's process state (sets up the process group under torchrun; a no-op for one process)."""
+def state(cpu: bool = False):
+    """accelerate's process state (sets up the process group under torchrun, gloo on CPUs; a no-op for one
+    process). ``cpu`` must match the Trainer's ``use_cpu``, or a CPU-only launch is not seen as distributed."""
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=cpu)
 
 
 def broadcast(value: Any, src: int = 0) -> Any:

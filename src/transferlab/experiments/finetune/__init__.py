@@ -41,11 +41,12 @@ class Terminated(KeyboardInterrupt):
 
 
 def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", resume: str | None = None,
-                 progress: bool = True) -> Path:
+                 progress: bool = True) -> Path | None:
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-    proc = state()
+    device = resolve_device(cfg.training.device)
+    proc = state(cpu=device == "cpu")
     if cfg.training.torch_threads:
         torch.set_num_threads(cfg.training.torch_threads)
     set_seed(cfg.seed)
@@ -55,7 +56,6 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", resume: s
     tokenizer = from_pretrained(AutoTokenizer, cfg.model)
     model_config = from_pretrained(AutoConfig, cfg.model)
     check_max_length(model_config, cfg.max_length)
-    device = resolve_device(cfg.training.device)
     precision = resolve_precision(cfg.training.precision, device)
     resolved = to_dict(cfg)
     resolved["resolved"] = {"device": device, "precision": precision, "processes": proc.num_processes}
@@ -125,7 +125,7 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", resume: s
             print(f"validation accuracy {metrics['validation']['accuracy']:.4f}, "
                   f"test accuracy {metrics['test']['accuracy']:.4f}")
     proc.wait_for_everyone()
-    return run.path
+    return run.path if proc.is_main_process else None  # the CLI prints the run directory once
 
 
 def open_run(proc, cfg: FinetuneConfig, output_dir, resolved: dict, resume_dir: Path | None, checkpoint) -> Run:
