@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/transferlab features --config offline
+	$(VENV)/bin/transferlab run --config offline
 
 test: $(STAMP)
 	$(PY) -m pytest -q

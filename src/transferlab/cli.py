@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that are not one-experiment runs register themselves: module with add_parser(sub) and main(args).
-EXTRA_COMMANDS: list[str] = ["transferlab.predict", "transferlab.reporting.command"]
+EXTRA_COMMANDS: list[str] = ["transferlab.pipeline", "transferlab.predict", "transferlab.reporting.command"]
 
 
 def run_experiment(args: argparse.Namespace) -> Path:

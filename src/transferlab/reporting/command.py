@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--output", default=None, metavar="DIR",
                    help="where to write the report (default: the run directory when one is given, "
                         "else logs/reports/<timestamp>)")
+    p.add_argument("--readme", default=None, metavar="FILE",
+                   help="also write the results table into FILE between <!-- results:begin/end --> markers")
     p.set_defaults(func=main)
 
 
@@ -47,4 +49,9 @@ def main(args: argparse.Namespace) -> Path:
         out = Path(args.run_dirs[0])
     else:
         out = Path("logs") / "reports" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    return write_report(runs, out)
+    html = write_report(runs, out)
+    if args.readme:
+        from transferlab.reporting.report import update_readme
+
+        update_readme(args.readme, runs, "transferlab report " + " ".join(args.run_dirs) + f" --readme {args.readme}")
+    return html

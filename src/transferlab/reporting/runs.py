@@ -15,6 +15,7 @@ REFERENCE = {
     "features": ("DistilBERT [CLS] + SVC", {"validation/accuracy": 0.82, "test/accuracy": 0.79}),
     "finetune": ("DistilBERT fine-tuned", {"validation/accuracy": 0.852, "test/accuracy": 0.842}),
     "zeroshot": ("CLIP ViT-B/16 zero-shot", {"test/accuracy": 0.6425, "test/f1": 0.6417}),
+    "zero_shot": ("CLIP ViT-B/16 zero-shot", {"test/accuracy": 0.6425, "test/f1": 0.6417}),
     "lora": ("CLIP ViT-B/16 + LoRA r=8", {"test/accuracy": 0.7667, "test/f1": 0.7669}),
 }
 
@@ -35,22 +36,32 @@ class RunRecord:
     @property
     def model(self) -> str:
         """The model actually used, so a stand-in is never mistaken for the paper's model."""
-        model = self.metrics.get("model")
+        model = self.metrics.get("model") or self.metrics.get("info", {}).get("model")
         if isinstance(model, dict):
-            return ", ".join(f"{k}={v}" for k, v in model.items() if k in ("encoder", "name", "image", "text",
-                                                                              "classifier", "pooling", "method"))
-        if isinstance(model, str):
-            return model
-        cfg_model = self.config.get("model") or self.config.get("encoder", {})
-        return str(cfg_model.get("name") or cfg_model.get("model") or cfg_model) if cfg_model else "?"
+            keys = ("base", "encoder", "name", "description", "architecture", "method", "pooling", "classifier")
+            return ", ".join(f"{k}={model[k]}" for k in keys if k in model)
+        return str(model) if model else "?"
+
+    @property
+    def trainable_parameters(self) -> int | None:
+        for source in (self.metrics.get("model"), self.metrics.get("info"), self.metrics):
+            if not isinstance(source, dict):
+                continue
+            params = source.get("parameters")
+            if isinstance(params, dict) and "trainable" in params:
+                return int(params["trainable"])
+            if "trainable_parameters" in source:
+                return int(source["trainable_parameters"])
+        return None
 
     def evaluations(self) -> dict[str, dict]:
-        """``{label: {"validation": {...}, "test": {...}}}``: one entry, or several for runs that compare
-        methods (the LoRA run holds zero-shot, LoRA and linear-probe results)."""
-        if "test" in self.metrics:
-            return {self.experiment: self.metrics}
-        return {key: value for key, value in self.metrics.items()
-                if isinstance(value, dict) and "test" in value and isinstance(value["test"], dict)}
+        """``{label: {"validation": {...}, "test": {...}}}``: the run's own result, plus the baselines that
+        runs comparing methods hold (the LoRA run keeps zero-shot and linear-probe results beside its own)."""
+        out = {self.experiment: self.metrics} if "test" in self.metrics else {}
+        out.update({key: value for key, value in self.metrics.items()
+                    if isinstance(value, dict) and isinstance(value.get("test"), dict)
+                    and "accuracy" in value["test"]})
+        return out
 
 
 def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:

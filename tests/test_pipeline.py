@@ -1,0 +1,142 @@
+"""`transferlab run` and `transferlab report`: small real runs of all three experiments, failure, resume."""
+
+from __future__ import annotations
+
+import base64
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from clip_fixtures import tiny_clip, tiny_imagenet_tree
+from conftest import finetune_overrides
+from transferlab.cli import main
+from transferlab.runs import read_json
+
+
+class Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.srcs, self.cells = [], []
+        self._in_cell = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.srcs.append(dict(attrs)["src"])
+        self._in_cell = tag == "td"
+
+    def handle_data(self, data):
+        if self._in_cell:
+            self.cells.append(data)
+
+
+def stage_args(tiny_distilbert, tiny_text_models, clip_folder, tree) -> list[str]:
+    features = [f"features.encoder.model={tiny_distilbert}", "features.data.limit=40", "features.classifier.C_grid=[1.0]"]
+    finetune = ["finetune." + o for o in finetune_overrides(tiny_text_models["distilbert"], **{
+        "data.limit": 32, "training.epochs": 1, "training.eval_steps": 2, "training.batch_size": 16})]
+    clip = [f"clip.model.name={clip_folder}", f"clip.data.path={tree}", "clip.data.val_per_class=2",
+            "clip.model.batch_size=8", "clip.lora.towers=both", "clip.lora.target_modules=[q_proj,v_proj]",
+            "clip.lora.train_projection=false", "clip.training.max_steps=2", "clip.training.batch_size=4",
+            "clip.probe.c_grid=[1.0]", "clip.model.templates=['a photo of a {name}.']"]
+    return features + finetune + clip
+
+
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory) -> Path:
+    return tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return tiny_imagenet_tree(tmp_path_factory.mktemp("data") / "tiny", n_train=6, n_val=2)
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory, tiny_distilbert, tiny_text_models, clip_folder, tree) -> Path:
+    out = tmp_path_factory.mktemp("pipeline")
+    code = main(["run", "--output-dir", str(out)] + stage_args(tiny_distilbert, tiny_text_models, clip_folder, tree))
+    assert code == 0
+    (run_dir,) = (out / "run").iterdir()
+    return run_dir
+
+
+def test_all_stages_complete_and_report_holds_the_metrics(pipeline_run):
+    state = read_json(pipeline_run / "pipeline.json")
+    assert [s["name"] for s in state["stages"]] == ["features", "finetune", "zeroshot", "lora"]
+    assert all(s["status"] == "completed" and s["elapsed_s"] > 0 for s in state["stages"])
+    html = (pipeline_run / "report.html").read_text()
+    parser = Images()
+    parser.feed(html)
+    parser.close()
+    assert parser.srcs, "no image in the report"
+    for src in parser.srcs:  # self-contained: every image inline, and a real PNG
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    for stage in state["stages"]:
+        metrics = json.loads((Path(stage["run_dir"]) / "metrics.json").read_text())
+        row_start = parser.cells.index(Path(stage["run_dir"]).name)
+        row = parser.cells[row_start:row_start + 11]
+        assert row[4] == f"{metrics['test']['accuracy']:.4f}", (stage["name"], row)
+        assert row[5] == f"{metrics['test']['f1']:.4f}"
+    md = (pipeline_run / "report.md").read_text()
+    assert "DistilBERT [CLS] + SVC" in md and "CLIP ViT-B/16 + LoRA r=8" in md  # the lab's numbers beside ours
+    assert "Training curves" in md and "Per-class accuracy" in md and "Software and hardware" in md
+
+
+def test_report_command_rebuilds_without_recomputing(pipeline_run, tmp_path, capsys):
+    state = read_json(pipeline_run / "pipeline.json")
+    dirs = [s["run_dir"] for s in state["stages"]]
+    before = {d: (Path(d) / "metrics.json").stat().st_mtime for d in dirs}
+    assert main(["report", *dirs, "--output", str(tmp_path / "rep")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(tmp_path / "rep" / "report.html")
+    assert before == {d: (Path(d) / "metrics.json").stat().st_mtime for d in dirs}
+    assert (tmp_path / "rep" / "report.md").read_text().count("| completed |") >= 4
+
+
+def test_two_runs_of_one_experiment_side_by_side(pipeline_run, tmp_path, capsys):
+    features = read_json(pipeline_run / "pipeline.json")["stages"][0]["run_dir"]
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:begin -->\nold\n<!-- results:end -->\noutro\n")
+    assert main(["report", features, features, "--output", str(tmp_path / "rep"), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert text.count(f"| features | {Path(features).name} |") == 2 and "Generated by `transferlab report" in text
+
+
+def test_failed_stage_keeps_results_and_resume_continues(tmp_path, tiny_distilbert, tiny_text_models, capsys):
+    out = tmp_path / "logs"
+    good = [f"features.encoder.model={tiny_distilbert}", "features.data.limit=40", "features.classifier.C_grid=[1.0]"]
+    good += ["finetune." + o for o in finetune_overrides(tiny_text_models["distilbert"], **{
+        "data.limit": 32, "training.epochs": 1, "training.eval_steps": 2})]
+    broken = good + [f"finetune.model={tmp_path}/no-such-model"]
+    code = main(["run", "--output-dir", str(out), "--stages", "features,finetune"] + broken)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith("error: stage finetune failed:") and "transferlab run --resume" in err
+    (run_dir,) = (out / "run").iterdir()
+    state = read_json(run_dir / "pipeline.json")
+    assert [s["status"] for s in state["stages"]] == ["completed", "failed"]
+    assert "no-such-model" in state["stages"][1]["error"]
+    report = (run_dir / "report.md").read_text()
+    assert "Stage finetune: failed" in report and "FAILED" in report and "--resume" in report
+    assert (Path(state["stages"][0]["run_dir"]) / "metrics.json").is_file()  # the finished stage stays
+
+    code = main(["run", "--resume", str(run_dir), f"finetune.model={tiny_text_models['distilbert']}"])
+    out_text = capsys.readouterr().out
+    assert code == 0, capsys.readouterr().err
+    assert "stage 1/2: features already completed" in out_text
+    state2 = read_json(run_dir / "pipeline.json")
+    assert [s["status"] for s in state2["stages"]] == ["completed", "completed"]
+    assert state2["stages"][0]["run_dir"] == state["stages"][0]["run_dir"]  # not recomputed
+    assert len(list((run_dir / "features").iterdir())) == 1
+    assert "Stage finetune: completed" in (run_dir / "report.md").read_text()
+
+
+def test_run_errors(tmp_path, capsys):
+    assert main(["run", "--output-dir", str(tmp_path), "featurs.data.limit=3"]) == 2
+    assert "names no stage section" in capsys.readouterr().err
+    assert main(["run", "--output-dir", str(tmp_path), "features.data.limt=3"]) == 2
+    assert "did you mean 'data.limit'" in capsys.readouterr().err
+    assert main(["run", "--resume", str(tmp_path)]) == 2
+    assert "not a `transferlab run` directory" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
