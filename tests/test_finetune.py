@@ -88,3 +88,14 @@ def test_lora_on_bert_trains_head_and_adapters_and_saves_both(tmp_path, tiny_tex
     # the merged model needs no peft: a bare pipeline loads it
     out = pipeline("text-classification", model=str(run_dir / "model"))("fine")
     assert out[0]["label"] in {"neg", "pos"}
+
+
+def test_wandb_offline_logs_one_run(tmp_path, tiny_text_models, monkeypatch):
+    for key in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_DIR", "WANDB_SILENT"):
+        monkeypatch.delenv(key, raising=False)  # restored afterwards: the run sets them
+    cfg = load_config(FinetuneConfig, "finetune", "offline", finetune_overrides(
+        tiny_text_models["distilbert"], **{"tracking.wandb": "offline", "data.limit": 32, "training.epochs": 1}))
+    run_dir = run_finetune(cfg, tmp_path, progress=False)
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    assert read_json(run_dir / "metrics.json")["timing"]["train"]["examples"] == 32

@@ -103,7 +103,11 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", resume: s
         train_seconds = time.perf_counter() - start
 
         # The best checkpoint (by validation accuracy) is loaded; every process predicts, one writes.
-        outputs = {split: trainer.predict(tokenized[split]) for split in ("validation", "test")}
+        outputs, timing = {}, {"train": {"seconds": round(train_seconds, 2), "examples": len(tokenized["train"])}}
+        for split in ("validation", "test"):
+            start = time.perf_counter()
+            outputs[split] = trainer.predict(tokenized[split])
+            timing[split] = {"seconds": round(time.perf_counter() - start, 2), "examples": len(tokenized[split])}
         predictions = {split: (np.asarray(data.splits[split]["label"]), logits_of(out).argmax(-1))
                        for split, out in outputs.items()}
         final_model = trainer.accelerator.unwrap_model(trainer.model)
@@ -116,6 +120,7 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", resume: s
                 metrics = write_results(run, tracker, predictions, labels, step=trainer.state.global_step)
             metrics.update(
                 training=training_record(trainer, result, train_seconds, len(tokenized["train"]), checkpoint),
+                timing=timing,
                 notes=data.notes,
                 model={"base": cfg.model, "architecture": model_config.model_type, "method": cfg.method,
                        "parameters": params, "max_length": cfg.max_length, "device": device,
