@@ -45,6 +45,7 @@ class LoraSettings:
     dropout: float = 0.1
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     towers: Literal["vision", "text", "both"] = "both"
+    layers: list[int] | None = None  # only these transformer block indices (null: all)
     train_projection: bool = False  # stand-in: also train the text->image map and the logit scale
     save_merged: bool = False  # also write the merged model folder
 
@@ -61,6 +62,7 @@ class TrainingConfig:
     loss: Literal["class_ce", "contrastive"] = "class_ce"
     cache_image_features: bool = True  # when the image tower is frozen, encode each image once
     logging_steps: int = 10
+    eval_steps: int | None = None  # evaluate (and keep the best) every N steps; null: every epoch
 
 
 @dataclass

@@ -8,6 +8,7 @@ embeddings recomputed with the current weights at every evaluation), report the 
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Sequence
@@ -36,16 +37,24 @@ def in_towers(name: str, prefixes: Sequence[str]) -> bool:
     return any(name.startswith(p + ".") for p in prefixes)
 
 
-def lora_targets(model: DualEncoder, target_modules: Sequence[str], towers: str) -> list[str]:
+def block_index(name: str) -> int | None:
+    """The transformer block a module sits in (``...layer.3.attention...`` / ``...layers.3...``)."""
+    match = re.search(r"\.layers?\.(\d+)\.", name)
+    return int(match.group(1)) if match else None
+
+
+def lora_targets(model: DualEncoder, target_modules: Sequence[str], towers: str,
+                 layers: Sequence[int] | None = None) -> list[str]:
     """Full names of the modules LoRA will adapt; a one-line error listing what exists if none match."""
     prefixes = tower_prefixes(model, towers)
     found = [name for name, module in model.named_modules()
              if in_towers(name, prefixes) and name.rsplit(".", 1)[-1] in target_modules
-             and isinstance(module, ADAPTABLE)]
+             and isinstance(module, ADAPTABLE) and (layers is None or block_index(name) in layers)]
     if not found:
         existing = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
                            if in_towers(name, prefixes) and isinstance(module, ADAPTABLE)})
-        raise TransferlabError(f"lora.target_modules {list(target_modules)} match no layer of the {towers} "
+        where = f" in blocks {list(layers)}" if layers is not None else ""
+        raise TransferlabError(f"lora.target_modules {list(target_modules)} match no layer{where} of the {towers} "
                                f"tower(s) of this model; its layers are named: {', '.join(existing)}")
     return found
 
@@ -154,6 +163,7 @@ def make_trainer(classifier: PromptClassifier, train_set, val_images, config, ru
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
             accuracy, _ = evaluate_accuracy(classifier, val_images, config)
+            best["last_evaluated"] = self.state.global_step
             metrics = {f"{metric_key_prefix}_accuracy": accuracy}
             if accuracy > best.get("accuracy", -1.0):
                 best.update(accuracy=accuracy, step=self.state.global_step, state=trainable_state(classifier))
@@ -170,7 +180,8 @@ def make_trainer(classifier: PromptClassifier, train_set, val_images, config, ru
     args = TrainingArguments(
         output_dir=str(run_dir / "trainer"), num_train_epochs=t.epochs, max_steps=t.max_steps,
         per_device_train_batch_size=t.batch_size, learning_rate=t.learning_rate, weight_decay=t.weight_decay,
-        warmup_steps=t.warmup_ratio, logging_steps=t.logging_steps, eval_strategy="epoch", save_strategy="no",
+        warmup_steps=t.warmup_ratio, logging_steps=t.logging_steps, save_strategy="no",
+        eval_strategy="steps" if t.eval_steps else "epoch", eval_steps=t.eval_steps,
         report_to=trainer_report_to(config.tracking), seed=config.seed, remove_unused_columns=False,
         label_names=["labels"], dataloader_num_workers=config.data.num_workers if t.cache_image_features else 0,
         bf16=precision == "bf16" and device_gpu, fp16=precision == "fp16" and device_gpu, disable_tqdm=True,
@@ -226,7 +237,7 @@ def run_lora(config, output_dir: str | Path) -> Path:
 
     set_seed(config.seed)
     data, model, prompt_sets = prepare(config)
-    targets = lora_targets(model, config.lora.target_modules, config.lora.towers)
+    targets = lora_targets(model, config.lora.target_modules, config.lora.towers, config.lora.layers)
     extra_trainable(model, config.lora)
     run = Run.create(output_dir, "lora", config.run_name, to_dict(config), default_name=config.model.name)
     configure_wandb_env(config.tracking, run.path)
@@ -271,7 +282,7 @@ def run_lora(config, output_dir: str | Path) -> Path:
         from transferlab.training.trainer import train
 
         train(trainer, None, "training.batch_size", run.path)
-        if best.get("step") != trainer.state.global_step:
+        if best.get("last_evaluated") != trainer.state.global_step:
             trainer.evaluate()  # the end of a max_steps run that stopped mid-epoch
         timings["train_s"] = round(time.perf_counter() - start, 1)
         classifier.load_state_dict(best["state"], strict=False)

@@ -14,21 +14,28 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y
 
     Ties go to the smaller C (the stronger regularisation), because the grid is walked in ascending order.
     """
+    import copy
+
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    scaler = StandardScaler().fit(train_x)
+    tx, vx = scaler.transform(train_x), scaler.transform(val_x)
+    # One model, C ascending, each fit warm-started from the last: strongly regularised fits converge
+    # fast and give the next one a good start (a large saving on 200 classes x 1,280 features).
+    clf = LogisticRegression(max_iter=max_iter, warm_start=True, random_state=seed)
     best, best_c, scores = None, None, {}
     for c in sorted(c_grid):
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter, random_state=seed))
+        clf.C = c
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(train_x, train_y)
-        scores[str(c)] = float((model.predict(val_x) == val_y).mean())
+            clf.fit(tx, train_y)
+        scores[str(c)] = float((clf.predict(vx) == val_y).mean())
         if best is None or scores[str(c)] > scores[str(best_c)]:
-            best, best_c = model, c
-    return best, best_c, scores
+            best, best_c = copy.deepcopy(clf), c
+    return make_pipeline(scaler, best), best_c, scores
 
 
 def probe_result(model, x: np.ndarray, y: np.ndarray) -> tuple:
