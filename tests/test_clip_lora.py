@@ -36,7 +36,7 @@ def overrides(clip_folder, tree, out):
 
 def lora_args(clip_folder, tree, out):
     return ["lora"] + overrides(clip_folder, tree, out) + [
-        "lora.towers=both", "lora.target_modules=[q_proj,v_proj]", "lora.train_projection=false",
+        "lora.towers=both", "lora.target_modules=[q_proj,v_proj]", "lora.train_projection=false", "lora.layers=null",
         "training.max_steps=1", "training.batch_size=4", "training.learning_rate=0.01", "probe.c_grid=[1.0]",
         "tracking.tensorboard=true"]
 
@@ -78,13 +78,15 @@ def test_lora_count_formula_for_the_paper_model():
     assert len(targets) == 48
     assert expected_lora_parameters(model, targets, 8) == 491_520  # clip-vit-base-patch16, r=8, both towers
     assert expected_lora_parameters(model, lora_targets(model, ["q_proj", "v_proj"], "text"), 8) == 196_608
+    last = lora_targets(model, ["q_proj", "v_proj"], "both", layers=[11])
+    assert len(last) == 4 and all(".layers.11." in name for name in last)
 
 
 @pytest.fixture
 def classifier(clip_folder):
     torch.manual_seed(0)
     model = HFDualEncoder.from_pretrained(str(clip_folder))
-    cfg = load_config(ClipConfig, "clip", "offline", ["lora.towers=text", "lora.target_modules=[q_proj,v_proj]",
+    cfg = load_config(ClipConfig, "clip", "offline", ["lora.towers=text", "lora.target_modules=[q_proj,v_proj]", "lora.layers=null",
                                                       "lora.train_projection=false"])
     apply_lora(model, cfg.lora, lora_targets(model, cfg.lora.target_modules, cfg.lora.towers))
     return PromptClassifier(model, prompts(["a photo of a {name}"], ["cat", "dog", "fish"], []), "class_ce"), cfg
