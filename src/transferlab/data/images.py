@@ -212,7 +212,7 @@ def class_texts(class_ids: Sequence[str], words: dict[str, str]) -> tuple[list[s
         elif cid in known:
             names.append(known[cid][0][0])
         else:
-            names.append(cid.replace("_", " "))
+            names.append(clean_name(cid))  # folder names, or a Hub ClassLabel's "name, synonym, ..."
         definitions.append(known[cid][1] if cid in known else None)
     return names, definitions
 
