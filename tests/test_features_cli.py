@@ -132,3 +132,10 @@ def test_help_explains_commands():
     proc = subprocess.run([sys.executable, "-m", "transferlab.cli", "features", "--help"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--config" in proc.stdout and "key=value" in proc.stdout
+
+
+def test_print_config_shows_resolved_values(capsys):
+    code, out, _ = run_cli(["features", "--print-config", "classifier.name=logreg", "--config", "paper"], capsys)
+    config = yaml.safe_load(out)
+    assert code == 0 and config["classifier"]["name"] == "logreg"
+    assert config["encoder"]["model"] == "distilbert-base-uncased" and config["source"] == "preset:paper"

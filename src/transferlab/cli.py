@@ -33,6 +33,7 @@ EXPERIMENTS = {
 
 EPILOG = """config overrides: any field as a dotted key=value, e.g.
   transferlab features classifier.name=logreg classifier.C_grid=[0.1,1,10] data.limit=500
+--print-config lists every key with its resolved value.
 Presets live in src/transferlab/configs/<preset>/; a YAML file may be given instead of a preset."""
 
 
@@ -46,6 +47,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="preset name (offline [default], paper) or a YAML file")
     parser.add_argument("--output-dir", default="logs", metavar="DIR",
                         help="where run directories go: DIR/<experiment>/<run-name>/ (default: logs)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (every key with its value) as YAML and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
 
 
@@ -75,6 +78,13 @@ def run_experiment(args: argparse.Namespace) -> Path:
 
     section, config_spec, runner_spec, _ = EXPERIMENTS[args.command]
     config = load_config(load_object(config_spec), section, args.config, args.overrides)
+    if args.print_config:
+        import yaml
+
+        from transferlab.config import to_dict
+
+        print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+        return None
     kwargs = {"resume": args.resume} if getattr(args, "resume", None) else {}
     return load_object(runner_spec)(config, args.output_dir, **kwargs)
 
