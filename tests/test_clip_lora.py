@@ -179,3 +179,21 @@ def test_data_errors_through_the_cli(setup, message, clip_folder, tmp_path, caps
     code = main(["zeroshot"] + overrides(clip_folder, tree, tmp_path / "out") + ["data.val_per_class=1"] + extra)
     assert code == 2 and message in error_line(capsys)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("preset", ["offline", "paper"])
+def test_presets_load(preset):
+    cfg = load_config(ClipConfig, "clip", preset)
+    assert cfg.source == f"preset:{preset}"
+    if preset == "paper":
+        assert cfg.model.name == "openai/clip-vit-base-patch16" and cfg.model.templates == ["a photo of a {name}"]
+        assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.towers) == (8, 32, 0.1, "both")
+        assert cfg.lora.target_modules == ["q_proj", "v_proj"]
+        assert (cfg.training.learning_rate, cfg.training.batch_size) == (2e-5, 16)
+    else:
+        assert cfg.model.name == "standin" and cfg.data.path is None
+
+
+def test_unknown_key_suggests(capsys):
+    assert main(["lora", "lora.alpa=4"]) == 2
+    assert "did you mean 'lora.alpha'" in capsys.readouterr().err
