@@ -80,8 +80,8 @@ def main() -> None:
         times = time_steps(model, optimizer, batches)
         tokens = statistics.mean(b["input_ids"].shape[1] for b in batches)
         results[name] = statistics.median(times)
-        print(f"{name:24s} {results[name]:7.3f} s/step  (mean padded length {tokens:5.1f})  "
-              f"~{results[name] * steps_per_epoch / 60:6.1f} min/epoch")
+        print(f"{name:24s} {results[name]:7.3f} s/step (min {min(times):.3f}, max {max(times):.3f}; mean padded "
+              f"length {tokens:5.1f})  ~{results[name] * steps_per_epoch / 60:6.1f} min/epoch")
     ours, lab = results.values()
     print(f"ratio (pad to {args.max_length} / dynamic): {lab / ours:.1f}x per step")
 
