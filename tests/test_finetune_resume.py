@@ -121,3 +121,36 @@ def test_resume_errors_when_there_is_nothing_to_resume(capsys, tmp_path, tiny_te
     code, err = run_cli(capsys, "--output-dir", str(tmp_path), *overrides, "--resume")
     assert code == 2 and f"run {crashed} has no checkpoint to resume from" in err
     assert not list(tmp_path.glob("finetune/*/metrics.json"))
+
+
+def test_lora_run_interrupted_in_process_resumes_to_the_same_result(tmp_path, tiny_text_models, monkeypatch):
+    from transferlab.config import load_config
+    from transferlab.experiments.finetune import FinetuneConfig, run_finetune
+    from transferlab.training.trainer import GuardedTrainer
+
+    overrides = finetune_overrides(tiny_text_models["bert"], method="lora", **{"training.epochs": 5,
+                                                                               "data.limit": 64})
+    cfg = lambda name: load_config(FinetuneConfig, "finetune", "offline", overrides + [f"run_name={name}"])  # noqa: E731
+    reference = run_finetune(cfg("reference"), tmp_path / "a", progress=False)
+
+    original = GuardedTrainer.compute_loss
+
+    def stop_at_step_10(self, model, inputs, *args, **kwargs):
+        if model.training and self.state.global_step == 10:
+            raise KeyboardInterrupt
+        return original(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(GuardedTrainer, "compute_loss", stop_at_step_10)
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(cfg("interrupted"), tmp_path / "b", progress=False)
+    monkeypatch.setattr(GuardedTrainer, "compute_loss", original)
+    resumed = run_finetune(cfg("interrupted"), tmp_path / "b", resume="latest", progress=False)
+
+    a, b = read_json(reference / "metrics.json"), read_json(resumed / "metrics.json")
+    assert b["training"]["resumed_from"].endswith("checkpoint-8")
+    assert a["validation"]["accuracy"] == b["validation"]["accuracy"] and a["test"]["f1"] == pytest.approx(b["test"]["f1"])
+    wa, wb = load_file(reference / "adapter" / "adapter_model.safetensors"), load_file(
+        resumed / "adapter" / "adapter_model.safetensors")
+    assert wa.keys() == wb.keys() and len(wa) > 0
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], rtol=1e-4, atol=1e-5)
