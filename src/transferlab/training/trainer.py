@@ -34,7 +34,11 @@ class GuardedTrainer(Trainer):
 def train(trainer: Trainer, resume_from: str | Path | None, hints: str, run_dir: Path):
     """``trainer.train`` with a crash turned into advice: which settings to lower, where the good checkpoint is."""
     try:
-        return trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        try:
+            return trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except BaseException:
+            close_progress_bars(trainer)  # so the error starts on a line of its own
+            raise
     except NonFiniteLoss as exc:
         good = latest_checkpoint(run_dir)
         kept = (f"the last good checkpoint is kept at {good} (resume with --resume {run_dir} after changing "
@@ -50,6 +54,18 @@ def train(trainer: Trainer, resume_from: str | Path | None, hints: str, run_dir:
             raise
         raise TransferlabError(f"out of memory on the accelerator: lower {hints}, or set "
                                f"training.gradient_checkpointing=true or method=lora") from None
+
+
+def close_progress_bars(trainer: Trainer) -> None:
+    from transformers.trainer_callback import ProgressCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, ProgressCallback):
+            for name in ("training_bar", "prediction_bar"):
+                bar = getattr(callback, name, None)
+                if bar is not None:
+                    bar.close()
+                    setattr(callback, name, None)
 
 
 def _fmt(value: float) -> str:
