@@ -146,3 +146,15 @@ def test_checkpoint_info_is_written_into_each_checkpoint(finetuned_run):
         info = json.loads((checkpoint / "transferlab.json").read_text())
         assert info["architecture"] == "distilbert" and info["method"] == "full"
         assert info["label_names"] == ["neg", "pos"]
+
+
+def test_incomplete_checkpoints_are_skipped(tmp_path):
+    for step, files in [(4, ["trainer_state.json", "transferlab.json"]), (8, ["trainer_state.json"]),
+                        (12, []), (16, ["transferlab.json"])]:
+        folder = tmp_path / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        for name in files:
+            (folder / name).write_text("{}")
+    (tmp_path / "checkpoints" / "checkpoint-x").mkdir()
+    assert [c.name for c in list_checkpoints(tmp_path)] == ["checkpoint-4"]
+    assert latest_checkpoint(tmp_path).name == "checkpoint-4" and latest_checkpoint(tmp_path / "none") is None

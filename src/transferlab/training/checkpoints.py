@@ -11,17 +11,19 @@ import yaml
 from transferlab.errors import TransferlabError
 
 CHECKPOINTS = "checkpoints"
+CHECKPOINT_INFO = "transferlab.json"  # what a checkpoint was trained from (see callbacks.CheckpointInfoCallback)
 # Settings that do not change what a run computes: a run with only these different is "the same config".
 IGNORED_KEYS = ("run_name", "source", "tracking", "resolved", "environment")
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints (with ``trainer_state.json``), oldest step first."""
+    """Complete checkpoints, oldest step first: with the Trainer's state and transferlab's info file, which
+    is written last (a process killed while saving leaves an incomplete folder, skipped here)."""
     folder = Path(run_dir) / CHECKPOINTS
     found = []
     for path in folder.glob("checkpoint-*") if folder.is_dir() else []:
         match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-        if match and (path / "trainer_state.json").is_file():
+        if match and (path / "trainer_state.json").is_file() and (path / CHECKPOINT_INFO).is_file():
             found.append((int(match.group(1)), path))
     return [path for _, path in sorted(found)]
 
@@ -82,9 +84,6 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b:
             out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return out
-
-
-CHECKPOINT_INFO = "transferlab.json"
 
 
 def checkpoint_info(checkpoint: Path) -> dict:
