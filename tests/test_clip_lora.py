@@ -80,6 +80,7 @@ def test_lora_count_formula_for_the_paper_model():
     assert expected_lora_parameters(model, lora_targets(model, ["q_proj", "v_proj"], "text"), 8) == 196_608
     last = lora_targets(model, ["q_proj", "v_proj"], "both", layers=[11])
     assert len(last) == 4 and all(".layers.11." in name for name in last)
+    assert lora_targets(model, ["q_proj", "v_proj"], "both", layers=[-1]) == last  # counted from the end
 
 
 @pytest.fixture

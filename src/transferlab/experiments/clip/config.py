@@ -45,7 +45,7 @@ class LoraSettings:
     dropout: float = 0.1
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     towers: Literal["vision", "text", "both"] = "both"
-    layers: list[int] | None = None  # only these transformer block indices (null: all)
+    layers: list[int] | None = None  # only these block indices of each tower, -1 = the last (null: all)
     train_projection: bool = False  # stand-in: also train the text->image map and the logit scale
     save_merged: bool = False  # also write the merged model folder
 

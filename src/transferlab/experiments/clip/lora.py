@@ -43,13 +43,24 @@ def block_index(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def tower_blocks(model: nn.Module, prefix: str, layers: Sequence[int] | None) -> set[int] | None:
+    """Block indices of one tower that ``layers`` names; negative indices count from the tower's end."""
+    if layers is None:
+        return None
+    indices = [block_index(n) for n, _ in model.named_modules() if n.startswith(prefix + ".")]
+    n_blocks = max((i for i in indices if i is not None), default=-1) + 1
+    return {i + n_blocks if i < 0 else i for i in layers}
+
+
 def lora_targets(model: DualEncoder, target_modules: Sequence[str], towers: str,
                  layers: Sequence[int] | None = None) -> list[str]:
     """Full names of the modules LoRA will adapt; a one-line error listing what exists if none match."""
     prefixes = tower_prefixes(model, towers)
+    blocks = {p: tower_blocks(model, p, layers) for p in prefixes}
     found = [name for name, module in model.named_modules()
-             if in_towers(name, prefixes) and name.rsplit(".", 1)[-1] in target_modules
-             and isinstance(module, ADAPTABLE) and (layers is None or block_index(name) in layers)]
+             if name.rsplit(".", 1)[-1] in target_modules and isinstance(module, ADAPTABLE)
+             and any(name.startswith(p + ".") and (blocks[p] is None or block_index(name) in blocks[p])
+                     for p in prefixes)]
     if not found:
         existing = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
                            if in_towers(name, prefixes) and isinstance(module, ADAPTABLE)})
