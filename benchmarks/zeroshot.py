@@ -43,6 +43,33 @@ def our_way(model, dataset, prompt_sets, batch_size: int) -> np.ndarray:
         return model.logits(embeds, classes).argmax(-1).numpy()
 
 
+def bench(model_name: str = "standin", data: str | None = None, images: int = 100, batch_size: int = 128,
+          template: str = "a photo of a {name}, {definition}") -> dict:
+    """Both ways on the same model and the first ``images`` test images; throughput, accuracy, agreement."""
+    from transferlab.data.images import DEMO_PATH, load_folder, open_rgb
+    from transferlab.experiments.clip.config import ModelConfig
+    from transferlab.models.dual_encoder import load_dual_encoder, prompts
+
+    dataset = load_folder(data or DEMO_PATH, val_per_class=1)
+    model = load_dual_encoder(ModelConfig(name=model_name), dataset.class_ids, dataset.class_names).eval()
+    subset = dataset.test.select(range(min(images, len(dataset.test))))
+    prompt_sets = prompts([template], dataset.class_names, dataset.definitions)
+
+    start = time.perf_counter()
+    ours = our_way(model, subset, prompt_sets, batch_size)
+    ours_s = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded = [open_rgb(x) for x in subset["image"]]  # decoding counted in the lab's time too
+    lab = lab_way(model, decoded, prompt_sets[0])
+    lab_s = time.perf_counter() - start
+    labels = np.asarray(subset["label"])
+    return {"model": model_name, "classes": len(dataset.class_names), "images": len(subset),
+            "threads": torch.get_num_threads(), "lab_images_per_s": len(subset) / lab_s,
+            "ours_images_per_s": len(subset) / ours_s, "ratio": lab_s / ours_s,
+            "lab_top1": float(np.mean(lab == labels)), "ours_top1": float(np.mean(ours == labels)),
+            "agreement": float(np.mean(ours == lab))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="standin", help="standin (default), a model folder or a CLIP Hub id")
@@ -51,31 +78,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--template", default="a photo of a {name}, {definition}")
     args = parser.parse_args()
-
-    from transferlab.data.images import DEMO_PATH, load_folder, open_rgb
-    from transferlab.experiments.clip.config import ModelConfig
-    from transferlab.models.dual_encoder import load_dual_encoder, prompts
-
-    data = load_folder(args.data or DEMO_PATH, val_per_class=1)
-    model = load_dual_encoder(ModelConfig(name=args.model), data.class_ids, data.class_names).eval()
-    subset = data.test.select(range(min(args.images, len(data.test))))
-    prompt_sets = prompts([args.template], data.class_names, data.definitions)
-    print(f"model {args.model}, {len(data.class_names)} classes, {len(subset)} images, "
-          f"torch threads {torch.get_num_threads()}")
-
-    start = time.perf_counter()
-    ours = our_way(model, subset, prompt_sets, args.batch_size)
-    ours_s = time.perf_counter() - start
-    start = time.perf_counter()
-    images = [open_rgb(x) for x in subset["image"]]  # decoding counted in the lab's time too
-    lab = lab_way(model, images, prompt_sets[0])
-    lab_s = time.perf_counter() - start
-
-    labels = np.asarray(subset["label"])
-    print(f"lab's way: {len(subset) / lab_s:8.1f} images/s  (top-1 {np.mean(lab == labels):.3f})")
-    print(f"ours:      {len(subset) / ours_s:8.1f} images/s  (top-1 {np.mean(ours == labels):.3f}; "
-          f"predictions agree on {np.mean(ours == lab):.1%})")
-    print(f"speed-up:  {lab_s / ours_s:.1f}x")
+    r = bench(args.model, args.data, args.images, args.batch_size, args.template)
+    print(f"model {r['model']}, {r['classes']} classes, {r['images']} images, torch threads {r['threads']}")
+    print(f"lab's way: {r['lab_images_per_s']:8.1f} images/s  (top-1 {r['lab_top1']:.3f})")
+    print(f"ours:      {r['ours_images_per_s']:8.1f} images/s  (top-1 {r['ours_top1']:.3f}; "
+          f"predictions agree on {r['agreement']:.1%})")
+    print(f"speed-up:  {r['ratio']:.1f}x")
 
 
 if __name__ == "__main__":

@@ -116,3 +116,19 @@ def finetuned_run(tmp_path_factory, tiny_text_models) -> Path:
     cfg = load_config(FinetuneConfig, "finetune", "offline",
                       finetune_overrides(tiny_text_models["distilbert"], run_name="reference"))
     return run_finetune(cfg, out, progress=False)
+
+
+@pytest.fixture(scope="session")
+def clip_folder(tmp_path_factory) -> Path:
+    """A tiny random CLIPModel with its processor, saved (see clip_fixtures.tiny_clip)."""
+    from clip_fixtures import tiny_clip
+
+    return tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def tree(tmp_path_factory) -> Path:
+    """A generated Tiny ImageNet folder: 3 classes, 6 train and 2 val images each (read-only for tests)."""
+    from clip_fixtures import tiny_imagenet_tree
+
+    return tiny_imagenet_tree(tmp_path_factory.mktemp("data") / "tiny", n_train=6, n_val=2)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clip_fixtures import tiny_clip, tiny_imagenet_tree
+from clip_fixtures import tiny_imagenet_tree
 from transferlab.cli import main
 from transferlab.config import load_config
 from transferlab.errors import TransferlabError
@@ -19,14 +19,6 @@ from transferlab.models.clip_hf import HFDualEncoder
 from transferlab.models.dual_encoder import prompts
 
 
-@pytest.fixture(scope="module")
-def clip_folder(tmp_path_factory) -> Path:
-    return tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    return tiny_imagenet_tree(tmp_path_factory.mktemp("data") / "tiny", n_train=6, n_val=2)
 
 
 def overrides(clip_folder, tree, out):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from clip_fixtures import tiny_clip, tiny_imagenet_tree
 from conftest import finetune_overrides
 from transferlab.cli import main
 from transferlab.runs import read_json
@@ -42,14 +41,6 @@ def stage_args(tiny_distilbert, tiny_text_models, clip_folder, tree) -> list[str
     return features + finetune + clip
 
 
-@pytest.fixture(scope="module")
-def clip_folder(tmp_path_factory) -> Path:
-    return tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    return tiny_imagenet_tree(tmp_path_factory.mktemp("data") / "tiny", n_train=6, n_val=2)
 
 
 @pytest.fixture(scope="module")
