@@ -28,8 +28,9 @@ def test_two_process_run_agrees_and_writes_outputs_once(tmp_path, tiny_text_mode
     overrides = finetune_overrides(tiny_text_models["distilbert"], **{
         "data.limit": 64, "training.epochs": 2, "training.batch_size": 8, "training.eval_steps": 2})
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                           f"--master_port={free_port()}", "-m", "transferlab.cli", "finetune", "--output-dir", str(tmp_path),
-                           *overrides], env=env, capture_output=True, text=True, timeout=180)
+                           f"--master_port={free_port()}", "-m", "transferlab.cli", "finetune",
+                           "--output-dir", str(tmp_path), *overrides],
+                          env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     reports = dict(re.findall(r"process (\d): (.*)", proc.stdout))
     assert set(reports) == {"0", "1"} and reports["0"] == reports["1"], reports  # same metrics, same weights

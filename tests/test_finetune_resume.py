@@ -130,7 +130,9 @@ def test_lora_run_interrupted_in_process_resumes_to_the_same_result(tmp_path, ti
 
     overrides = finetune_overrides(tiny_text_models["bert"], method="lora", **{"training.epochs": 5,
                                                                                "data.limit": 64})
-    cfg = lambda name: load_config(FinetuneConfig, "finetune", "offline", overrides + [f"run_name={name}"])  # noqa: E731
+    def cfg(name: str) -> FinetuneConfig:
+        return load_config(FinetuneConfig, "finetune", "offline", overrides + [f"run_name={name}"])
+
     reference = run_finetune(cfg("reference"), tmp_path / "a", progress=False)
 
     original = GuardedTrainer.compute_loss
@@ -148,7 +150,8 @@ def test_lora_run_interrupted_in_process_resumes_to_the_same_result(tmp_path, ti
 
     a, b = read_json(reference / "metrics.json"), read_json(resumed / "metrics.json")
     assert b["training"]["resumed_from"].endswith("checkpoint-8")
-    assert a["validation"]["accuracy"] == b["validation"]["accuracy"] and a["test"]["f1"] == pytest.approx(b["test"]["f1"])
+    assert a["validation"]["accuracy"] == b["validation"]["accuracy"]
+    assert a["test"]["f1"] == pytest.approx(b["test"]["f1"])
     wa, wb = load_file(reference / "adapter" / "adapter_model.safetensors"), load_file(
         resumed / "adapter" / "adapter_model.safetensors")
     assert wa.keys() == wb.keys() and len(wa) > 0

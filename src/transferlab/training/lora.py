@@ -46,8 +46,9 @@ def apply_lora(model: nn.Module, settings: LoraSettings):
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [t for t in targets if t not in names]
     if missing:
+        examples = LORA_TARGETS.get(model_type) or sorted(names)[:12]
         raise TransferlabError(f"lora.target_modules {missing} not found in this {model_type} model: choose "
-                               f"among its layers, e.g. {default_targets(model_type) if model_type in LORA_TARGETS else sorted(names)[:12]}")
+                               f"among its layers, e.g. {examples}")
     head = settings.head_modules or [m for m in HEAD_MODULES.get(model_type, DEFAULT_HEAD) if m in names]
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=settings.r, lora_alpha=settings.alpha,
                         lora_dropout=settings.dropout, target_modules=targets, modules_to_save=head)
