@@ -70,7 +70,7 @@ def text_tokenizer(folder: Path, sentences: list[str]):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(counts, key=lambda w: -counts[w])[:30000]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    return DistilBertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    return DistilBertTokenizerFast(vocab=str(folder / "vocab.txt"))  # transformers 5 ignores vocab_file=
 
 
 def bert_flops(cfg, lengths) -> float:

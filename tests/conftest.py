@@ -39,20 +39,9 @@ def rt_data():
 
 
 @pytest.fixture(scope="session")
-def tiny_distilbert(tmp_path_factory, rt_data) -> Path:
+def tiny_distilbert(tiny_text_models) -> Path:
     """A 2-layer, 32-dim DistilBERT with a word-level vocabulary from the real training texts."""
-    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-distilbert")
-    vocab = build_vocab(rt_data["train"]["text"][:2000] + rt_data["train"]["text"][-2000:])
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = DistilBertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    torch.manual_seed(0)
-    config = DistilBertConfig(vocab_size=len(vocab), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                              max_position_embeddings=128)
-    DistilBertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return tiny_text_models["distilbert"]
 
 
 def make_csv(path: Path, rows: list[dict]) -> Path:

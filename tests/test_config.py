@@ -57,3 +57,14 @@ def test_unknown_preset_and_missing_file():
 
 def test_parse_overrides_nests():
     assert parse_overrides(["a.b=1", "a.c=x", "d=[1,2]"]) == {"a": {"b": 1, "c": "x"}, "d": [1, 2]}
+
+
+def test_exponent_floats_and_resume_before_overrides(tmp_path):
+    from transferlab.cli import build_parser, run_experiment
+    from transferlab.experiments.finetune.config import FinetuneConfig
+
+    cfg = load_config(FinetuneConfig, "finetune", None, ["training.learning_rate=1e-3"])
+    assert cfg.training.learning_rate == 0.001
+    args = build_parser().parse_args(["finetune", "--resume", "training.epochs=2", "--print-config"])
+    assert run_experiment(args) is None  # --print-config: nothing runs
+    assert args.resume == "latest" and args.overrides == ["training.epochs=2"]

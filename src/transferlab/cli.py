@@ -77,6 +77,10 @@ def run_experiment(args: argparse.Namespace) -> Path:
     from transferlab.config import load_config
 
     section, config_spec, runner_spec, _ = EXPERIMENTS[args.command]
+    resume = getattr(args, "resume", None)
+    if resume and "=" in resume and not Path(resume).exists():  # `--resume key=value`: the value is an override
+        args.overrides.insert(0, resume)
+        args.resume = "latest"
     config = load_config(load_object(config_spec), section, args.config, args.overrides)
     if args.print_config:
         import yaml

@@ -100,8 +100,11 @@ class Tracker:
             self.writer.close()
             self.writer = None
         if self.wandb_run is not None:
+            import wandb
+
             self.wandb_run.finish()
             self.wandb_run = None
+            wandb.teardown()  # the next run in this process re-reads WANDB_DIR/WANDB_MODE instead of stale settings
 
     def __enter__(self) -> "Tracker":
         return self

