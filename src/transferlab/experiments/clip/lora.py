@@ -166,6 +166,7 @@ def make_trainer(classifier: PromptClassifier, train_set, val_images, config, ru
     from transformers import TrainingArguments
 
     from transferlab.tracking.tracker import trainer_report_to
+    from transferlab.training.arguments import resolve_precision
     from transferlab.training.callbacks import use_tensorboard_dir
     from transferlab.training.trainer import GuardedTrainer
 
@@ -185,9 +186,7 @@ def make_trainer(classifier: PromptClassifier, train_set, val_images, config, ru
 
     t = config.training
     device_gpu = torch.cuda.is_available()
-    precision = config.model.precision
-    if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device_gpu else "fp32"
+    precision = resolve_precision(config.model.precision, "cuda" if device_gpu else "cpu")
     args = TrainingArguments(
         output_dir=str(run_dir / "trainer"), num_train_epochs=t.epochs, max_steps=t.max_steps,
         per_device_train_batch_size=t.batch_size, learning_rate=t.learning_rate, weight_decay=t.weight_decay,
@@ -293,6 +292,8 @@ def run_lora(config, output_dir: str | Path) -> Path:
         from transferlab.training.trainer import train
 
         train(trainer, None, "training.batch_size", run.path)
+        if (run.path / "trainer").is_dir() and not any((run.path / "trainer").iterdir()):
+            (run.path / "trainer").rmdir()  # the Trainer's output_dir: nothing is saved there (save_strategy="no")
         if best.get("last_evaluated") != trainer.state.global_step:
             trainer.evaluate()  # the end of a max_steps run that stopped mid-epoch
         timings["train_s"] = round(time.perf_counter() - start, 1)
