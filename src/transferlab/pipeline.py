@@ -45,14 +45,14 @@ def stage_table() -> dict[str, tuple[str, str, str]]:
 def split_overrides(pairs: list[str], stages: list[str]) -> tuple[dict[str, dict], str | None]:
     """Per-section override trees, and a top-level run_name if given."""
     table = stage_table()
-    sections = {table[s][0] for s in stages}
+    known = sorted({section for section, _, _ in table.values()})
     tree = parse_overrides(pairs)
     run_name = tree.pop("run_name", None)
     for key in tree:
-        if key not in {t[0] for t in table.values()}:
+        if key not in known:
             raise TransferlabError(f"override {key!r}... names no stage section: prefix overrides with one of "
-                                   f"{', '.join(sorted({t[0] for t in table.values()}))} (e.g. features.data.limit=200)")
-    return {s: tree.get(s, {}) for s in sections}, run_name
+                                   f"{', '.join(known)} (e.g. features.data.limit=200)")
+    return {table[s][0]: tree.get(table[s][0], {}) for s in stages}, run_name
 
 
 def load_stage_configs(spec: str | None, pairs: list[str], stages: list[str]) -> tuple[dict, str | None]:

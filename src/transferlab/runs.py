@@ -141,14 +141,21 @@ class Run:
         return path
 
 
-def load_run(path: str | Path) -> tuple[dict, dict]:
-    """The resolved config and metrics of a finished run directory, or a one-line error."""
+def read_run(path: str | Path) -> tuple[dict, dict, dict]:
+    """(config, metrics, status) of a run directory, finished or not; ``{}`` for a file not written yet."""
     path = Path(path)
     if not (path / "config.yaml").is_file():
         raise TransferlabError(f"{path} is not a transferlab run directory (no config.yaml): "
                                f"pass a folder printed by a transferlab command")
-    if not (path / "metrics.json").is_file():
-        status = read_json(path / "status.json") if (path / "status.json").is_file() else {}
+    status = read_json(path / "status.json") if (path / "status.json").is_file() else {}
+    metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+    return yaml.safe_load((path / "config.yaml").read_text()) or {}, metrics, status
+
+
+def load_run(path: str | Path) -> tuple[dict, dict]:
+    """The resolved config and metrics of a finished run directory, or a one-line error."""
+    config, metrics, status = read_run(path)
+    if not metrics:
         raise TransferlabError(f"run {path} has no results (status: {status.get('status', 'unknown')}"
                                + (f", {status['error']}" if status.get("error") else "") + "): rerun or resume it")
-    return yaml.safe_load((path / "config.yaml").read_text()), read_json(path / "metrics.json")
+    return config, metrics

@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from transferlab.errors import TransferlabError
-from transferlab.runs import read_json
+from transferlab.runs import read_run
 
 # The reference lab's reported numbers, per experiment: (what it ran, {metric: value}).
 REFERENCE = {
@@ -78,11 +75,6 @@ def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
 
 def load_record(path: str | Path) -> RunRecord:
     path = Path(path)
-    if not (path / "config.yaml").is_file():
-        raise TransferlabError(f"{path} is not a transferlab run directory (no config.yaml): "
-                               f"pass folders printed by transferlab commands")
-    status = read_json(path / "status.json") if (path / "status.json").is_file() else {}
-    metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
-    config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    config, metrics, status = read_run(path)
     scalars = read_scalars(path / "tensorboard") if (path / "tensorboard").is_dir() else {}
     return RunRecord(path, path.parent.name, config, metrics, status, scalars)
