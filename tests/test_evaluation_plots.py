@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from transferlab.reporting.confusions import plot_top_confusions, top_confusions
+from transferlab.evaluation.plots import plot_top_confusions, top_confusions
 
 
 def test_top_confusions_orders_off_diagonal_cells():

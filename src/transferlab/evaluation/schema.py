@@ -1,0 +1,97 @@
+"""The one shape of ``metrics.json``, for every experiment. The report and ``predict`` read it as is.
+
+.. code-block:: text
+
+    {
+      "schema_version": 1,
+      "experiment": "lora",                      # the registry name of the experiment
+      "model": {"name": "...", ...},             # the model actually used (name required)
+      "primary": "lora",                         # the method that is this run's headline result
+      "methods": {                               # one entry per evaluated method
+        "zero_shot": {"validation": SPLIT, "test": SPLIT},
+        "linear_probe": {...}, "lora": {...}
+      },
+      "n_classes": 200,
+      "n_examples": {"train": 19000, "validation": 1000, "test": 10000},
+      "parameters": {"total": ..., "trainable": ..., ...},   # {} where nothing is trained
+      "timings": {"encode_s": 12.3, ...},        # wall seconds per phase
+      "details": {...},                          # the experiment's own records (C search, history, ...)
+      "notes": ["..."]
+    }
+
+``SPLIT`` is what :func:`transferlab.evaluation.metrics.classification_metrics` returns: ``accuracy``,
+macro ``precision`` / ``recall`` / ``f1``, ``n_examples``, optional ``top{k}_accuracy``, ``per_class``.
+Method names in use: ``features``, ``finetune``, ``zero_shot``, ``linear_probe``, ``lora``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from transferlab.errors import TransferlabError
+
+SCHEMA_VERSION = 1
+SPLITS = ("validation", "test")
+
+
+@dataclass
+class RunMetrics:
+    experiment: str
+    model: dict[str, Any]
+    primary: str
+    methods: dict[str, dict[str, dict]]
+    n_classes: int
+    n_examples: dict[str, int]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self, source: str = "metrics") -> None:
+        """Raise a one-line error naming what is wrong with this record."""
+        if self.schema_version != SCHEMA_VERSION:
+            raise TransferlabError(f"{source} has schema_version {self.schema_version!r}, this transferlab reads "
+                                   f"{SCHEMA_VERSION}: rerun the experiment with this version")
+        if not isinstance(self.model, dict) or not self.model.get("name"):
+            raise TransferlabError(f"{source}: 'model' must be a mapping with a 'name'")
+        if not isinstance(self.methods, dict) or self.primary not in self.methods:
+            raise TransferlabError(f"{source}: primary method {self.primary!r} is not among its methods "
+                                   f"{sorted(self.methods) if isinstance(self.methods, dict) else self.methods!r}")
+        for name, result in self.methods.items():
+            for split in SPLITS:
+                if not isinstance(result, dict) or not isinstance(result.get(split), dict) \
+                        or not isinstance(result[split].get("accuracy"), (int, float)):
+                    raise TransferlabError(f"{source}: method {name!r} has no {split} accuracy")
+
+    @property
+    def result(self) -> dict[str, dict]:
+        """The primary method's ``{"validation": ..., "test": ...}``."""
+        return self.methods[self.primary]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "metrics.json") -> "RunMetrics":
+        """A checked record, or a one-line error naming the file and what is missing or malformed."""
+        if not isinstance(data, dict):
+            raise TransferlabError(f"{source} must hold a JSON object, not {type(data).__name__}: "
+                                   f"rerun the experiment to rewrite it")
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        missing = sorted(required - set(data))
+        if missing:
+            raise TransferlabError(f"{source} lacks {', '.join(missing)}: it was not written by this transferlab "
+                                   f"version (or was edited); rerun the experiment")
+        record = cls.__new__(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            setattr(record, f.name, data.get(f.name, default))
+        record.check(source)
+        return record

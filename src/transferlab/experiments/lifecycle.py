@@ -1,0 +1,148 @@
+"""The one run lifecycle every experiment goes through.
+
+``with open_run(...) as ctx:`` seeds every generator, creates the run directory (or reopens it for a
+resume) from the main process only, tells the other processes of a ``torchrun`` / ``accelerate
+launch`` job its path, turns SIGTERM into an interruption, opens the tracker, and on the way out
+records ``completed``, or ``failed`` with the reason for any exception, Ctrl-C or SIGTERM. The
+exception then carries the run directory as ``exc.run_dir``, so a caller (the pipeline) learns it
+from the run itself. Other processes compute but never write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from transferlab.config import TrackingConfig
+from transferlab.errors import TransferlabError
+from transferlab.evaluation.schema import RunMetrics
+from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Run
+from transferlab.tracking.tracker import Tracker
+from transferlab.training import checkpoints as ckpt
+from transferlab.training.distributed import broadcast, state
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run is marked failed and stops cleanly."""
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside: SIGTERM raises ``Terminated`` (a KeyboardInterrupt), so the run records it and stops cleanly."""
+    def handler(signum, frame):
+        raise Terminated("terminated by SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass
+class RunContext:
+    """What a runner needs inside the lifecycle. ``tracker`` and ``run`` are ``None`` on non-main processes."""
+
+    path: Path
+    run: Run | None
+    tracker: Tracker | None
+    process_index: int = 0
+    num_processes: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.run is not None
+
+    def save_metrics(self, metrics: RunMetrics) -> None:
+        """Write ``metrics.json`` (main process only): the last file of a finished run."""
+        if self.run is not None:
+            self.run.save_metrics(metrics.to_dict())
+
+
+def check_resume_config(run_dir: Path, resolved: dict) -> None:
+    """Refuse a resume whose settings differ from the run's recorded ones: it would record one thing and do
+    another. Only names, sources, tracking and the environment may differ."""
+    old = ckpt.comparable(ckpt.read_run_config(run_dir))
+    changed = ckpt.config_differences(old, ckpt.comparable(resolved))
+    if changed:
+        raise TransferlabError(f"--resume {run_dir}: these settings differ from the run's config.yaml: "
+                               f"{'; '.join(changed)}. Resume with the recorded settings (drop those overrides), "
+                               f"or start a new run")
+
+
+def create_or_reopen(proc, experiment: str, output_dir, run_name: str | None, resolved: dict,
+                     default_name: str, resume_dir: Path | None) -> Run | None:
+    """The main process creates (or reopens) the run directory; the others learn its path."""
+    message = None
+    if proc.is_main_process:
+        try:
+            if resume_dir is not None:
+                run = Run(Path(resume_dir), experiment)
+                run.set_status(RUNNING, resumed=True)
+            else:
+                run = Run.create(output_dir, experiment, run_name, resolved, default_name=default_name)
+            message = ("ok", str(run.path))
+        except TransferlabError as exc:
+            message = ("error", str(exc))
+    status, value = broadcast(message)
+    if status == "error":
+        raise TransferlabError(value)
+    return Run(Path(value), experiment) if proc.is_main_process else Path(value)
+
+
+@contextlib.contextmanager
+def open_run(experiment: str, *, seed: int, output_dir: str | Path, run_name: str | None, resolved: dict,
+             tracking: TrackingConfig, default_name: str = "", resume_dir: Path | None = None,
+             cpu: bool = True) -> Iterator[RunContext]:
+    """The run lifecycle (see the module doc). ``cpu`` must match the Trainer's ``use_cpu`` under torchrun."""
+    set_seed(seed)
+    proc = state(cpu=cpu)
+    if resume_dir is not None:
+        check_resume_config(Path(resume_dir), resolved)
+    opened = create_or_reopen(proc, experiment, output_dir, run_name, resolved, default_name, resume_dir)
+    run = opened if isinstance(opened, Run) else None
+    path = run.path if run else opened
+    if run:
+        print(f"run directory: {path}", flush=True)
+    start = time.perf_counter()
+    try:
+        with sigterm_as_interrupt(), (Tracker(path, tracking, resolved) if run else contextlib.nullcontext()) as tr:
+            yield RunContext(path, run, tr, proc.process_index, proc.num_processes)
+    except BaseException as exc:
+        if run:
+            record_failure(run, exc, time.perf_counter() - start)
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.run_dir = path
+        raise
+    if run:
+        run.set_status(COMPLETED, elapsed_s=round(time.perf_counter() - start, 2))
+    proc.wait_for_everyone()
+
+
+def record_failure(run: Run, exc: BaseException, seconds: float) -> None:
+    """``failed`` with the reason; never lets a second error (a full disk) hide the first."""
+    reason = str(exc) or exc.__class__.__name__
+    try:
+        run.set_status(FAILED, error=f"{exc.__class__.__name__}: {reason}", elapsed_s=round(seconds, 2))
+    except OSError:
+        with contextlib.suppress(OSError):  # the shortest write that still says so
+            (run.path / "status.json").write_text('{"status": "failed", "error": "disk full or unwritable"}\n')
