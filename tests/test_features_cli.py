@@ -51,11 +51,11 @@ def test_end_to_end_run_directory(base_args, capsys, tmp_path):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     for split in ("validation", "test"):
-        m = metrics[split]
+        m = metrics["methods"]["features"][split]
         assert m["n_examples"] == 60
         assert {"accuracy", "precision", "recall", "f1", "per_class"} <= set(m)
         assert set(m["per_class"]) == {"neg", "pos"} and 0 <= m["accuracy"] <= 1
-    assert metrics["selection"]["grid_C"] == [0.1, 1.0, 10.0]
+    assert metrics["details"]["selection"]["grid_C"] == [0.1, 1.0, 10.0]
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["encoder"]["pooling"] == "cls" and config["seed"] == 0
     assert "transformers" in config["environment"]["packages"] and "git_commit" in config["environment"]
@@ -63,8 +63,8 @@ def test_end_to_end_run_directory(base_args, capsys, tmp_path):
     bundle = joblib.load(run / "classifier.joblib")  # the fitted classifier reloads
     assert bundle["label_names"] == ["neg", "pos"] and hasattr(bundle["pipeline"], "predict")
     tags = event_tags(run / "tensorboard")
-    assert tags["test/accuracy"] == [0] and tags["validation/f1"] == [0]  # each logged exactly once
-    assert tags["test/confusion_matrix"] == [0]
+    assert tags["features/test/accuracy"] == [0] and tags["features/validation/f1"] == [0]  # each logged exactly once
+    assert tags["features/test/confusion_matrix"] == [0]
     assert tags["selection/validation_accuracy"] == [0, 1, 2]  # one point per C, in grid order
 
 
@@ -75,7 +75,7 @@ def test_second_identical_run_hits_the_cache(base_args, capsys, tmp_path):
     assert out1.count("encoded in") == 3 and out2.count("from cache") == 3
     m1 = json.loads((Path(out1.strip().splitlines()[-1]) / "metrics.json").read_text())
     m2 = json.loads((Path(out2.strip().splitlines()[-1]) / "metrics.json").read_text())
-    assert m1["test"] == m2["test"]
+    assert m1["methods"] == m2["methods"]
     _, out3, _ = run_cli(base_args + ["encoder.pooling=mean"], capsys)  # a changed setting misses
     assert out3.count("encoded in") == 3
 

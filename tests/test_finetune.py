@@ -11,7 +11,7 @@ from conftest import finetune_overrides
 
 from transferlab.config import load_config
 from transferlab.experiments.finetune import FinetuneConfig, run_finetune
-from transferlab.runs import read_json
+from transferlab.tracking.rundir import read_json
 
 
 def events(run_dir: Path) -> list[tuple[str, int, float]]:
@@ -30,17 +30,17 @@ def events(run_dir: Path) -> list[tuple[str, int, float]]:
 
 def test_training_lowers_the_loss_and_writes_experiment_1_outputs(finetuned_run):
     metrics = read_json(finetuned_run / "metrics.json")
-    losses = [h["loss"] for h in metrics["training"]["history"] if "loss" in h]
+    losses = [h["loss"] for h in metrics["details"]["training"]["history"] if "loss" in h]
     assert len(losses) >= 15
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.1, losses
     for split in ("validation", "test"):
-        assert {"accuracy", "precision", "recall", "f1", "per_class", "n_examples"} <= set(metrics[split])
-        assert metrics[split]["n_examples"] == 128
-        assert set(metrics[split]["per_class"]) == {"neg", "pos"}
-    assert metrics["training"]["global_step"] == 40
+        assert {"accuracy", "precision", "recall", "f1", "per_class", "n_examples"} <= set(metrics["methods"]["finetune"][split])
+        assert metrics["methods"]["finetune"][split]["n_examples"] == 128
+        assert set(metrics["methods"]["finetune"][split]["per_class"]) == {"neg", "pos"}
+    assert metrics["details"]["training"]["global_step"] == 40
     # the best checkpoint by validation accuracy is the model that was scored
-    assert metrics["validation"]["accuracy"] == pytest.approx(metrics["training"]["best_validation_accuracy"])
-    assert metrics["model"]["parameters"]["trainable"] == metrics["model"]["parameters"]["total"]
+    assert metrics["methods"]["finetune"]["validation"]["accuracy"] == pytest.approx(metrics["details"]["training"]["best_validation_accuracy"])
+    assert metrics["parameters"]["trainable"] == metrics["parameters"]["total"]
     for name in ("classification_report.txt", "confusion_matrix.png", "config.yaml"):
         assert (finetuned_run / name).is_file()
     assert read_json(finetuned_run / "status.json")["status"] == "completed"
@@ -51,7 +51,8 @@ def test_training_lowers_the_loss_and_writes_experiment_1_outputs(finetuned_run)
 def test_tensorboard_has_curves_and_each_tag_once_per_step(finetuned_run):
     scalars = events(finetuned_run)
     tags = {tag for tag, _, _ in scalars}
-    assert {"train/loss", "train/learning_rate", "eval/accuracy", "validation/accuracy", "test/accuracy"} <= tags
+    assert {"train/loss", "train/learning_rate", "eval/accuracy", "finetune/validation/accuracy",
+            "finetune/test/accuracy"} <= tags
     pairs = [(tag, step) for tag, step, _ in scalars]
     assert len(pairs) == len(set(pairs)), sorted(p for p in pairs if pairs.count(p) > 1)[:5]
     assert len([p for p in pairs if p[0] == "train/loss"]) >= 15
@@ -81,7 +82,7 @@ def test_lora_on_bert_trains_head_and_adapters_and_saves_both(tmp_path, tiny_tex
     d, layers, r, labels = 32, 2, 8, 2
     lora = layers * 2 * r * (d + d)  # query and value: A (r x d) and B (d x r) per layer
     head = d * labels + labels  # BERT's classifier (the pretrained pooler stays frozen)
-    assert metrics["model"]["parameters"]["trainable"] == lora + head
+    assert metrics["parameters"]["trainable"] == lora + head
     adapter = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
     assert sorted(adapter["target_modules"]) == ["query", "value"]
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
@@ -98,4 +99,5 @@ def test_wandb_offline_logs_one_run(tmp_path, tiny_text_models, monkeypatch):
     run_dir = run_finetune(cfg, tmp_path, progress=False)
     runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
-    assert read_json(run_dir / "metrics.json")["timing"]["train"]["examples"] == 32
+    metrics = read_json(run_dir / "metrics.json")
+    assert metrics["n_examples"]["train"] == 32 and metrics["timings"]["train_s"] > 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import finetune_overrides
 
-from transferlab.runs import read_json
+from transferlab.tracking.rundir import read_json
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -40,8 +40,8 @@ def test_two_process_run_agrees_and_writes_outputs_once(tmp_path, tiny_text_mode
     metrics = read_json(run_dir / "metrics.json")
     assert metrics["model"]["processes"] == 2
     # 64 examples / (8 per process x 2 processes) = 4 steps per epoch: the data was split between processes
-    assert metrics["training"]["global_step"] == 8
-    assert metrics["validation"]["n_examples"] == metrics["test"]["n_examples"] == 64  # gathered, no duplicates
+    assert metrics["details"]["training"]["global_step"] == 8
+    assert metrics["methods"]["finetune"]["validation"]["n_examples"] == metrics["methods"]["finetune"]["test"]["n_examples"] == 64  # gathered, no duplicates
     assert f"validation accuracy {metrics['validation']['accuracy']:.6f}" in reports["0"]
     assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 2  # trainer + final metrics
     assert read_json(run_dir / "status.json")["status"] == "completed"

@@ -16,7 +16,7 @@ from conftest import finetune_overrides
 from safetensors.torch import load_file
 
 from transferlab.cli import main
-from transferlab.runs import read_json
+from transferlab.tracking.rundir import read_json
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -67,10 +67,12 @@ def test_resume_after_sigint_and_sigterm_reaches_the_uninterrupted_result(tmp_pa
 
     resumed, reference = read_json(run_dir / "metrics.json"), read_json(finetuned_run / "metrics.json")
     for split in ("validation", "test"):
-        assert resumed[split]["accuracy"] == reference[split]["accuracy"]
-        assert resumed[split]["f1"] == pytest.approx(reference[split]["f1"])
-    assert resumed["training"]["global_step"] == 40
-    assert resumed["training"]["resumed_from"].endswith("checkpoint-16")
+        assert resumed["methods"]["finetune"][split]["accuracy"] == reference["methods"]["finetune"][split]["accuracy"]
+        assert resumed["methods"]["finetune"][split]["f1"] == pytest.approx(reference["methods"]["finetune"][split]["f1"])
+    status = read_json(run_dir / "status.json")
+    assert status["status"] == "completed" and "error" not in status  # the old failure is not carried over
+    assert resumed["details"]["training"]["global_step"] == 40
+    assert resumed["details"]["training"]["resumed_from"].endswith("checkpoint-16")
     a, b = load_file(run_dir / "model" / "model.safetensors"), load_file(finetuned_run / "model" / "model.safetensors")
     assert a.keys() == b.keys()
     for key in a:
@@ -149,9 +151,9 @@ def test_lora_run_interrupted_in_process_resumes_to_the_same_result(tmp_path, ti
     resumed = run_finetune(cfg("interrupted"), tmp_path / "b", resume="latest", progress=False)
 
     a, b = read_json(reference / "metrics.json"), read_json(resumed / "metrics.json")
-    assert b["training"]["resumed_from"].endswith("checkpoint-8")
-    assert a["validation"]["accuracy"] == b["validation"]["accuracy"]
-    assert a["test"]["f1"] == pytest.approx(b["test"]["f1"])
+    assert b["details"]["training"]["resumed_from"].endswith("checkpoint-8")
+    assert a["methods"]["finetune"]["validation"]["accuracy"] == b["methods"]["finetune"]["validation"]["accuracy"]
+    assert a["methods"]["finetune"]["test"]["f1"] == pytest.approx(b["methods"]["finetune"]["test"]["f1"])
     wa, wb = load_file(reference / "adapter" / "adapter_model.safetensors"), load_file(
         resumed / "adapter" / "adapter_model.safetensors")
     assert wa.keys() == wb.keys() and len(wa) > 0

@@ -43,11 +43,12 @@ def test_predict_features_run_agrees_with_its_classifier(capsys, features_run):
     import numpy as np
 
     from transferlab.experiments.features import load_classifier
-    from transferlab.models.text_encoder import encode, load_encoder, pick_device
+    from transferlab.models.device import resolve_device
+    from transferlab.models.text_encoder import encode, load_encoder
 
     rows = predict(capsys, str(features_run), *[a for t in TEXTS for a in ("--text", t)])
     bundle = load_classifier(features_run)
-    tokenizer, model = load_encoder(bundle["encoder"]["model"], pick_device("cpu"))
+    tokenizer, model = load_encoder(bundle["encoder"]["model"], resolve_device("cpu"))
     vectors = encode(TEXTS, tokenizer, model, bundle["encoder"]["pooling"], bundle["encoder"]["max_length"],
                      progress=False)
     expected = [bundle["label_names"][i] for i in bundle["pipeline"].predict(vectors)]

@@ -14,32 +14,12 @@ import sys
 from pathlib import Path
 
 from transferlab.errors import TransferlabError
-
-# command -> (experiment config section, config class, runner), imported lazily so --help stays fast
-EXPERIMENTS = {
-    "features": ("features", "transferlab.experiments.features:FeaturesConfig",
-                 "transferlab.experiments.features:run_features",
-                 "Experiment 1: frozen encoder features + SVC / linear SVC / logistic regression."),
-    "finetune": ("finetune", "transferlab.experiments.finetune.config:FinetuneConfig",
-                 "transferlab.experiments.finetune:run_finetune",
-                 "Experiment 2: fine-tune a text encoder for sequence classification (Trainer; full or LoRA)."),
-    "zeroshot": ("clip", "transferlab.experiments.clip.config:ClipConfig",
-                 "transferlab.experiments.clip:run_zeroshot",
-                 "Experiment 3a: CLIP-style zero-shot classification on Tiny ImageNet."),
-    "lora": ("clip", "transferlab.experiments.clip.config:ClipConfig",
-             "transferlab.experiments.clip:run_lora",
-             "Experiment 3b: LoRA fine-tuning of a dual encoder, against zero-shot and a linear probe."),
-}
+from transferlab.experiments.registry import EXPERIMENTS
 
 EPILOG = """config overrides: any field as a dotted key=value, e.g.
   transferlab features classifier.name=logreg classifier.C_grid=[0.1,1,10] data.limit=500
 --print-config lists every key with its resolved value.
 Presets live in src/transferlab/configs/<preset>/; a YAML file may be given instead of a preset."""
-
-
-def load_object(spec: str):
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,11 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="transferlab", description="Transfer-learning experiments with pretrained transformers.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command, (_, _, _, help_text) in EXPERIMENTS.items():
-        p = sub.add_parser(command, help=help_text, description=help_text, epilog=EPILOG,
+    for experiment in EXPERIMENTS.values():
+        p = sub.add_parser(experiment.name, help=experiment.help, description=experiment.help, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         add_config_arguments(p)
-        if command == "finetune":
+        if experiment.resumable:
             p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR",
                            help="continue the latest run of this config (or RUN_DIR) from its last checkpoint")
     for extra in EXTRA_COMMANDS:
@@ -73,15 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRA_COMMANDS: list[str] = ["transferlab.pipeline", "transferlab.predict", "transferlab.reporting.command"]
 
 
-def run_experiment(args: argparse.Namespace) -> Path:
+def run_experiment(args: argparse.Namespace) -> Path | None:
     from transferlab.config import load_config
 
-    section, config_spec, runner_spec, _ = EXPERIMENTS[args.command]
+    experiment = EXPERIMENTS[args.command]
     resume = getattr(args, "resume", None)
     if resume and "=" in resume and not Path(resume).exists():  # `--resume key=value`: the value is an override
         args.overrides.insert(0, resume)
-        args.resume = "latest"
-    config = load_config(load_object(config_spec), section, args.config, args.overrides)
+        resume = "latest"
+    config = load_config(experiment.config_class(), experiment.section, args.config, args.overrides)
     if args.print_config:
         import yaml
 
@@ -89,8 +69,7 @@ def run_experiment(args: argparse.Namespace) -> Path:
 
         print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
         return None
-    kwargs = {"resume": args.resume} if getattr(args, "resume", None) else {}
-    return load_object(runner_spec)(config, args.output_dir, **kwargs)
+    return experiment.run(config, args.output_dir, resume=resume)
 
 
 def main(argv: list[str] | None = None) -> int:

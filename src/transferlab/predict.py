@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from transferlab.errors import TransferlabError
-from transferlab.runs import load_run
+from transferlab.tracking.rundir import load_run
 
 Predictor = Callable[[Sequence[str]], tuple[list[str], np.ndarray]]
 
@@ -86,9 +86,9 @@ def finetuned_predictor(model_dir: Path, device: str, batch_size: int) -> Predic
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from transferlab.models.text_encoder import pick_device
+    from transferlab.models.device import resolve_device
 
-    dev = pick_device(device)
+    dev = resolve_device(device, "--device")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(dev).eval()
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -109,11 +109,12 @@ def finetuned_predictor(model_dir: Path, device: str, batch_size: int) -> Predic
 def features_predictor(run_dir: Path, device: str) -> Predictor:
     from transferlab.experiments.features import load_classifier
     from transferlab.models.classifiers import predict_proba
-    from transferlab.models.text_encoder import bf16_supported, encode, load_encoder, pick_device
+    from transferlab.models.device import bf16_supported, resolve_device
+    from transferlab.models.text_encoder import encode, load_encoder
 
     bundle = load_classifier(run_dir)
     enc = bundle["encoder"]
-    dev = pick_device(device if device != "auto" else enc.get("device", "auto"))
+    dev = resolve_device(device if device != "auto" else enc.get("device", "auto"), "--device")
     precision = bundle.get("precision", "fp32")
     if precision == "bf16" and not bf16_supported(dev):
         precision = "fp32"

@@ -15,12 +15,16 @@ import numpy as np
 
 from transferlab.config import TrackingConfig, to_dict
 from transferlab.data.text import TextDataConfig, load_text_data
+from transferlab.errors import TransferlabError
 from transferlab.evaluation.results import write_results
-from transferlab.models.classifiers import ClassifierConfig, select_classifier
+from transferlab.evaluation.schema import RunMetrics
+from transferlab.experiments.lifecycle import open_run, set_seed
+from transferlab.models.classifiers import ClassifierConfig, predict_proba, select_classifier
+from transferlab.models.device import resolve_device, resolve_precision
 from transferlab.models.feature_cache import cached, weights_fingerprint
-from transferlab.models.text_encoder import EncoderConfig, encode, load_encoder, pick_device, resolve_precision
-from transferlab.runs import Run, set_seed
-from transferlab.tracking.tracker import Tracker
+from transferlab.models.text_encoder import EncoderConfig, encode, load_encoder
+
+EXPERIMENT = "features"
 
 
 @dataclass
@@ -40,60 +44,76 @@ class FeaturesConfig:
         self.classifier.validate()
 
 
-def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", progress: bool = True) -> Path:
+def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", *, resume: str | None = None,
+                 progress: bool = True) -> Path | None:
+    if resume:
+        raise TransferlabError("features runs do not resume (they are cheap to rerun, and encoded vectors are "
+                               "cached): run the command again without --resume")
     set_seed(cfg.seed)
     data = load_text_data(cfg.data)
     for note in data.notes:
         print(f"note: {note}")
-    device = pick_device(cfg.encoder.device)
-    precision = resolve_precision(cfg.encoder.precision, device)
+    device = resolve_device(cfg.encoder.device, "encoder.device")
+    precision = resolve_precision(cfg.encoder.precision, device, cpu_auto="bf16", key="encoder.precision")
     tokenizer, model = load_encoder(cfg.encoder.model, device)
+    resolved = dict(to_dict(cfg), resolved={"device": str(device), "precision": precision})
 
-    resolved = to_dict(cfg)
-    resolved["resolved"] = {"device": str(device), "precision": precision}
-    run = Run.create(output_dir, "features", cfg.run_name, resolved,
-                     default_name=f"{cfg.encoder.model}-{cfg.classifier.name}")
-    print(f"run directory: {run.path}")
-    with run.guard(), Tracker(run.path, cfg.tracking, resolved) as tracker:
-        weights = weights_fingerprint(model)
+    with open_run(EXPERIMENT, seed=cfg.seed, output_dir=output_dir, run_name=cfg.run_name, resolved=resolved,
+                  tracking=cfg.tracking, default_name=f"{cfg.encoder.model}-{cfg.classifier.name}",
+                  cpu=device.type == "cpu") as ctx:
         cache_dir = (cfg.cache_dir or Path(output_dir) / "cache" / "features") if cfg.cache else None
-        vectors, timing = {}, {}
-        for split in ("train", "validation", "test"):
-            texts = data.splits[split]["text"]
-            key = {"weights": weights, "model": cfg.encoder.model, "pooling": cfg.encoder.pooling,
-                   "max_length": cfg.encoder.max_length, "precision": precision,
-                   "data": data.fingerprint(split), "split": split}
-            start = time.perf_counter()
-            vectors[split], hit = cached(cache_dir, key, lambda: encode(
-                texts, tokenizer, model, cfg.encoder.pooling, cfg.encoder.max_length,
-                cfg.encoder.batch_size, precision, progress=progress))
-            timing[split] = {"seconds": round(time.perf_counter() - start, 3), "cache_hit": hit,
-                             "examples": len(texts)}
-            print(f"{split}: {len(texts)} texts {'from cache' if hit else 'encoded'} "
-                  f"in {timing[split]['seconds']:.1f}s")
-
+        vectors, timings = embed_splits(cfg, data, tokenizer, model, precision, cache_dir, progress)
         labels = {split: np.asarray(data.splits[split]["label"]) for split in vectors}
         start = time.perf_counter()
         clf, selection = select_classifier(cfg.classifier, vectors["train"], labels["train"],
                                            vectors["validation"], labels["validation"], cfg.seed)
-        selection["seconds"] = round(time.perf_counter() - start, 3)
+        timings["classifier_s"] = round(time.perf_counter() - start, 3)
         print(f"classifier {cfg.classifier.name}: C={selection['chosen_C']} "
               f"(validation accuracy by C: {dict(zip(selection['grid_C'], selection['validation_accuracy']))})")
+        if not ctx.is_main:
+            return None
         for i, (C, acc) in enumerate(zip(selection["grid_C"], selection["validation_accuracy"])):
-            tracker.log_metrics({"selection/validation_accuracy": acc, "selection/C": C}, step=i)
-
-        predictions = {split: (labels[split], clf.predict(vectors[split])) for split in ("validation", "test")}
-        metrics = write_results(run, tracker, predictions, data.label_names)
+            ctx.tracker.log_metrics({"selection/validation_accuracy": acc, "selection/C": C}, step=i)
+        predictions = {split: (labels[split], clf.predict(vectors[split]), predict_proba(clf, vectors[split]))
+                       for split in ("validation", "test")}
         joblib.dump({"pipeline": clf, "label_names": data.label_names, "encoder": to_dict(cfg.encoder),
-                     "precision": precision}, run.path / "classifier.joblib")
-        metrics.update(selection=selection, timing=timing, notes=data.notes,
-                       model={"encoder": cfg.encoder.model, "pooling": cfg.encoder.pooling,
-                              "dim": int(vectors["train"].shape[1]), "precision": precision,
-                              "classifier": cfg.classifier.name})
-        run.save_metrics(metrics)
-        print(f"validation accuracy {metrics['validation']['accuracy']:.4f}, "
-              f"test accuracy {metrics['test']['accuracy']:.4f}")
-    return run.path
+                     "precision": precision}, ctx.path / "classifier.joblib")
+        metrics = RunMetrics(
+            experiment=EXPERIMENT, primary=EXPERIMENT,
+            model={"name": cfg.encoder.model, "pooling": cfg.encoder.pooling, "dim": int(vectors["train"].shape[1]),
+                   "precision": precision, "classifier": cfg.classifier.name},
+            methods=write_results(ctx.path, ctx.tracker, {EXPERIMENT: predictions}, data.label_names,
+                                  primary=EXPERIMENT),
+            n_classes=len(data.label_names), n_examples={s: len(data.splits[s]) for s in data.splits},
+            parameters={"total": parameter_count(model), "trainable": 0}, timings=timings,
+            details={"selection": selection}, notes=data.notes)
+        ctx.save_metrics(metrics)
+        print(f"validation accuracy {metrics.result['validation']['accuracy']:.4f}, "
+              f"test accuracy {metrics.result['test']['accuracy']:.4f}")
+    return ctx.path
+
+
+def embed_splits(cfg: FeaturesConfig, data, tokenizer, model, precision: str, cache_dir, progress: bool):
+    """``{split: vectors}`` for train, validation and test (from the cache when it holds them), and timings."""
+    weights = weights_fingerprint(model)
+    vectors, timings = {}, {}
+    for split in ("train", "validation", "test"):
+        texts = data.splits[split]["text"]
+        key = {"weights": weights, "model": cfg.encoder.model, "pooling": cfg.encoder.pooling,
+               "max_length": cfg.encoder.max_length, "precision": precision,
+               "data": data.fingerprint(split), "split": split}
+        start = time.perf_counter()
+        vectors[split], hit = cached(cache_dir, key, lambda: encode(
+            texts, tokenizer, model, cfg.encoder.pooling, cfg.encoder.max_length,
+            cfg.encoder.batch_size, precision, progress=progress))
+        timings[f"encode_{split}_s"] = round(time.perf_counter() - start, 3)
+        print(f"{split}: {len(texts)} texts {'from cache' if hit else 'encoded'} "
+              f"in {timings[f'encode_{split}_s']:.1f}s")
+    return vectors, timings
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def load_classifier(run_dir: str | Path) -> dict:

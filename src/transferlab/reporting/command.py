@@ -26,14 +26,15 @@ def add_parser(sub) -> None:
 
 def expand(paths: list[str]) -> list[Path]:
     """Stage runs of a `transferlab run` directory (its pipeline.json), or the run directories as given."""
-    from transferlab.runs import read_json
+    from transferlab.pipeline import STATE, stage_dirs
+    from transferlab.tracking.rundir import read_json
 
     out = []
     for p in map(Path, paths):
         if not p.is_dir():
             raise TransferlabError(f"{p} is not a directory: pass run directories printed by transferlab commands")
-        if (p / "pipeline.json").is_file():
-            out += [Path(s["run_dir"]) for s in read_json(p / "pipeline.json")["stages"] if s.get("run_dir")]
+        if (p / STATE).is_file():
+            out += stage_dirs(p, read_json(p / STATE, "pipeline state"))
         else:
             out.append(p)
     return out

@@ -45,17 +45,27 @@ def reference_text(label: str) -> str:
 
 
 def results_rows(records: Sequence[RunRecord]) -> list[list[str]]:
+    """One row per evaluated method; a run's methods are grouped under its name (shown on its first row)."""
     rows = []
     for r in records:
-        trainable = fmt(r.trainable_parameters)
         evaluations = r.evaluations() or {r.experiment: {}}
-        for label, m in evaluations.items():
+        for i, (method, m) in enumerate(evaluations.items()):
             val, test = m.get("validation", {}), m.get("test", {})
-            rows.append([r.experiment, r.name, label, STANDINS.get(r.model, r.model), fmt(val.get("accuracy")), fmt(test.get("accuracy")),
-                         fmt(test.get("f1")), fmt(test.get("top5_accuracy")) if "top5_accuracy" in test else "–",
-                         reference_text(label), trainable if label == r.experiment else "–", fmt(r.status.get("elapsed_s"), 1),
-                         r.status.get("status", "?")])
+            primary = r.metrics is not None and method == r.metrics.primary
+            rows.append([r.experiment if i == 0 else "", r.name if i == 0 else "", method,
+                         STANDINS.get(r.model, r.model) if i == 0 else "", data_size(r, test),
+                         fmt(val.get("accuracy")), fmt(test.get("accuracy")), fmt(test.get("f1")),
+                         fmt(test.get("top5_accuracy")) if "top5_accuracy" in test else "–",
+                         reference_text(method), fmt(r.trainable_parameters) if primary else "–",
+                         fmt(r.status.get("elapsed_s"), 1) if i == 0 else "", r.state if i == 0 else ""])
     return rows
+
+
+def data_size(record: RunRecord, test: dict) -> str:
+    """``classes / test examples``, so a 20-class demo is never read against a 200-class figure unawares."""
+    if record.metrics is None:
+        return "–"
+    return f"{record.metrics.n_classes} / {fmt(test.get('n_examples'))}"
 
 
 def plot_curves(record: RunRecord, path: Path) -> Path | None:
@@ -88,14 +98,24 @@ def per_class_rows(m: dict, k: int = 5) -> list[list[str]]:
              fmt(v["support"])] for i, (name, v) in enumerate(picked)]
 
 
-RESULT_HEADERS = ["experiment", "run", "result", "model used", "val acc", "test acc", "test F1 (macro)",
-                  "test top-5", "reference lab (its model)", "trainable params", "wall time (s)", "status"]
+RESULT_HEADERS = ["experiment", "run", "method", "model used", "classes / test examples", "val acc", "test acc",
+                  "test F1 (macro)", "test top-5", "reference lab (its model)", "trainable params", "wall time (s)",
+                  "status"]
+STAGE_HEADERS = ["stage", "status", "wall time (s)", "run directory", "error"]
 
 
-def build_blocks(records: Sequence[RunRecord], assets: Path, notes: Sequence[str] = ()) -> list[tuple]:
+def stage_rows(stages: Sequence[dict]) -> list[list[str]]:
+    return [[s["stage"], s["status"], fmt(s.get("elapsed_s"), 1), s.get("run_dir") or "–", s.get("error") or ""]
+            for s in stages]
+
+
+def build_blocks(records: Sequence[RunRecord], assets: Path, notes: Sequence[str] = (),
+                 stages: Sequence[dict] = ()) -> list[tuple]:
     blocks: list[tuple] = [("h1", "transferlab report"),
                            ("p", f"Built {datetime.now().isoformat(timespec='seconds')} from {len(records)} run(s). "
                                  "Numbers are read from each run's metrics.json; curves from its TensorBoard files.")]
+    if stages:
+        blocks += [("h2", "Stages"), ("table", STAGE_HEADERS, stage_rows(stages))]
     for note in notes:
         blocks.append(("p", note))
     blocks += [("h2", "Results"),
@@ -127,13 +147,15 @@ def build_blocks(records: Sequence[RunRecord], assets: Path, notes: Sequence[str
     return blocks
 
 
-def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, notes: Sequence[str] = ()) -> Path:
-    """Write ``report.md``, ``report.html`` and ``report_assets/`` into ``out_dir``; return the HTML path."""
+def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, notes: Sequence[str] = (),
+                 stages: Sequence[dict] = ()) -> Path:
+    """Write ``report.md``, ``report.html`` and ``report_assets/`` into ``out_dir``; return the HTML path.
+    ``stages``: the pipeline's stage records (stage, status, elapsed_s, run_dir, error), shown as a table."""
     out_dir = Path(out_dir)
     assets = out_dir / "report_assets"
     assets.mkdir(parents=True, exist_ok=True)
     records = [load_record(p) for p in run_dirs]
-    blocks = build_blocks(records, assets, notes)
+    blocks = build_blocks(records, assets, notes, stages)
     (out_dir / "report.md").write_text(to_markdown(blocks, out_dir))
     html_path = out_dir / "report.html"
     html_path.write_text(to_html(blocks, "transferlab report"))

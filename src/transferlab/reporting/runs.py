@@ -5,24 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transferlab.runs import read_run
+from transferlab.evaluation.schema import RunMetrics
+from transferlab.tracking.rundir import read_run
 
-# The reference lab's reported numbers, per experiment: (what it ran, {metric: value}).
+# The reference lab's reported numbers, per evaluated method: (what it ran, {metric: value}).
 REFERENCE = {
     "features": ("DistilBERT [CLS] + SVC", {"validation/accuracy": 0.82, "test/accuracy": 0.79}),
     "finetune": ("DistilBERT fine-tuned", {"validation/accuracy": 0.852, "test/accuracy": 0.842}),
-    "zeroshot": ("CLIP ViT-B/16 zero-shot", {"test/accuracy": 0.6425, "test/f1": 0.6417}),
-    "zero_shot": ("CLIP ViT-B/16 zero-shot", {"test/accuracy": 0.6425, "test/f1": 0.6417}),
-    "lora": ("CLIP ViT-B/16 + LoRA r=8", {"test/accuracy": 0.7667, "test/f1": 0.7669}),
+    "zero_shot": ("CLIP ViT-B/16 zero-shot, 200 classes", {"test/accuracy": 0.6425, "test/f1": 0.6417}),
+    "lora": ("CLIP ViT-B/16 + LoRA r=8, 200 classes", {"test/accuracy": 0.7667, "test/f1": 0.7669}),
 }
 
 
 @dataclass
 class RunRecord:
     path: Path
-    experiment: str
     config: dict
-    metrics: dict
+    metrics: RunMetrics | None  # None while (or because) metrics.json was never written
     status: dict
     scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
@@ -31,34 +30,35 @@ class RunRecord:
         return self.path.name
 
     @property
+    def experiment(self) -> str:
+        return self.metrics.experiment if self.metrics else self.path.parent.name
+
+    @property
+    def state(self) -> str:
+        """The status to show: a run that says completed but has no metrics is not passed off as a result."""
+        status = self.status.get("status", "unknown")
+        return f"{status} (no metrics.json)" if self.metrics is None and status == "completed" else status
+
+    @property
     def model(self) -> str:
         """The model actually used, so a stand-in is never mistaken for the paper's model."""
-        model = self.metrics.get("model") or self.metrics.get("info", {}).get("model")
-        if isinstance(model, dict):
-            keys = ("base", "encoder", "name", "description", "architecture", "method", "pooling", "classifier")
-            return ", ".join(f"{k}={model[k]}" for k in keys if k in model)
-        return str(model) if model else "?"
+        if self.metrics is None:
+            return "?"
+        model = self.metrics.model
+        keys = ("name", "description", "architecture", "method", "pooling", "classifier")
+        return ", ".join(f"{k}={model[k]}" for k in keys if k in model)
 
     @property
     def trainable_parameters(self) -> int | None:
-        for source in (self.metrics.get("model"), self.metrics.get("info"), self.metrics):
-            if not isinstance(source, dict):
-                continue
-            params = source.get("parameters")
-            if isinstance(params, dict) and "trainable" in params:
-                return int(params["trainable"])
-            if "trainable_parameters" in source:
-                return int(source["trainable_parameters"])
-        return None
+        value = self.metrics.parameters.get("trainable") if self.metrics else None
+        return int(value) if value is not None else None
 
     def evaluations(self) -> dict[str, dict]:
-        """``{label: {"validation": {...}, "test": {...}}}``: the run's own result, plus the baselines that
-        runs comparing methods hold (the LoRA run keeps zero-shot and linear-probe results beside its own)."""
-        out = {self.experiment: self.metrics} if "test" in self.metrics else {}
-        out.update({key: value for key, value in self.metrics.items()
-                    if isinstance(value, dict) and isinstance(value.get("test"), dict)
-                    and "accuracy" in value["test"]})
-        return out
+        """``{method: {"validation": {...}, "test": {...}}}``, the primary method first."""
+        if self.metrics is None:
+            return {}
+        methods = self.metrics.methods
+        return {self.metrics.primary: methods[self.metrics.primary], **methods}
 
 
 def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -74,7 +74,9 @@ def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def load_record(path: str | Path) -> RunRecord:
+    """A run directory read back; a malformed metrics.json is a one-line error naming it."""
     path = Path(path)
     config, metrics, status = read_run(path)
+    record = RunMetrics.from_dict(metrics, str(path / "metrics.json")) if metrics else None
     scalars = read_scalars(path / "tensorboard") if (path / "tensorboard").is_dir() else {}
-    return RunRecord(path, path.parent.name, config, metrics, status, scalars)
+    return RunRecord(path, config, record, status, scalars)
