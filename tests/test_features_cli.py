@@ -9,6 +9,8 @@ import joblib
 import pytest
 import yaml
 
+from transferlab.evaluation.predictions import read_predictions
+
 from conftest import make_csv
 from transferlab.cli import main
 
@@ -41,6 +43,21 @@ def event_tags(folder: Path) -> dict[str, list[int]]:
     return steps
 
 
+def hparams_of(folder: Path) -> dict:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    for file in folder.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(file))
+        acc.Reload()
+        for content in acc.PluginTagToContent("hparams").values():
+            data = plugin_data_pb2.HParamsPluginData.FromString(content)
+            if data.HasField("session_start_info"):
+                return {k: v.string_value or v.number_value or v.bool_value
+                        for k, v in data.session_start_info.hparams.items()}
+    return {}
+
+
 def test_end_to_end_run_directory(base_args, capsys, tmp_path):
     code, out, err = run_cli(base_args, capsys)
     assert code == 0, err
@@ -56,6 +73,13 @@ def test_end_to_end_run_directory(base_args, capsys, tmp_path):
         assert {"accuracy", "precision", "recall", "f1", "per_class"} <= set(m)
         assert set(m["per_class"]) == {"neg", "pos"} and 0 <= m["accuracy"] <= 1
     assert metrics["details"]["selection"]["grid_C"] == [0.1, 1.0, 10.0]
+    rows = read_predictions(run, "features")  # every example, and the accuracy they give is the recorded one
+    for split in ("validation", "test"):
+        mine = [r for r in rows if r["split"] == split]
+        assert [r["id"] for r in mine] == list(range(60)) and all(r["example"] and 0.5 <= r["probability"] <= 1
+                                                                 for r in mine)
+        recomputed = sum(r["label"] == r["prediction"] for r in mine) / len(mine)
+        assert recomputed == pytest.approx(metrics["methods"]["features"][split]["accuracy"])
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["encoder"]["pooling"] == "cls" and config["seed"] == 0
     assert "transformers" in config["environment"]["packages"] and "git_commit" in config["environment"]
@@ -66,6 +90,8 @@ def test_end_to_end_run_directory(base_args, capsys, tmp_path):
     assert tags["features/test/accuracy"] == [0] and tags["features/validation/f1"] == [0]  # each logged exactly once
     assert tags["features/test/confusion_matrix"] == [0]
     assert tags["selection/validation_accuracy"] == [0, 1, 2]  # one point per C, in grid order
+    assert tags["hparam/features/test_accuracy"] == [0]  # TensorBoard's HParams tab compares runs
+    assert hparams_of(run / "tensorboard")["encoder.pooling"] == "cls"
 
 
 def test_second_identical_run_hits_the_cache(base_args, capsys, tmp_path):

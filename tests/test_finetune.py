@@ -11,6 +11,7 @@ from conftest import finetune_overrides
 
 from transferlab.config import load_config
 from transferlab.experiments.finetune import FinetuneConfig, run_finetune
+from transferlab.evaluation.predictions import read_predictions
 from transferlab.tracking.rundir import read_json
 
 
@@ -41,6 +42,11 @@ def test_training_lowers_the_loss_and_writes_experiment_1_outputs(finetuned_run)
     # the best checkpoint by validation accuracy is the model that was scored
     assert metrics["methods"]["finetune"]["validation"]["accuracy"] == pytest.approx(metrics["details"]["training"]["best_validation_accuracy"])
     assert metrics["parameters"]["trainable"] == metrics["parameters"]["total"]
+    rows = read_predictions(finetuned_run, "finetune")
+    assert len(rows) == 256 and {r["split"] for r in rows} == {"validation", "test"}
+    for split in ("validation", "test"):
+        recomputed = np.mean([r["label"] == r["prediction"] for r in rows if r["split"] == split])
+        assert recomputed == pytest.approx(metrics["methods"]["finetune"][split]["accuracy"])
     for name in ("classification_report.txt", "confusion_matrix.png", "config.yaml"):
         assert (finetuned_run / name).is_file()
     assert read_json(finetuned_run / "status.json")["status"] == "completed"

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import finetune_overrides
 from transferlab.cli import main
-from transferlab.runs import read_json
+from transferlab.tracking.rundir import read_json
 
 
 class Images(HTMLParser):
@@ -65,11 +65,17 @@ def test_all_stages_complete_and_report_holds_the_metrics(pipeline_run):
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     for stage in state["stages"]:
-        metrics = json.loads((Path(stage["run_dir"]) / "metrics.json").read_text())
+        assert not Path(stage["run_dir"]).is_absolute()  # recorded relative to the pipeline directory
+        metrics = json.loads((pipeline_run / stage["run_dir"] / "metrics.json").read_text())
+        test = metrics["methods"][metrics["primary"]]["test"]
         row_start = parser.cells.index(Path(stage["run_dir"]).name)
-        row = parser.cells[row_start:row_start + 11]
-        assert row[4] == f"{metrics['test']['accuracy']:.4f}", (stage["name"], row)
-        assert row[5] == f"{metrics['test']['f1']:.4f}"
+        row = parser.cells[row_start:row_start + 11]  # run, method, model, classes / test examples, val, test, F1
+        assert row[1] == metrics["primary"] and row[3] == f"{metrics['n_classes']} / {test['n_examples']:,}"
+        assert row[5] == f"{test['accuracy']:.4f}", (stage["name"], row)
+        assert row[6] == f"{test['f1']:.4f}"
+    lora = json.loads((pipeline_run / state["stages"][3]["run_dir"] / "metrics.json").read_text())
+    assert list(lora["methods"]) == ["zero_shot", "linear_probe", "lora"]
+    assert parser.cells.count(Path(state["stages"][3]["run_dir"]).name) == 1  # its methods grouped under it
     md = (pipeline_run / "report.md").read_text()
     assert "DistilBERT [CLS] + SVC" in md and "CLIP ViT-B/16 + LoRA r=8" in md  # the lab's numbers beside ours
     assert "read from its TensorBoard event files" in md and "Per-class accuracy" in md and "Software and hardware" in md
@@ -77,7 +83,7 @@ def test_all_stages_complete_and_report_holds_the_metrics(pipeline_run):
 
 def test_report_command_rebuilds_without_recomputing(pipeline_run, tmp_path, capsys):
     state = read_json(pipeline_run / "pipeline.json")
-    dirs = [s["run_dir"] for s in state["stages"]]
+    dirs = [str(pipeline_run / s["run_dir"]) for s in state["stages"]]
     before = {d: (Path(d) / "metrics.json").stat().st_mtime for d in dirs}
     assert main(["report", *dirs, "--output", str(tmp_path / "rep")]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(tmp_path / "rep" / "report.html")
@@ -86,7 +92,7 @@ def test_report_command_rebuilds_without_recomputing(pipeline_run, tmp_path, cap
 
 
 def test_two_runs_of_one_experiment_side_by_side(pipeline_run, tmp_path, capsys):
-    features = read_json(pipeline_run / "pipeline.json")["stages"][0]["run_dir"]
+    features = str(pipeline_run / read_json(pipeline_run / "pipeline.json")["stages"][0]["run_dir"])
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:begin -->\nold\n<!-- results:end -->\noutro\n")
     assert main(["report", features, features, "--output", str(tmp_path / "rep"), "--readme", str(readme)]) == 0
@@ -109,8 +115,10 @@ def test_failed_stage_keeps_results_and_resume_continues(tmp_path, tiny_distilbe
     assert [s["status"] for s in state["stages"]] == ["completed", "failed"]
     assert "no-such-model" in state["stages"][1]["error"]
     report = (run_dir / "report.md").read_text()
-    assert "Stage finetune: failed" in report and "FAILED" in report and "--resume" in report
-    assert (Path(state["stages"][0]["run_dir"]) / "metrics.json").is_file()  # the finished stage stays
+    assert "| finetune | failed |" in report and "no-such-model" in report and "--resume" in report
+    assert (run_dir / state["stages"][0]["run_dir"] / "metrics.json").is_file()  # the finished stage stays
+    code = main(["run", "--resume", str(run_dir), "features.classifier.C_grid=[2.0]"])
+    assert code == 2 and "change the config of completed stage(s) features" in capsys.readouterr().err
 
     code = main(["run", "--resume", str(run_dir), f"finetune.model={tiny_text_models['distilbert']}"])
     out_text = capsys.readouterr().out
@@ -120,7 +128,23 @@ def test_failed_stage_keeps_results_and_resume_continues(tmp_path, tiny_distilbe
     assert [s["status"] for s in state2["stages"]] == ["completed", "completed"]
     assert state2["stages"][0]["run_dir"] == state["stages"][0]["run_dir"]  # not recomputed
     assert len(list((run_dir / "features").iterdir())) == 1
-    assert "Stage finetune: completed" in (run_dir / "report.md").read_text()
+    assert "| finetune | completed |" in (run_dir / "report.md").read_text()
+    status = read_json(run_dir / "status.json")
+    assert status["status"] == "completed" and "error" not in status
+
+
+def test_report_of_a_copied_pipeline_reads_the_copy(pipeline_run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(pipeline_run, copy)
+    features = copy / read_json(copy / "pipeline.json")["stages"][0]["run_dir"]
+    metrics = read_json(features / "metrics.json")
+    metrics["methods"]["features"]["test"]["accuracy"] = 0.123456  # only the copy says so
+    (features / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["report", str(copy)]) == 0
+    assert "0.1235" in (copy / "report.md").read_text()
+    assert "0.1235" not in (pipeline_run / "report.md").read_text()
 
 
 def test_run_errors(tmp_path, capsys):

@@ -3,7 +3,8 @@
 ``write_results`` takes the predictions of each evaluated method (``{method: {split: (y_true, y_pred[,
 scores])}}``), logs each value once to the tracker (``<method>/<split>/<metric>`` at ``step``), writes
 ``classification_report.txt`` (every method and split) and ``confusion_matrix.png`` / ``.csv`` (the
-primary method on test) and returns the ``methods`` entry of ``metrics.json``.
+primary method on test), ``predictions/<method>.jsonl`` (every example) and returns the ``methods``
+entry of ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ import numpy as np
 
 from transferlab.evaluation.metrics import classification_metrics, confusion, report_text
 from transferlab.evaluation.plots import plot_confusion_matrix, plot_top_confusions
+from transferlab.evaluation.predictions import write_predictions
 
 MAX_CLASSES_FOR_MATRIX = 20
 
 
 def write_results(run_dir: str | Path, tracker, methods: dict[str, dict[str, tuple]], label_names: Sequence[str],
-                  primary: str, step: int = 0, top_k: Sequence[int] = ()) -> dict[str, dict[str, dict]]:
+                  primary: str, step: int = 0, top_k: Sequence[int] = (),
+                  examples: dict[str, Sequence[str]] | None = None) -> dict[str, dict[str, dict]]:
+    """``examples``: per split, what each row is (the text, or the image path) for ``predictions/``."""
     run_dir = Path(run_dir)
     results, report = {}, []
     for method, splits in methods.items():
+        write_predictions(run_dir, method, splits, label_names, examples)
         results[method] = {}
         for split, (y_true, y_pred, *rest) in splits.items():
             scores = rest[0] if rest else None

@@ -83,7 +83,7 @@ def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", *, resume
             model={"name": cfg.encoder.model, "pooling": cfg.encoder.pooling, "dim": int(vectors["train"].shape[1]),
                    "precision": precision, "classifier": cfg.classifier.name},
             methods=write_results(ctx.path, ctx.tracker, {EXPERIMENT: predictions}, data.label_names,
-                                  primary=EXPERIMENT),
+                                  primary=EXPERIMENT, examples={s: data.splits[s]["text"] for s in predictions}),
             n_classes=len(data.label_names), n_examples={s: len(data.splits[s]) for s in data.splits},
             parameters={"total": parameter_count(model), "trainable": 0}, timings=timings,
             details={"selection": selection}, notes=data.notes)

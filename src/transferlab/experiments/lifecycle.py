@@ -65,6 +65,7 @@ class RunContext:
     path: Path
     run: Run | None
     tracker: Tracker | None
+    config: dict
     process_index: int = 0
     num_processes: int = 1
 
@@ -73,9 +74,15 @@ class RunContext:
         return self.run is not None
 
     def save_metrics(self, metrics: RunMetrics) -> None:
-        """Write ``metrics.json`` (main process only): the last file of a finished run."""
-        if self.run is not None:
-            self.run.save_metrics(metrics.to_dict())
+        """Write ``metrics.json`` (main process only): the last file of a finished run; the settings and final
+        accuracies also go to TensorBoard's HParams tab, so runs compare there."""
+        if self.run is None:
+            return
+        if self.tracker is not None:
+            final = {f"{method}/{split}_accuracy": result[split]["accuracy"]
+                     for method, result in metrics.methods.items() for split in ("validation", "test")}
+            self.tracker.log_hparams({k: v for k, v in self.config.items() if k != "environment"}, final)
+        self.run.save_metrics(metrics.to_dict())
 
 
 def check_resume_config(run_dir: Path, resolved: dict) -> None:
@@ -126,7 +133,7 @@ def open_run(experiment: str, *, seed: int, output_dir: str | Path, run_name: st
     start = time.perf_counter()
     try:
         with sigterm_as_interrupt(), (Tracker(path, tracking, resolved) if run else contextlib.nullcontext()) as tr:
-            yield RunContext(path, run, tr, proc.process_index, proc.num_processes)
+            yield RunContext(path, run, tr, resolved, proc.process_index, proc.num_processes)
     except BaseException as exc:
         if run:
             record_failure(run, exc, time.perf_counter() - start)

@@ -29,6 +29,20 @@ def flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
+def hparams(config: dict, prefix: str = "") -> dict[str, float | int | str | bool]:
+    """A nested config as TensorBoard hparams: dotted keys; lists and None as text."""
+    out: dict = {}
+    for key, value in config.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(hparams(value, name))
+        elif isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        else:
+            out[name] = str(value)
+    return out
+
+
 def trainer_report_to(tracking: TrackingConfig) -> list[str]:
     """The Trainer's ``report_to`` list matching a tracking config."""
     targets = ["tensorboard"] if tracking.tensorboard else []
@@ -76,6 +90,13 @@ class Tracker:
                 self.writer.add_scalar(tag, value, step)
         if self.wandb_run is not None:
             self.wandb_run.log(flat, step=step) if self.wandb_run.step <= step else self.wandb_run.summary.update(flat)
+
+    def log_hparams(self, config: dict, metrics: dict[str, float]) -> None:
+        """The run's settings and final metrics for TensorBoard's HParams tab (and the W&B summary)."""
+        if self.writer is not None:
+            self.writer.add_hparams(hparams(config), {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
+        if self.wandb_run is not None:
+            self.wandb_run.summary.update(metrics)
 
     def log_text(self, tag: str, text: str, step: int = 0) -> None:
         if self.writer is not None:

@@ -82,7 +82,8 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
                        "max_length": cfg.max_length, "device": device, "precision": precision,
                        "processes": ctx.num_processes},
                 methods=write_results(ctx.path, ctx.tracker, {EXPERIMENT: predictions}, data.label_names,
-                                      primary=EXPERIMENT, step=trainer.state.global_step),
+                                      primary=EXPERIMENT, step=trainer.state.global_step,
+                                      examples={s: data.splits[s]["text"] for s in predictions}),
                 n_classes=len(data.label_names), n_examples={s: len(data.splits[s]) for s in data.splits},
                 parameters=params, timings=timings, notes=data.notes,
                 details={"training": training_record(trainer, result, timings["train_s"], checkpoint)})
