@@ -1,0 +1,94 @@
+"""The report from real (tiny) runs: strict HTML, every image embedded, seeds summarised, captions per plot."""
+
+from __future__ import annotations
+
+import base64
+import statistics
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from transferlab.cli import main
+from transferlab.tracking.rundir import read_json
+
+
+class StrictPage(HTMLParser):
+    """Fails on mismatched tags; collects images, figure captions and table cells."""
+
+    VOID = {"img", "meta", "br", "hr", "link"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.srcs, self.captions, self.cells, self._text = [], [], [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.srcs.append(dict(attrs)["src"])
+        if tag not in self.VOID:
+            self.stack.append(tag)
+        if tag in ("figcaption", "td"):
+            self._text = []
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1] if self.stack else None}>"
+        self.stack.pop()
+        if tag in ("figcaption", "td"):
+            (self.captions if tag == "figcaption" else self.cells).append("".join(self._text))
+            self._text = None
+
+    def handle_data(self, data):
+        if self._text is not None:
+            self._text.append(data)
+
+
+def parse(html: str) -> StrictPage:
+    page = StrictPage()
+    page.feed(html)
+    page.close()
+    assert not page.stack, f"unclosed tags: {page.stack}"
+    return page
+
+
+@pytest.fixture(scope="module")
+def feature_runs(tmp_path_factory, tiny_distilbert) -> list[Path]:
+    """Three features runs that differ only in their seed, and one with other settings."""
+    out = tmp_path_factory.mktemp("report-runs")
+    runs = []
+    for seed, extra in ((0, []), (1, []), (2, []), (0, ["classifier.name=logreg"])):
+        args = ["features", "--output-dir", str(out), f"encoder.model={tiny_distilbert}", "encoder.pooling=cls",
+                "data.limit=60", "classifier.C_grid=[0.1,1,10]", f"seed={seed}", f"run_name=s{seed}{len(extra)}",
+                *extra]
+        assert main(args) == 0
+        runs.append(out / "features" / f"s{seed}{len(extra)}")
+    return runs
+
+
+def test_report_reads_at_a_glance(feature_runs, tmp_path, capsys):
+    assert main(["report", *map(str, feature_runs), "--output", str(tmp_path)]) == 0
+    page = parse((tmp_path / "report.html").read_text())
+    assert page.srcs and all(s.startswith("data:image/png;base64,") and base64.b64decode(s.split(",", 1)[1])[:4]
+                             == b"\x89PNG" for s in page.srcs)  # self-contained
+    assert page.captions[0].startswith("Test accuracy of each method beside the reference lab's figure")
+    selection = [c for c in page.captions if "for each C tried" in c]
+    assert len(selection) == 4 and not any("curves" in c.lower() for c in page.captions)  # no step axis for C
+    # the three seeds of one setting are summarised; the logreg run stands alone
+    tests = [read_json(p / "metrics.json")["methods"]["features"]["test"]["accuracy"] for p in feature_runs[:3]]
+    mean, sd = statistics.fmean(tests), statistics.stdev(tests)
+    assert f"{mean:.4f} ± {sd:.4f}" in page.cells and "3 (0, 1, 2)" in page.cells
+    md = (tmp_path / "report.md").read_text()
+    assert md.count("Most confidently wrong test examples (features)") == 4
+
+
+def test_confident_mistakes_come_from_the_predictions(feature_runs):
+    from transferlab.evaluation.predictions import read_predictions
+    from transferlab.reporting.analysis import confident_mistakes
+
+    rows = [r for r in read_predictions(feature_runs[0], "features") if r["split"] == "test"]
+    picked = confident_mistakes(rows, per_class=2)
+    wrong = [r for r in rows if r["label"] != r["prediction"]]
+    assert picked and all(r["label"] != r["prediction"] for r in picked)
+    for label in {r["label"] for r in picked}:
+        mine = [r["probability"] for r in picked if r["label"] == label]
+        best = sorted((r["probability"] for r in wrong if r["label"] == label), reverse=True)[:2]
+        assert mine == best
