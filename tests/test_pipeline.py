@@ -147,6 +147,19 @@ def test_report_of_a_copied_pipeline_reads_the_copy(pipeline_run, tmp_path, caps
     assert "0.1235" not in (pipeline_run / "report.md").read_text()
 
 
+def test_run_with_seeds_runs_each_stage_once_per_seed(tmp_path, tiny_distilbert, capsys):
+    out = tmp_path / "logs"
+    args = ["run", "--output-dir", str(out), "--stages", "features", "--seeds", "0,1",
+            f"features.encoder.model={tiny_distilbert}", "features.data.limit=40", "features.classifier.C_grid=[1.0]"]
+    assert main(args) == 0
+    (run_dir,) = (out / "run").iterdir()
+    state = read_json(run_dir / "pipeline.json")
+    assert [(s["name"], s["seed"], s["run_dir"]) for s in state["stages"]] == [
+        ("features", 0, "features/seed0"), ("features", 1, "features/seed1")]
+    report = (run_dir / "report.md").read_text()
+    assert "| features (seed 1) | completed |" in report and "Over several seeds" in report
+
+
 def test_run_errors(tmp_path, capsys):
     assert main(["run", "--output-dir", str(tmp_path), "featurs.data.limit=3"]) == 2
     assert "names no stage section" in capsys.readouterr().err

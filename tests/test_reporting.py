@@ -92,3 +92,27 @@ def test_confident_mistakes_come_from_the_predictions(feature_runs):
         mine = [r["probability"] for r in picked if r["label"] == label]
         best = sorted((r["probability"] for r in wrong if r["label"] == label), reverse=True)[:2]
         assert mine == best
+
+
+def test_seeds_option_runs_once_per_seed_and_reports_mean_and_sd(tmp_path, tiny_distilbert, capsys):
+    args = ["features", "--output-dir", str(tmp_path), "--seeds", "3,4", f"encoder.model={tiny_distilbert}",
+            "data.limit=40", "classifier.C_grid=[1.0]", "classifier.name=logreg", "run_name=demo"]
+    assert main(args) == 0
+    report_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report_dir == tmp_path / "features" / "demo-seeds"
+    runs = sorted(p.name for p in (tmp_path / "features").iterdir() if (p / "metrics.json").is_file())
+    assert runs == ["demo-seed3", "demo-seed4"]
+    seeds = [read_json(tmp_path / "features" / r / "metrics.json") for r in runs]
+    assert [yaml_seed(tmp_path / "features" / r) for r in runs] == [3, 4]
+    tests = [m["methods"]["features"]["test"]["accuracy"] for m in seeds]
+    page = parse((report_dir / "report.html").read_text())
+    assert f"{statistics.fmean(tests):.4f} ± {statistics.stdev(tests):.4f}" in page.cells
+    with pytest.raises(SystemExit):
+        main(["features", "--seeds", "1,1"])
+    assert "distinct integers" in capsys.readouterr().err
+
+
+def yaml_seed(run: Path) -> int:
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text())["seed"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
+from transferlab.pipeline import parse_seeds
 
 EPILOG = """config overrides: any field as a dotted key=value, e.g.
   transferlab features classifier.name=logreg classifier.C_grid=[0.1,1,10] data.limit=500
@@ -27,6 +28,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="preset name (offline [default], paper) or a YAML file")
     parser.add_argument("--output-dir", default="logs", metavar="DIR",
                         help="where run directories go: DIR/<experiment>/<run-name>/ (default: logs)")
+    parser.add_argument("--seeds", default=None, type=parse_seeds, metavar="0,1,2",
+                        help="one run per seed (<run-name>-seed<N>), then one report over them with mean ± sd")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config (every key with its value) as YAML and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
@@ -69,7 +72,28 @@ def run_experiment(args: argparse.Namespace) -> Path | None:
 
         print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
         return None
+    if args.seeds:
+        if resume:
+            raise TransferlabError("--seeds and --resume do not go together: resume each seed's run on its own")
+        return run_seeds(experiment, config, args.output_dir, args.seeds)
     return experiment.run(config, args.output_dir, resume=resume)
+
+
+def run_seeds(experiment, config, output_dir: str, seeds: list[int]) -> Path | None:
+    """One run per seed, side by side (``<name>-seed<N>``), and a report over them in ``<name>-seeds/``."""
+    import dataclasses
+    from datetime import datetime
+
+    from transferlab.reporting.report import write_report
+
+    base = config.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    runs = [experiment.run(dataclasses.replace(config, seed=seed, run_name=f"{base}-seed{seed}"), output_dir)
+            for seed in seeds]
+    if any(r is None for r in runs):  # a non-main process of a multi-process launch
+        return None
+    report = write_report(runs, Path(output_dir) / experiment.name / f"{base}-seeds")
+    print(f"report over {len(seeds)} seeds: {report}")
+    return report.parent
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ a failed stage leaves the finished stages, a report that names the failure, and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import time
 import traceback
@@ -35,6 +36,8 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a `transferlab run` directory "
                    "from its first unfinished stage (new overrides may only touch unfinished stages)")
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    p.add_argument("--seeds", default=None, type=parse_seeds, metavar="0,1,2",
+                   help="run every stage once per seed (into <stage>/seed<N>/); the report gives mean ± sd")
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="e.g. features.data.limit=200 finetune.training.epochs=2 clip.lora.r=4")
     p.set_defaults(func=main)
@@ -70,12 +73,38 @@ def check_stages(stages: list[str]) -> list[str]:
     return stages
 
 
-def start(spec: str | None, output_dir, pairs: list[str], stages: list[str]) -> tuple[Run, dict, dict]:
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (distinct integers), or a one-line error."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers (e.g. 0,1,2); got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds needs distinct integers (e.g. 0,1,2); got {text!r}")
+    return seeds
+
+
+def start(spec: str | None, output_dir, pairs: list[str], stages: list[str],
+          seeds: list[int] | None = None) -> tuple[Run, dict, dict]:
     configs, run_name = load_stage_configs(spec, pairs, check_stages(stages))
     run = Run.create(output_dir, "run", run_name, {s: to_dict(c) for s, c in configs.items()},
                      default_name=Path(spec).stem if spec else "offline")
-    state = {"config": spec, "overrides": list(pairs), "stages": [{"name": s, "status": "pending"} for s in stages]}
+    records = [{"name": s, "status": "pending"} for s in stages] if not seeds else \
+        [{"name": s, "seed": seed, "status": "pending"} for s in stages for seed in seeds]
+    state = {"config": spec, "overrides": list(pairs), "seeds": seeds, "stages": records}
     return run, state, configs
+
+
+def stage_config(configs: dict, record: dict):
+    """The stage's config; with ``--seeds``, its seed and the run name ``seed<N>``."""
+    config = configs[record["name"]]
+    if "seed" not in record:
+        return config
+    return dataclasses.replace(config, seed=record["seed"], run_name=f"seed{record['seed']}")
+
+
+def label(record: dict) -> str:
+    return record["name"] + (f" (seed {record['seed']})" if "seed" in record else "")
 
 
 def reopen(pipe_dir: Path, pairs: list[str]) -> tuple[Run, dict, dict]:
@@ -102,20 +131,22 @@ def reopen(pipe_dir: Path, pairs: list[str]) -> tuple[Run, dict, dict]:
 
 
 def run_pipeline(spec: str | None, output_dir: str | Path, pairs: list[str], resume: str | None = None,
-                 stages: list[str] | None = None) -> Path:
+                 stages: list[str] | None = None, seeds: list[int] | None = None) -> Path:
+    if resume and seeds:
+        raise TransferlabError("--seeds cannot change on --resume: the run keeps the seeds it started with")
     run, state, configs = reopen(Path(resume), pairs) if resume else start(spec, output_dir, pairs,
-                                                                          stages or list(STAGES))
+                                                                          stages or list(STAGES), seeds)
     write_json(run.path / STATE, state)
     print(f"pipeline directory: {run.path}")
     run.set_status(RUNNING)
     with sigterm_as_interrupt():
         for i, record in enumerate(state["stages"], 1):
             if record["status"] == COMPLETED:
-                print(f"== stage {i}/{len(state['stages'])}: {record['name']} already completed ({record['run_dir']})")
+                print(f"== stage {i}/{len(state['stages'])}: {label(record)} already completed ({record['run_dir']})")
                 continue
-            print(f"== stage {i}/{len(state['stages'])}: {record['name']}", flush=True)
-            run_stage(run, state, record, configs[record["name"]])
-            print(f"== {record['name']} done in {record['elapsed_s']:.1f}s: {record['run_dir']}", flush=True)
+            print(f"== stage {i}/{len(state['stages'])}: {label(record)}", flush=True)
+            run_stage(run, state, record, stage_config(configs, record))
+            print(f"== {label(record)} done in {record['elapsed_s']:.1f}s: {record['run_dir']}", flush=True)
         report = write_pipeline_report(run.path, state)
     run.set_status(COMPLETED)
     print(f"report: {report}")
@@ -159,7 +190,7 @@ def stage_dirs(pipe_dir: Path, state: dict) -> list[Path]:
 def write_pipeline_report(pipe_dir: Path, state: dict) -> Path:
     from transferlab.reporting.report import write_report
 
-    stages = [{"stage": s["name"], "status": s["status"], "elapsed_s": s.get("elapsed_s"),
+    stages = [{"stage": label(s), "status": s["status"], "elapsed_s": s.get("elapsed_s"),
                "run_dir": s.get("run_dir"), "error": s.get("error")} for s in state["stages"]]
     notes = []
     if any(s["status"] == FAILED for s in state["stages"]):
@@ -182,4 +213,4 @@ def fail(run: Run, state: dict, record: dict, exc: BaseException) -> None:
 
 def main(args: argparse.Namespace) -> Path:
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    return run_pipeline(args.config, args.output_dir, args.overrides, args.resume, stages)
+    return run_pipeline(args.config, args.output_dir, args.overrides, args.resume, stages, args.seeds)
