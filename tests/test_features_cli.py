@@ -165,3 +165,20 @@ def test_print_config_shows_resolved_values(capsys):
     config = yaml.safe_load(out)
     assert code == 0 and config["classifier"]["name"] == "logreg"
     assert config["encoder"]["model"] == "distilbert-base-uncased" and config["source"] == "preset:paper"
+
+
+def test_threads_option_sets_one_budget_and_records_it(base_args, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        code, out, err = run_cli(base_args[:1] + ["--threads", "1"] + base_args[1:], capsys)
+        assert code == 0, err
+        env = yaml.safe_load((Path(out.strip().splitlines()[-1]) / "config.yaml").read_text())["environment"]
+        assert env["torch_threads"] == 1 and set(env["native_threads"].values()) == {1}
+        code, _, err = run_cli(base_args[:1] + ["--threads", "0"] + base_args[1:], capsys)
+        assert code == 2 and err.strip() == "error: --threads must be at least 1; got 0"
+    finally:
+        from transferlab.models.device import set_threads
+
+        set_threads(before)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
-from transferlab.pipeline import parse_seeds
+from transferlab.cli_options import add_seeds_argument, add_threads_argument
 
 EPILOG = """config overrides: any field as a dotted key=value, e.g.
   transferlab features classifier.name=logreg classifier.C_grid=[0.1,1,10] data.limit=500
@@ -28,8 +28,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="preset name (offline [default], paper) or a YAML file")
     parser.add_argument("--output-dir", default="logs", metavar="DIR",
                         help="where run directories go: DIR/<experiment>/<run-name>/ (default: logs)")
-    parser.add_argument("--seeds", default=None, type=parse_seeds, metavar="0,1,2",
-                        help="one run per seed (<run-name>-seed<N>), then one report over them with mean ± sd")
+    add_threads_argument(parser)
+    add_seeds_argument(parser, "one run per seed (<run-name>-seed<N>), then one report over them with mean ± sd")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config (every key with its value) as YAML and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from transferlab.models.device import set_threads
+
+        set_threads(getattr(args, "threads", None))
         if args.command in EXPERIMENTS:
             result = run_experiment(args)
         else:

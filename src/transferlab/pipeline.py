@@ -17,6 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
+from transferlab.cli_options import add_seeds_argument, add_threads_argument
 from transferlab.config import load_config, parse_overrides, to_dict
 from transferlab.errors import TransferlabError
 from transferlab.experiments.lifecycle import sigterm_as_interrupt
@@ -36,8 +37,8 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a `transferlab run` directory "
                    "from its first unfinished stage (new overrides may only touch unfinished stages)")
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
-    p.add_argument("--seeds", default=None, type=parse_seeds, metavar="0,1,2",
-                   help="run every stage once per seed (into <stage>/seed<N>/); the report gives mean ± sd")
+    add_threads_argument(p)
+    add_seeds_argument(p, "run every stage once per seed (into <stage>/seed<N>/); the report gives mean ± sd")
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="e.g. features.data.limit=200 finetune.training.epochs=2 clip.lora.r=4")
     p.set_defaults(func=main)
@@ -71,17 +72,6 @@ def check_stages(stages: list[str]) -> list[str]:
         raise TransferlabError(f"unknown stage(s) {', '.join(unknown) or '(none given)'}: choose from "
                                f"{', '.join(STAGES)}")
     return stages
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` -> ``[0, 1, 2]`` (distinct integers), or a one-line error."""
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers (e.g. 0,1,2); got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"--seeds needs distinct integers (e.g. 0,1,2); got {text!r}")
-    return seeds
 
 
 def start(spec: str | None, output_dir, pairs: list[str], stages: list[str],

@@ -73,3 +73,35 @@ def autocast(precision: str, device: torch.device | str):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and ``taskset`` narrow)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def set_threads(n: int | None = None) -> int:
+    """One thread budget for torch's intra-op pool, BLAS/OpenMP and the tokenizers, so they do not each start
+    one thread per core and fight over the same cores (on 2 cores that can be 10x slower). Default: the
+    cores available. Call it before any tokenizer runs; returns the number used."""
+    import os
+
+    n = available_cores() if n is None else n
+    if n < 1:
+        raise TransferlabError(f"--threads must be at least 1; got {n}")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS",
+                "RAYON_RS_NUM_CPUS"):
+        os.environ[var] = str(n)
+    torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:  # scikit-learn brings threadpoolctl; without it the environment variables still apply
+        pass
+    return n

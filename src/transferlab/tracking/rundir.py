@@ -47,6 +47,9 @@ def environment() -> dict[str, Any]:
         import torch
 
         env["torch_threads"] = torch.get_num_threads()
+        from threadpoolctl import threadpool_info
+
+        env["native_threads"] = {pool["internal_api"]: pool["num_threads"] for pool in threadpool_info()}
         if torch.cuda.is_available():
             env["gpu"] = torch.cuda.get_device_name(0)
     except ImportError:
