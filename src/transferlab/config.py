@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import string
 import types
 import typing
 from pathlib import Path
@@ -61,12 +63,20 @@ def read_yaml(spec: str | Path | None, experiment: str) -> tuple[dict, str]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise TransferlabError(f"config file {path} is not valid YAML ({exc.__class__.__name__}): fix its syntax") from None
+        raise TransferlabError(f"config file {path} is not valid YAML{yaml_position(exc)}: fix its syntax") from None
     if not isinstance(data, dict):
         raise TransferlabError(f"config file {path} must hold a mapping of settings, not {type(data).__name__}")
     if experiment in data and isinstance(data[experiment], dict):
         data = data[experiment]
     return data, source
+
+
+def yaml_position(exc: yaml.YAMLError) -> str:
+    """`` at line L, column C (problem)`` for a YAML syntax error, as far as the parser says."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or exc.__class__.__name__
+    return f"{where} ({problem})"
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -137,10 +147,7 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
         raise TransferlabError(errors[0] if len(errors) == 1 else
                                f"config key {name!r} has the wrong type: got {value!r}, expected {describe(tp)}")
     if origin is Literal:
-        if value not in get_args(tp):
-            choices = ", ".join(map(str, get_args(tp)))
-            raise TransferlabError(f"config key {name!r} must be one of {choices}; got {value!r}")
-        return value
+        return check_choice(value, get_args(tp), name)
     if origin in (list, tuple):
         (item_tp, *_) = get_args(tp) or (Any,)
         if not isinstance(value, (list, tuple)):
@@ -148,19 +155,61 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
         return [coerce(v, item_tp, f"{name}[{i}]") for i, v in enumerate(value)]
     if tp is Any:
         return value
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
+    if tp is float:
+        return coerce_float(value, name)
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         raise TransferlabError(f"config key {name!r} has the wrong type: got {value!r} "
                                f"({type(value).__name__}), expected {describe(tp)}")
     return value
+
+
+def coerce_float(value: Any, name: str) -> float:
+    """A finite float: ints widen, strings such as ``1e-3`` (YAML 1.1 reads them as text) parse; NaN and
+    infinity are refused, as no setting means them and every comparison with NaN is false."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TransferlabError(f"config key {name!r} has the wrong type: got {value!r} "
+                               f"({type(value).__name__}), expected float")
+    if not math.isfinite(value):
+        raise TransferlabError(f"config key {name!r} must be a finite number; got {value!r}")
+    return float(value)
+
+
+def check_choice(value: Any, choices: tuple, name: str) -> Any:
+    """``value`` if it is one of ``choices``, else a one-line error with the nearest choice."""
+    if value in choices:
+        return value
+    hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    raise TransferlabError(f"config key {name!r} must be one of {', '.join(map(str, choices))}; got {value!r}"
+                           + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+
+
+def check_template_fields(templates: list[str], allowed: tuple[str, ...], name: str,
+                          required: str | None = None) -> None:
+    """Every ``{field}`` of every template is one of ``allowed`` (and ``required`` appears in each): a
+    template with ``{place}`` would otherwise fail with a KeyError in the middle of a run."""
+    fields = ", ".join("{" + a + "}" for a in allowed)
+    if not templates:
+        raise TransferlabError(f"config key {name!r} must be a non-empty list of prompts using {fields}")
+    for template in templates:
+        try:
+            used = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        except ValueError as exc:
+            raise TransferlabError(f"config key {name!r}: template {template!r} is malformed ({exc}); "
+                                   f"write {{{{ and }}}} for literal braces") from None
+        unknown = [f for f in used if f not in allowed]
+        if unknown:
+            raise TransferlabError(f"config key {name!r}: template {template!r} uses unknown field "
+                                   f"{{{unknown[0]}}}; the allowed fields are {fields}")
+        if required and required not in used:
+            raise TransferlabError(f"config key {name!r}: template {template!r} lacks {{{required}}}; "
+                                   f"every prompt needs it")
 
 
 def describe(tp: Any) -> str:

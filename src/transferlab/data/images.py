@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from transferlab.data.hub import offline_unless_reachable
 from transferlab.errors import TransferlabError
 
 RESOURCES = Path(__file__).parent / "resources"
@@ -139,14 +140,15 @@ def read_imagefolder(path: Path) -> tuple[list[str], list, list]:
 
 
 def find_corrupt(paths: Sequence[str]) -> list[int]:
-    """Indices of files that cannot be decoded (checked up front, so an epoch never stops halfway)."""
+    """Indices of files that cannot be decoded (checked up front, so an epoch never stops halfway). Each is
+    decoded in full: ``verify()`` reads the header only and passes a truncated JPEG."""
     from PIL import Image
 
     bad = []
     for i, p in enumerate(paths):
         try:
             with Image.open(p) as im:
-                im.verify()
+                im.load()
         except Exception:  # noqa: BLE001 - any decoder failure means "unreadable"
             bad.append(i)
     return bad
@@ -217,6 +219,17 @@ def class_texts(class_ids: Sequence[str], words: dict[str, str]) -> tuple[list[s
     return names, definitions
 
 
+def check_every_class_has_images(class_ids: Sequence[str], train: list, path: Path) -> None:
+    """Refuse classes without a (readable) training image: an empty class folder, or a wnids.txt line with
+    no folder, would otherwise become a class the model can never learn, scored as if it could."""
+    present = {c for _, c in train}
+    empty = [c for c in class_ids if c not in present]
+    if empty:
+        raise TransferlabError(f"{len(empty)} class(es) under {path} have no readable training images "
+                               f"({', '.join(empty[:5])}{', ...' if len(empty) > 5 else ''}): add images, or remove "
+                               f"the empty class folder(s) (and their wnids.txt lines)")
+
+
 def to_dataset(rows: list, index: dict[str, int]):
     import datasets
 
@@ -239,6 +252,7 @@ def load_folder(path: str | Path, val_per_class: int = 10, seed: int = 42, on_co
     test, bad_test = drop_corrupt(test, on_corrupt, "test")
     if not train:
         raise TransferlabError(f"no training images found under {path}")
+    check_every_class_has_images(class_ids, train, path)
     index = {c: i for i, c in enumerate(class_ids)}
     names, definitions = class_texts(class_ids, words)
     if class_names_file:
@@ -258,8 +272,9 @@ def load_hub(hub_id: str, test_id: str | None, train_split: str, test_split: str
     import datasets
 
     try:
-        train = datasets.load_dataset(hub_id, split=train_split)
-        test = datasets.load_dataset(test_id or hub_id, split=test_split)
+        with offline_unless_reachable():
+            train = datasets.load_dataset(hub_id, split=train_split)
+            test = datasets.load_dataset(test_id or hub_id, split=test_split)
     except Exception as exc:  # noqa: BLE001 - offline, unknown id or split
         raise TransferlabError(f"cannot load Hub data set {hub_id!r} ({exc.__class__.__name__}): it needs "
                                f"the Hub or its local cache; offline, use data.path=<folder> or the default demo") from None

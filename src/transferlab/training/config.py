@@ -20,7 +20,9 @@ class TrainingConfig:
     learning_rate: float = 5e-5
     weight_decay: float = 0.01
     warmup: float = 0.0  # fraction of steps in [0, 1), or a whole number of steps
-    lr_scheduler: str = "linear"
+    lr_scheduler: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                          "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+                          "warmup_stable_decay", "greedy"] = "linear"  # transformers.SchedulerType's values
     max_grad_norm: float = 1.0
     group_by_length: bool = False  # batches of similar lengths (less padding), still shuffled
     eval_steps: int | None = None  # evaluate and checkpoint every N steps; default: every epoch

@@ -89,7 +89,8 @@ class ClipConfig:
             raise TransferlabError("give data.path or data.hub_id, not both")
         if self.data.val_per_class < 1:
             raise TransferlabError("data.val_per_class must be at least 1 (the validation split picks the model)")
-        if not self.model.templates or any("{name}" not in t for t in self.model.templates):
-            raise TransferlabError("model.templates must be a non-empty list of prompts that each contain {name}")
+        from transferlab.config import check_template_fields  # every {field} known, {name} in each
+
+        check_template_fields(self.model.templates, ("name", "definition"), "model.templates", required="name")
         if self.lora.r < 1 or not self.lora.target_modules:
             raise TransferlabError("lora.r must be >= 1 and lora.target_modules non-empty")
