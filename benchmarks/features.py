@@ -17,7 +17,8 @@ import time
 import torch
 
 from transferlab.data.rotten_tomatoes import load_rotten_tomatoes
-from transferlab.models.text_encoder import bf16_supported, encode, load_encoder
+from transferlab.models.device import bf16_supported
+from transferlab.models.text_encoder import encode, load_encoder
 
 
 def matmul_rate(dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int = 10) -> float:

@@ -35,7 +35,7 @@ def lab_way(model, images: list, texts: list[str]) -> np.ndarray:
 
 
 def our_way(model, dataset, prompt_sets, batch_size: int) -> np.ndarray:
-    from transferlab.experiments.clip.zeroshot import class_embeddings, image_embeddings
+    from transferlab.models.zero_shot import class_embeddings, image_embeddings
 
     with torch.inference_mode():
         classes = class_embeddings(model, prompt_sets, batch_size)
@@ -48,7 +48,8 @@ def bench(model_name: str = "standin", data: str | None = None, images: int = 10
     """Both ways on the same model and the first ``images`` test images; throughput, accuracy, agreement."""
     from transferlab.data.images import DEMO_PATH, load_folder, open_rgb
     from transferlab.experiments.clip.config import ModelConfig
-    from transferlab.models.dual_encoder import load_dual_encoder, prompts
+    from transferlab.models.dual_encoder import prompts
+    from transferlab.models.dual_encoder_factory import load_dual_encoder
 
     dataset = load_folder(data or DEMO_PATH, val_per_class=1)
     model = load_dual_encoder(ModelConfig(name=model_name), dataset.class_ids, dataset.class_names).eval()

@@ -42,3 +42,44 @@ def test_fixed_C_is_the_labs_untuned_svc(blobs):
     proba = predict_proba(clf, xv)
     assert proba.shape == (100, 2) and np.allclose(proba.sum(1), 1)
     assert (proba.argmax(1) == clf.predict(xv)).all()
+
+
+def reference_probe(xt, yt, xv, yv, grid, max_iter, seed):
+    """The linear probe's own loop before it became a classifier option: one warm-started model, C ascending."""
+    import copy
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(xt)
+    clf = LogisticRegression(max_iter=max_iter, warm_start=True, random_state=seed)
+    best, best_c, scores = None, None, {}
+    for c in sorted(grid):
+        clf.C = c
+        clf.fit(scaler.transform(xt), yt)
+        scores[c] = float((clf.predict(scaler.transform(xv)) == yv).mean())
+        if best is None or scores[c] > scores[best_c]:
+            best, best_c = copy.deepcopy(clf), c
+    return scaler, best, best_c, scores
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_warm_started_logreg_is_the_linear_probe(blobs):
+    from transferlab.models.linear_probe import fit_linear_probe, probe_predictions
+
+    rng = np.random.default_rng(1)
+    (xt, yt), (xv, yv) = blobs
+    yt, yv = (yt + 2 * (rng.random(len(yt)) < 0.3)), (yv + 2 * (rng.random(len(yv)) < 0.3))  # 4 classes
+    grid = [1.0, 0.001, 0.01]
+    scaler, ref, ref_c, ref_scores = reference_probe(xt, yt, xv, yv, grid, 20, 42)
+    probe, record = fit_linear_probe((xt, yt), (xv, yv), grid, max_iter=20, seed=42)
+    assert record["chosen_C"] == ref_c and record["validation_accuracy"] == [ref_scores[c] for c in sorted(grid)]
+    np.testing.assert_array_equal(probe[-1].coef_, ref.coef_)
+    y, pred, scores = probe_predictions(probe, xv, yv)
+    np.testing.assert_array_equal(scores, ref.predict_log_proba(scaler.transform(xv)))
+    assert (pred == ref.predict(scaler.transform(xv))).all() and (y == yv).all()
+
+
+def test_warm_start_is_for_logreg_only():
+    with pytest.raises(Exception, match="warm_start applies to logreg only"):
+        ClassifierConfig(name="svc", warm_start=True).validate()

@@ -12,13 +12,12 @@ from transferlab.cli import main
 from transferlab.config import load_config
 from transferlab.errors import TransferlabError
 from transferlab.experiments.clip.config import ClipConfig
-from transferlab.experiments.clip.lora import (PromptClassifier, apply_lora, evaluate_accuracy,
-                                               expected_lora_parameters, lora_targets)
-from transferlab.experiments.clip.loss import LOSSES
 from transferlab.models.clip_hf import HFDualEncoder
+from transferlab.models.clip_losses import LOSSES
 from transferlab.models.dual_encoder import prompts
-
-
+from transferlab.models.dual_encoder_lora import lora_targets
+from transferlab.models.prompt_classifier import PromptClassifier, split_predictions
+from transferlab.training.lora import apply_lora, lora_formula
 
 
 def overrides(clip_folder, tree, out):
@@ -37,8 +36,13 @@ def test_zeroshot_end_to_end(clip_folder, tree, tmp_path, capsys):
     assert main(["zeroshot"] + overrides(clip_folder, tree, tmp_path)) == 0
     run = Path(capsys.readouterr().out.strip().splitlines()[-1])
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["test"]["n_examples"] == 6 and metrics["validation"]["n_examples"] == 6
-    assert metrics["test"]["top5_accuracy"] == 1.0  # 3 classes
+    assert metrics["experiment"] == "zeroshot" and metrics["primary"] == "zero_shot"
+    assert list(metrics["methods"]) == ["zero_shot"] and metrics["n_classes"] == 3
+    assert metrics["model"]["name"] == str(clip_folder) and "clip" in metrics["model"]["description"]
+    result = metrics["methods"]["zero_shot"]
+    assert result["test"]["n_examples"] == 6 == result["validation"]["n_examples"]
+    assert metrics["n_examples"] == {"validation": 6, "test": 6}
+    assert result["test"]["top5_accuracy"] == 1.0  # 3 classes
     assert (run / "confusion_matrix.png").is_file() and (run / "classification_report.txt").is_file()
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
 
@@ -48,14 +52,46 @@ def test_lora_step_end_to_end(clip_folder, tree, tmp_path, capsys):
     out = capsys.readouterr().out
     run = Path(out.strip().splitlines()[-1])
     metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["experiment"] == "lora" and metrics["primary"] == "lora"
+    assert list(metrics["methods"]) == ["zero_shot", "linear_probe", "lora"]
+    assert all("accuracy" in m[s] for m in metrics["methods"].values() for s in ("validation", "test"))
     # 2 towers x 2 layers x (q_proj, v_proj), each r x (in + out) = 8 x (32 + 32)
-    assert metrics["info"]["lora_parameters"] == 2 * 2 * 2 * 8 * 64 == metrics["info"]["lora_parameters_formula"]
+    params = metrics["parameters"]
+    assert params["lora"] == 2 * 2 * 2 * 8 * 64 == params["lora_formula"] and params["trainable"] == params["lora"]
+    assert params["total"] > params["trainable"]
     assert "LoRA parameters: 4,096" in out
-    assert not metrics["info"]["image_features_cached"]  # the vision tower trains, so pixels go through it
-    for key in ("validation", "test", "zero_shot", "linear_probe"):
-        assert metrics[key] and "accuracy" in (metrics[key] if key in ("validation", "test") else metrics[key]["test"])
-    assert (run / "adapter" / "adapter_config.json").is_file() and (run / "report.md").is_file()
-    assert "| LoRA |" in (run / "report.md").read_text()
+    details = metrics["details"]
+    assert not details["image_features_cached"]  # the vision tower trains, so pixels go through it
+    assert details["best_step"] == 1 == details["global_step"]  # max_steps=1 ends mid-epoch: evaluated then
+    assert details["linear_probe"]["grid_C"] == [1.0] and details["linear_probe"]["chosen_C"] == 1.0
+    assert metrics["n_examples"] == {"train": 12, "validation": 6, "test": 6}
+    assert set(metrics["timings"]) >= {"encode_images_s", "zero_shot_s", "linear_probe_s", "train_s"}
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    assert not (run / "report.md").exists() and not (run / "trainer").exists()  # the report is the pipeline's
+    assert not list(run.glob("checkpoint*"))  # no checkpoints: the best state is kept in memory
+
+
+def test_lora_is_not_resumable(clip_folder, tree, tmp_path, capsys):
+    from transferlab.experiments.clip.lora import run_lora
+
+    cfg = load_config(ClipConfig, "clip", "offline", lora_args(clip_folder, tree, tmp_path)[3:])
+    with pytest.raises(TransferlabError, match="not resumable"):
+        run_lora(cfg, tmp_path, resume="latest")
+    assert not (tmp_path / "lora").exists()
+
+
+@pytest.mark.parametrize("override,message", [
+    ("training.batch_size=0", "training.batch_size must be at least 1"),
+    ("training.warmup=1.5", "training.warmup must be a fraction"),
+    ("training.warmup_ratio=0.1", "did you mean 'training.warmup'"),
+    ("training.loss=contrastive", "unknown config key 'training.loss'"),
+    ("lora.dropout=1.0", "lora.dropout must be in [0, 1)"),
+    ("training.gradient_checkpointing=true", "applies to text fine-tuning"),
+])
+def test_training_settings_are_checked_as_for_finetune(override, message, capsys, tmp_path):
+    assert main(["lora", "--output-dir", str(tmp_path), override]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
 
 
 def test_lora_count_formula_for_the_paper_model():
@@ -68,8 +104,8 @@ def test_lora_count_formula_for_the_paper_model():
                                num_hidden_layers=12, patch_size=16))), processor=None)
     targets = lora_targets(model, ["q_proj", "v_proj"], "both")
     assert len(targets) == 48
-    assert expected_lora_parameters(model, targets, 8) == 491_520  # clip-vit-base-patch16, r=8, both towers
-    assert expected_lora_parameters(model, lora_targets(model, ["q_proj", "v_proj"], "text"), 8) == 196_608
+    assert lora_formula(model, targets, 8) == 491_520  # clip-vit-base-patch16, r=8, both towers
+    assert lora_formula(model, lora_targets(model, ["q_proj", "v_proj"], "text"), 8) == 196_608
     last = lora_targets(model, ["q_proj", "v_proj"], "both", layers=[11])
     assert len(last) == 4 and all(".layers.11." in name for name in last)
     assert lora_targets(model, ["q_proj", "v_proj"], "both", layers=[-1]) == last  # counted from the end
@@ -89,7 +125,7 @@ def test_class_embeddings_follow_the_text_tower(classifier):
     classifier, cfg = classifier
     torch.manual_seed(1)
     images = (torch.randn(6, 16), torch.tensor([0, 0, 1, 1, 2, 2]))
-    _, before = evaluate_accuracy(classifier, (images[0], images[1].numpy()), cfg)
+    before = split_predictions(classifier, (images[0], images[1].numpy()))
     classifier.train()
     optimizer = torch.optim.SGD([p for p in classifier.parameters() if p.requires_grad], lr=1.0)
     for _ in range(2):  # LoRA's B starts at zero, so the first step moves only B
@@ -98,7 +134,7 @@ def test_class_embeddings_follow_the_text_tower(classifier):
         optimizer.step()
     trained = [n for n, p in classifier.named_parameters() if p.requires_grad]
     assert trained and all("text_model" in n and "lora_" in n for n in trained)
-    _, after = evaluate_accuracy(classifier, (images[0], images[1].numpy()), cfg)
+    after = split_predictions(classifier, (images[0], images[1].numpy()))
     assert not torch.allclose(torch.as_tensor(before[2]), torch.as_tensor(after[2]))
 
 
@@ -182,9 +218,11 @@ def test_presets_load(preset):
         assert cfg.model.name == "openai/clip-vit-base-patch16" and cfg.model.templates == ["a photo of a {name}"]
         assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.towers) == (8, 32, 0.1, "both")
         assert cfg.lora.target_modules == ["q_proj", "v_proj"]
-        assert (cfg.training.learning_rate, cfg.training.batch_size) == (2e-5, 16)
+        assert (cfg.training.learning_rate, cfg.training.batch_size, cfg.training.weight_decay) == (2e-5, 16, 0.0)
+        assert cfg.objective.loss == "class_ce" and cfg.objective.cache_image_features
     else:
         assert cfg.model.name == "standin" and cfg.data.path is None
+        assert cfg.objective.projection_learning_rate == 0.03 and cfg.training.eval_steps == 5
 
 
 def test_unknown_key_suggests(capsys):

@@ -41,7 +41,7 @@ def test_pixels_are_scaled_to_plus_minus_one(standin):
 def test_save_and_load_folder(standin, tmp_path):
     from transferlab.config import load_config
     from transferlab.experiments.clip.config import ClipConfig
-    from transferlab.models.dual_encoder import load_dual_encoder
+    from transferlab.models.dual_encoder_factory import load_dual_encoder
     from transferlab.models.standin import StandInDualEncoder
 
     model, data = standin
@@ -53,6 +53,7 @@ def test_save_and_load_folder(standin, tmp_path):
         assert torch.allclose(model.encode_images(pixels), loaded.encode_images(pixels), atol=1e-5)
         assert torch.allclose(model.encode_texts(**tokens), loaded.encode_texts(**tokens), atol=1e-5)
     assert loaded.fitted_on == model.fitted_on
+    assert loaded.description() == model.description() and "800 ImageNet-1k classes" in model.description()
     cfg = load_config(ClipConfig, "clip", "offline", [f"model.name={tmp_path / 'standin'}"])
     assert isinstance(load_dual_encoder(cfg.model, data.class_ids), StandInDualEncoder)
     with pytest.raises(TransferlabError, match="would not be zero-shot"):

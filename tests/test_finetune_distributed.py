@@ -22,18 +22,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_process_run_agrees_and_writes_outputs_once(tmp_path, tiny_text_models):
+def torchrun(command: str, output_dir: Path, overrides: list[str], timeout: int = 180):
+    """``transferlab COMMAND`` under torchrun with 2 CPU processes: (the finished process, {rank: its
+    "process N:" line});
+    asserts that it succeeded and that both processes report the same."""
     env = dict(os.environ, PYTHONPATH=str(SRC), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                OMP_NUM_THREADS="1")
-    overrides = finetune_overrides(tiny_text_models["distilbert"], **{
-        "data.limit": 64, "training.epochs": 2, "training.batch_size": 8, "training.eval_steps": 2})
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                           f"--master_port={free_port()}", "-m", "transferlab.cli", "finetune",
-                           "--output-dir", str(tmp_path), *overrides],
-                          env=env, capture_output=True, text=True, timeout=180)
+                           f"--master_port={free_port()}", "-m", "transferlab.cli", command,
+                           "--output-dir", str(output_dir), *overrides],
+                          env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     reports = dict(re.findall(r"process (\d): (.*)", proc.stdout))
     assert set(reports) == {"0", "1"} and reports["0"] == reports["1"], reports  # same metrics, same weights
+    return proc, reports
+
+
+def test_two_process_run_agrees_and_writes_outputs_once(tmp_path, tiny_text_models):
+    overrides = finetune_overrides(tiny_text_models["distilbert"], **{
+        "data.limit": 64, "training.epochs": 2, "training.batch_size": 8, "training.eval_steps": 2})
+    proc, reports = torchrun("finetune", tmp_path, overrides)
     (run_dir,) = tmp_path.glob("finetune/*")  # one run directory
     assert proc.stdout.count("run directory:") == 1
     assert proc.stdout.strip().splitlines()[-1] == str(run_dir) and proc.stdout.count(str(run_dir) + "\n") == 2

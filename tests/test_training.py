@@ -1,4 +1,5 @@
-"""Generic Trainer wiring: LoRA targets and exact parameter counts, arguments, precision, NaN and OOM errors."""
+"""Generic Trainer wiring: LoRA targets and exact parameter counts, arguments, precision, the best state kept
+without checkpoints, NaN and OOM errors."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from safetensors.torch import load_file
 
 from transferlab.cli import main
 from transferlab.errors import TransferlabError
-from transferlab.runs import read_json
-from transferlab.training.arguments import resolve_precision, training_arguments
+from transferlab.tracking.rundir import read_json
+from transferlab.models.device import bf16_supported, resolve_precision
+from transferlab.training.arguments import training_arguments
 from transferlab.training.checkpoints import latest_checkpoint, list_checkpoints
 from transferlab.training.config import LoraSettings, TrainingConfig
-from transferlab.training.lora import apply_lora, count_parameters, default_targets
+from transferlab.training.lora import apply_lora, classifier_lora, count_parameters, default_targets, lora_formula
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -47,7 +49,7 @@ def test_lora_parameter_counts_match_the_formula(kind, labels, r, head):
     d, layers = 32, 2
     base = tiny(kind, labels, d, layers)
     base_total = count_parameters(base)["total"]
-    model = apply_lora(base, LoraSettings(r=r))
+    model = classifier_lora(base, LoraSettings(r=r))
     counts = count_parameters(model)
     lora = layers * 2 * (r * d + d * r)  # q and v projections per layer: A is r x d, B is d x r
     assert counts["trainable"] == lora + head(d, labels)
@@ -63,10 +65,20 @@ def test_default_targets_per_architecture_and_overrides():
     assert default_targets("roberta") == ["query", "value"]
     with pytest.raises(TransferlabError, match="lora.target_modules"):
         default_targets("no-such-architecture")
-    model = apply_lora(tiny("bert"), LoraSettings(r=2, target_modules=["query", "key", "value"]))
+    model = classifier_lora(tiny("bert"), LoraSettings(r=2, target_modules=["query", "key", "value"]))
     assert sorted(model.peft_config["default"].target_modules) == ["key", "query", "value"]
     with pytest.raises(TransferlabError, match=r"\['q_lin'\] not found in this bert model"):
-        apply_lora(tiny("bert"), LoraSettings(target_modules=["q_lin"]))
+        classifier_lora(tiny("bert"), LoraSettings(target_modules=["q_lin"]))
+
+
+def test_apply_lora_adapts_exactly_the_named_layers():
+    base = tiny("bert", layers=3)
+    targets = ["bert.encoder.layer.2.attention.self.query", "bert.encoder.layer.2.attention.self.value"]
+    formula = lora_formula(base, targets, 4)
+    model = apply_lora(base, LoraSettings(r=4), targets)
+    adapted = {n.split(".lora_")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert adapted == {"base_model.model." + t for t in targets}
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == formula == 2 * 4 * (32 + 32)
 
 
 def test_training_arguments_from_config(tmp_path):
@@ -78,19 +90,26 @@ def test_training_arguments_from_config(tmp_path):
     assert args.load_best_model_at_end and args.metric_for_best_model == "accuracy" and args.save_total_limit == 3
     args = training_arguments(TrainingConfig(), tmp_path, seed=0, device="cpu", precision="fp32", report_to=[])
     assert args.eval_strategy == "epoch" and args.train_sampling_strategy == "random"
+    assert args.use_cpu and not args.dataloader_pin_memory and args.remove_unused_columns
+
+
+def test_training_arguments_without_checkpoints(tmp_path):
+    """What the CLIP run asks for: no checkpoints (it keeps its best state itself), its own inputs kept."""
+    args = training_arguments(TrainingConfig(eval_steps=5, warmup=3), tmp_path, seed=1, device=torch.device("cpu"),
+                              precision="fp32", report_to=[], checkpoints=False, remove_unused_columns=False)
+    assert args.save_strategy == "no" and not args.load_best_model_at_end and args.eval_strategy == "steps"
+    assert not args.remove_unused_columns and args.warmup_steps == 3 and args.use_cpu
 
 
 def test_precision_resolution():
-    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("auto", "cpu") == "fp32"  # training's auto on a CPU
+    assert resolve_precision("auto", "cpu", cpu_auto="bf16") == ("bf16" if bf16_supported("cpu") else "fp32")
     assert resolve_precision("fp32", "cpu") == "fp32"
-    with pytest.raises(TransferlabError, match="fp16 needs a CUDA GPU"):
-        resolve_precision("fp16", "cpu")
-    if not torch.cuda.is_available():
-        from transferlab.models.text_encoder import bf16_supported
-
-        if not bf16_supported(torch.device("cpu")):
-            with pytest.raises(TransferlabError, match="bf16 is not supported"):
-                resolve_precision("bf16", "cpu")
+    with pytest.raises(TransferlabError, match="training.precision=fp16 needs a CUDA GPU"):
+        resolve_precision("fp16", "cpu", key="training.precision")
+    if not bf16_supported("cpu"):
+        with pytest.raises(TransferlabError, match="bf16 is not supported"):
+            resolve_precision("bf16", "cpu")
 
 
 def test_config_errors_are_one_line(capsys, tmp_path):
@@ -158,3 +177,21 @@ def test_incomplete_checkpoints_are_skipped(tmp_path):
     (tmp_path / "checkpoints" / "checkpoint-x").mkdir()
     assert [c.name for c in list_checkpoints(tmp_path)] == ["checkpoint-4"]
     assert latest_checkpoint(tmp_path).name == "checkpoint-4" and latest_checkpoint(tmp_path / "none") is None
+
+
+def test_keep_best_holds_the_best_evaluation_and_restores_it():
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from transferlab.training.callbacks import KeepBest
+
+    model = torch.nn.Linear(2, 1)
+    keep, state = KeepBest("eval_accuracy"), TrainerState()
+    for step, value, weight in [(5, 0.5, 1.0), (10, 0.7, 2.0), (15, 0.7, 3.0), (20, 0.6, 4.0)]:
+        state.global_step = step
+        with torch.no_grad():
+            model.weight.fill_(weight)
+        keep.on_evaluate(TrainingArguments(output_dir="unused", report_to=[]), state, TrainerControl(),
+                         metrics={"eval_accuracy": value}, model=model)
+    assert (keep.best.step, keep.best.value, keep.last_step) == (10, 0.7, 20)  # a tie keeps the earlier step
+    keep.restore(model)
+    assert torch.equal(model.weight, torch.full((1, 2), 2.0))

@@ -1,16 +1,19 @@
-"""Classical classifiers on frozen features, with C chosen on the validation split.
+"""Classical classifiers on frozen features, with C chosen on the validation split: the one C search.
 
 ``select_classifier`` fits one pipeline per C on train, scores each on validation and keeps the
 best; ties go to the smaller C (the more regularised, simpler model). The test split is never
-seen here: the caller scores the chosen model on it once.
+seen here: the caller scores the chosen model on it once. Fits run in parallel threads, or, for
+``logreg`` with ``warm_start``, one after the other in ascending C, each starting from the last
+(strongly regularised fits converge fast and give the next a good start: the linear probe's way).
 """
 
 from __future__ import annotations
 
+import copy
+import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
-
-import os
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -33,11 +36,14 @@ class ClassifierConfig:
     kernel: Literal["rbf", "linear", "poly", "sigmoid"] = "rbf"  # svc only
     max_iter: int = 5000  # linear_svc and logreg
     n_jobs: int = -1  # grid points fitted in parallel threads (-1: one per core)
+    warm_start: bool = False  # logreg only: fit C ascending, each fit starting from the previous one
 
-    def validate(self) -> None:
+    def validate(self, prefix: str = "classifier") -> None:
         for c in [self.C, *(self.C_grid or [])]:
             if c <= 0:
-                raise TransferlabError(f"classifier C values must be positive; got {c}")
+                raise TransferlabError(f"{prefix} C values must be positive; got {c}")
+        if self.warm_start and self.name != "logreg":
+            raise TransferlabError(f"{prefix}.warm_start applies to logreg only; got name={self.name}")
 
 
 def make_classifier(cfg: ClassifierConfig, C: float, seed: int = 0) -> Pipeline:
@@ -55,10 +61,8 @@ def select_classifier(cfg: ClassifierConfig, x_train: np.ndarray, y_train: np.nd
                       y_val: np.ndarray, seed: int = 0) -> tuple[Pipeline, dict]:
     """The fitted pipeline with the best validation accuracy over ``cfg.C_grid``, and the search record."""
     grid = sorted(set(cfg.C_grid)) if cfg.C_grid else [cfg.C]
-    jobs = min(len(grid), os.cpu_count() or 1) if cfg.n_jobs == -1 else max(1, min(cfg.n_jobs, len(grid)))
-    # Threads: libsvm and liblinear release the GIL, so no process start-up or copying of the features.
-    fitted = Parallel(n_jobs=jobs, prefer="threads")(
-        delayed(fit_and_score)(cfg, C, seed, x_train, y_train, x_val, y_val) for C in grid)
+    fit = fit_warm_started if cfg.warm_start else fit_in_parallel
+    fitted = fit(cfg, grid, seed, x_train, y_train, x_val, y_val)
     scores = [score for _, score in fitted]
     best_score = max(scores)
     best = fitted[scores.index(best_score)][0]  # first maximum in the ascending grid: the smaller C
@@ -66,6 +70,35 @@ def select_classifier(cfg: ClassifierConfig, x_train: np.ndarray, y_train: np.nd
               "validation_accuracy": scores, "chosen_C": grid[scores.index(best_score)],
               "rule": TIE_RULE if len(grid) > 1 else "fixed C (no search)"}
     return best, record
+
+
+def fit_in_parallel(cfg: ClassifierConfig, grid: list[float], seed: int, x_train: np.ndarray, y_train: np.ndarray,
+                    x_val: np.ndarray, y_val: np.ndarray) -> list[tuple[Pipeline, float]]:
+    """One independent pipeline per C, fitted in threads (libsvm and liblinear release the GIL, so no
+    process start-up or copying of the features)."""
+    jobs = min(len(grid), os.cpu_count() or 1) if cfg.n_jobs == -1 else max(1, min(cfg.n_jobs, len(grid)))
+    return Parallel(n_jobs=jobs, prefer="threads")(
+        delayed(fit_and_score)(cfg, C, seed, x_train, y_train, x_val, y_val) for C in grid)
+
+
+def fit_warm_started(cfg: ClassifierConfig, grid: list[float], seed: int, x_train: np.ndarray,
+                     y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> list[tuple[Pipeline, float]]:
+    """One logistic regression refitted for each C in ascending order, warm-started from the previous fit;
+    the scaler is fitted once. A fit that stops at ``max_iter`` is kept (warm starts make that common)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    scaler = StandardScaler().fit(x_train) if cfg.standardize else None
+    tx, vx = (scaler.transform(x_train), scaler.transform(x_val)) if scaler else (x_train, x_val)
+    clf = LogisticRegression(max_iter=cfg.max_iter, warm_start=True, random_state=seed)
+    fitted = []
+    for C in grid:
+        clf.C = C
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(tx, y_train)
+        steps = ([("scale", scaler)] if scaler else []) + [("clf", copy.deepcopy(clf))]
+        fitted.append((Pipeline(steps), float((clf.predict(vx) == y_val).mean())))
+    return fitted
 
 
 def fit_and_score(cfg: ClassifierConfig, C: float, seed: int, x_train: np.ndarray, y_train: np.ndarray,

@@ -32,6 +32,10 @@ class HFDualEncoder(DualEncoder):
 
         return cls(from_pretrained(AutoModel, ref), from_pretrained(AutoProcessor, ref))
 
+    def description(self) -> str:
+        name = getattr(self.model.config, "name_or_path", "") or "a local folder"
+        return f"{self.model.config.model_type} dual encoder ({name})"
+
     def preprocess(self, images: list) -> torch.Tensor:
         return self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
 

@@ -1,4 +1,4 @@
-"""Training losses over image embeddings and class-prompt embeddings.
+"""Training losses of a dual encoder over image embeddings and class-prompt embeddings.
 
 Both treat a class, not an image, as the unit of contrast, so two images of the same class in one
 batch are never negatives of each other (plain CLIP loss over a batch's captions would push them

@@ -93,6 +93,12 @@ class StandInDualEncoder(DualEncoder):
     def fitted_on(self) -> list[str]:
         return self.meta.get("fitted_on", [])
 
+    def description(self) -> str:
+        n = len(self.fitted_on) or "?"
+        return (f"stand-in dual encoder: locked ImageNet EfficientNet-Lite0 image tower ({self.image_size} px) + "
+                f"{self.meta.get('text_model', 'MiniLM')} text tower + a text-to-image map fitted on {n} "
+                f"ImageNet-1k classes outside the evaluated ones")
+
     def train(self, mode: bool = True) -> "StandInDualEncoder":
         super().train(mode)
         self.image_tower.eval()  # locked: batch-norm statistics and drop-connect stay as pretrained

@@ -1,8 +1,8 @@
 """Sentence vectors from any transformers encoder: length-sorted batches, dynamic padding, pooling.
 
 ``encode`` sorts texts by token count so each batch pads only to its own longest sentence, runs
-under ``torch.inference_mode`` (bf16 autocast where supported) and returns vectors in the
-original order.
+under ``torch.inference_mode`` (autocast at the precision resolved by ``models.device``) and returns
+vectors in the original order.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from transferlab.errors import TransferlabError
+from transferlab.models.device import autocast
 
 
 @dataclass
@@ -31,39 +32,6 @@ class EncoderConfig:
             raise TransferlabError(f"encoder.max_length must be at least 2; got {self.max_length}")
         if self.batch_size < 1:
             raise TransferlabError(f"encoder.batch_size must be positive; got {self.batch_size}")
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return _cpu_has_bf16()
-    return False
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 autocast where the device supports it (CUDA with bf16, CPUs with AVX512-BF16/AMX)."""
-    if precision == "auto":
-        return "bf16" if bf16_supported(device) else "fp32"
-    if precision == "bf16" and not bf16_supported(device):
-        raise TransferlabError(f"encoder.precision=bf16 is not supported on {device}: use precision=fp32 or auto")
-    return precision
 
 
 def load_encoder(ref: str, device: torch.device):
@@ -94,15 +62,14 @@ def length_order(tokenizer, texts: Sequence[str], max_length: int) -> np.ndarray
 
 def encode(texts: Sequence[str], tokenizer, model, pooling: str = "mean", max_length: int = 256,
            batch_size: int = 64, precision: str = "fp32", progress: bool = True) -> np.ndarray:
-    """One float32 vector per text, in the order given."""
+    """One float32 vector per text, in the order given; ``precision``: resolved (fp32, bf16 or fp16)."""
     if len(texts) == 0:
         return np.zeros((0, model.config.hidden_size), dtype=np.float32)
     device = next(model.parameters()).device
     order = length_order(tokenizer, texts, max_length)
     out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     bar = tqdm(total=len(texts), desc="encoding", unit="text", disable=not progress)
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast(precision, device):
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
             batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,

@@ -1,10 +1,14 @@
-"""Trainer callbacks: TensorBoard curves written once per (tag, step), and checkpoint provenance."""
+"""Trainer callbacks: TensorBoard curves written once per (tag, step), checkpoint provenance, and the best
+state of a run that keeps no checkpoints (``KeepBest``)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from torch import nn
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
@@ -62,3 +66,34 @@ class CheckpointInfoCallback(TrainerCallback):
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if folder.is_dir():
                 (folder / CHECKPOINT_INFO).write_text(json.dumps(self.info, indent=2) + "\n")
+
+
+@dataclass
+class Best:
+    step: int
+    value: float
+    state: dict[str, torch.Tensor]  # the trainable parameters at that step (CPU copies)
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+class KeepBest(TrainerCallback):
+    """A copy of the trainable weights at the evaluation with the best ``metric`` (strictly better, so the
+    earliest step wins a tie), for runs that save no checkpoints. After training: ``best`` (a
+    :class:`Best`), ``last_step`` (the last evaluated step) and ``restore(model)``."""
+
+    def __init__(self, metric: str = "eval_accuracy"):
+        self.metric = metric
+        self.best: Best | None = None
+        self.last_step: int | None = None
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        value = float(metrics[self.metric])
+        self.last_step = state.global_step
+        if self.best is None or value > self.best.value:
+            self.best = Best(state.global_step, value, trainable_state(model))
+
+    def restore(self, model: nn.Module) -> None:
+        model.load_state_dict(self.best.state, strict=False)

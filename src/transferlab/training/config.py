@@ -54,17 +54,26 @@ class TrainingConfig:
 
 
 @dataclass
-class LoraSettings:
-    """LoRA adapters (peft). ``target_modules``/``head_modules`` default per architecture (see ``training.lora``)."""
+class AdapterSettings:
+    """LoRA adapters (peft): rank, scaling, dropout and the names of the layers that get them."""
 
     r: int = 8
     alpha: int = 16
     dropout: float = 0.1
     target_modules: list[str] | None = None
-    head_modules: list[str] | None = None  # trained in full and saved with the adapter
 
     def validate(self, prefix: str = "lora") -> None:
         if self.r < 1:
             raise TransferlabError(f"{prefix}.r must be at least 1; got {self.r}")
         if not 0 <= self.dropout < 1:
             raise TransferlabError(f"{prefix}.dropout must be in [0, 1); got {self.dropout}")
+        if self.target_modules is not None and not self.target_modules:
+            raise TransferlabError(f"{prefix}.target_modules must name at least one layer (or be null)")
+
+
+@dataclass
+class LoraSettings(AdapterSettings):
+    """LoRA for sequence classification. ``target_modules``/``head_modules`` default per architecture
+    (see ``training.lora``)."""
+
+    head_modules: list[str] | None = None  # trained in full and saved with the adapter

@@ -22,3 +22,10 @@ def broadcast(value: Any, src: int = 0) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def process_device(device):
+    """This process's device: under a multi-process launch on GPUs its own GPU (``LOCAL_RANK``), else ``device``."""
+    if device.type == "cuda" and device.index is None:
+        return state(cpu=False).device
+    return device

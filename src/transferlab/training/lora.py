@@ -1,11 +1,14 @@
-"""LoRA through peft: target modules per architecture, the classification head trained in full."""
+"""LoRA through peft: one ``apply_lora`` taking explicit targets (fine-tuning and the dual encoder), the
+sequence-classification defaults (targets per architecture, the head trained in full), parameter counts."""
 
 from __future__ import annotations
+
+from typing import Sequence
 
 from torch import nn
 
 from transferlab.errors import TransferlabError
-from transferlab.training.config import LoraSettings
+from transferlab.training.config import AdapterSettings, LoraSettings
 
 # Attention projections that get adapters (query and value, as in the LoRA paper), by ``config.model_type``.
 LORA_TARGETS = {
@@ -37,9 +40,22 @@ def default_targets(model_type: str) -> list[str]:
                            f"lora.target_modules=[...] (names of the attention projection layers)")
 
 
-def apply_lora(model: nn.Module, settings: LoraSettings):
-    """Wrap a sequence-classification model with LoRA adapters; returns the peft model."""
-    from peft import LoraConfig, TaskType, get_peft_model
+def apply_lora(model: nn.Module, settings: AdapterSettings, targets: Sequence[str], *,
+               modules_to_save: Sequence[str] = (), task_type: str | None = None):
+    """Inject LoRA adapters into the modules named by ``targets`` (short or full names); returns the peft
+    model. ``modules_to_save``: modules trained in full and saved with the adapter."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(task_type=task_type, r=settings.r, lora_alpha=settings.alpha,
+                        lora_dropout=settings.dropout, target_modules=list(targets),
+                        modules_to_save=list(modules_to_save) or None)
+    return get_peft_model(model, config)
+
+
+def classifier_lora(model: nn.Module, settings: LoraSettings):
+    """LoRA for a sequence-classification model: targets per architecture unless given, the new head
+    trained in full."""
+    from peft import TaskType
 
     model_type = model.config.model_type
     targets = settings.target_modules or default_targets(model_type)
@@ -50,9 +66,14 @@ def apply_lora(model: nn.Module, settings: LoraSettings):
         raise TransferlabError(f"lora.target_modules {missing} not found in this {model_type} model: choose "
                                f"among its layers, e.g. {examples}")
     head = settings.head_modules or [m for m in HEAD_MODULES.get(model_type, DEFAULT_HEAD) if m in names]
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=settings.r, lora_alpha=settings.alpha,
-                        lora_dropout=settings.dropout, target_modules=targets, modules_to_save=head)
-    return get_peft_model(model, config)
+    return apply_lora(model, settings, targets, modules_to_save=head, task_type=TaskType.SEQ_CLS)
+
+
+def lora_formula(model: nn.Module, targets: Sequence[str], r: int) -> int:
+    """r x (in + out) per adapted linear layer (LoRA's A is r x in, B is out x r); ``targets``: full names."""
+    modules = dict(model.named_modules())
+    return sum(r * (modules[t].in_features + modules[t].out_features) for t in targets
+               if isinstance(modules[t], nn.Linear))
 
 
 def count_parameters(model: nn.Module) -> dict[str, int | float]:
@@ -60,3 +81,8 @@ def count_parameters(model: nn.Module) -> dict[str, int | float]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return {"trainable": trainable, "total": total, "trainable_percent": round(100 * trainable / max(total, 1), 4)}
+
+
+def lora_parameters(model: nn.Module) -> int:
+    """Parameters of the LoRA adapters alone (A and B matrices)."""
+    return sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)

@@ -1,11 +1,15 @@
-"""A ``Trainer`` that stops on a non-finite loss, and ``train`` turning NaN / out-of-memory into one-line errors."""
+"""A ``Trainer`` that stops on a non-finite loss (``GuardedTrainer``), one that evaluates with a function of
+the model instead of a prediction loop (``EvaluatingTrainer``), and ``train`` turning NaN / out-of-memory
+into one-line errors."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
 from transformers import Trainer
 
 from transferlab.errors import TransferlabError
@@ -29,6 +33,28 @@ class GuardedTrainer(Trainer):
         if model.training and not torch.isfinite(loss.detach()).all():
             raise NonFiniteLoss(self.state.global_step + 1, self.state.epoch, float(loss.detach().float().mean()))
         return result
+
+
+class EvaluatingTrainer(GuardedTrainer):
+    """Evaluation is ``evaluator(model) -> {name: value}`` (e.g. validation accuracy against class embeddings
+    recomputed with the current weights), logged as ``eval_<name>`` and passed to the callbacks'
+    ``on_evaluate`` like the Trainer's own evaluation. Every process runs it on the whole split, so all
+    agree; no data loader is created (the random stream of training is left as it is)."""
+
+    def __init__(self, *args, evaluator: Callable[[nn.Module], dict[str, float]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.evaluator = evaluator
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        self.model.eval()
+        try:
+            values = self.evaluator(self.model)
+        finally:
+            self.model.train()
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in values.items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics=metrics)
+        return metrics
 
 
 def train(trainer: Trainer, resume_from: str | Path | None, hints: str, run_dir: Path):

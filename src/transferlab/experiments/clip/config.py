@@ -1,4 +1,10 @@
-"""Settings of the CLIP experiments (``transferlab zeroshot`` and ``transferlab lora``), preset ``clip.yaml``."""
+"""Settings of the CLIP experiments (``transferlab zeroshot`` and ``transferlab lora``), preset ``clip.yaml``.
+
+``training`` is the shared :class:`~transferlab.training.config.TrainingConfig` of every Trainer
+experiment; what only the CLIP run needs (its loss, the stand-in map's learning rate, the image
+feature cache) is the ``objective`` section; ``lora`` extends the shared adapter settings with
+towers and blocks.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from typing import Literal
 
 from transferlab.config import TrackingConfig
 from transferlab.errors import TransferlabError
+from transferlab.training.config import AdapterSettings, TrainingConfig
 
 
 @dataclass
@@ -39,11 +46,11 @@ class ModelConfig:
 
 
 @dataclass
-class LoraSettings:
-    r: int = 8
+class ClipLoraSettings(AdapterSettings):
+    """LoRA on a dual encoder: the shared adapter settings plus where in the towers they go."""
+
     alpha: int = 32
-    dropout: float = 0.1
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    target_modules: list[str] | None = field(default_factory=lambda: ["q_proj", "v_proj"])
     towers: Literal["vision", "text", "both"] = "both"
     layers: list[int] | None = None  # only these block indices of each tower, -1 = the last (null: all)
     train_projection: bool = False  # stand-in: also train the text->image map and the logit scale
@@ -51,18 +58,17 @@ class LoraSettings:
 
 
 @dataclass
-class TrainingConfig:
-    epochs: float = 1.0
-    max_steps: int = -1
-    learning_rate: float = 2e-5
-    projection_learning_rate: float | None = None  # stand-in map; null: learning_rate
-    batch_size: int = 16
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
+class ObjectiveConfig:
+    """What the CLIP run trains against, beyond the shared training settings."""
+
     loss: Literal["class_ce", "contrastive"] = "class_ce"
+    projection_learning_rate: float | None = None  # stand-in map and logit scale; null: training.learning_rate
     cache_image_features: bool = True  # when the image tower is frozen, encode each image once
-    logging_steps: int = 10
-    eval_steps: int | None = None  # evaluate (and keep the best) every N steps; null: every epoch
+
+
+def clip_training() -> TrainingConfig:
+    """The shared training settings with the CLIP run's defaults (the lab's lr and batch, no weight decay)."""
+    return TrainingConfig(learning_rate=2e-5, batch_size=16, weight_decay=0.0)
 
 
 @dataclass
@@ -79,8 +85,9 @@ class ClipConfig:
     source: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
+    lora: ClipLoraSettings = field(default_factory=ClipLoraSettings)
+    training: TrainingConfig = field(default_factory=clip_training)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -92,5 +99,13 @@ class ClipConfig:
         from transferlab.config import check_template_fields  # every {field} known, {name} in each
 
         check_template_fields(self.model.templates, ("name", "definition"), "model.templates", required="name")
-        if self.lora.r < 1 or not self.lora.target_modules:
-            raise TransferlabError("lora.r must be >= 1 and lora.target_modules non-empty")
+        if not self.lora.target_modules:
+            raise TransferlabError("lora.target_modules must name at least one layer (e.g. [q_proj, v_proj])")
+        self.lora.validate("lora")
+        self.training.validate("training")
+        for key in ("group_by_length", "gradient_checkpointing"):
+            if getattr(self.training, key):
+                raise TransferlabError(f"training.{key} applies to text fine-tuning, not to the dual encoder: "
+                                       f"set it to false")
+        if self.objective.projection_learning_rate is not None and self.objective.projection_learning_rate <= 0:
+            raise TransferlabError("objective.projection_learning_rate must be positive (or null)")

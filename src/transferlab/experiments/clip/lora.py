@@ -1,342 +1,186 @@
-"""LoRA fine-tuning of a dual encoder against class prompts, with zero-shot and linear-probe baselines.
+"""Experiment 3b: LoRA fine-tuning of a dual encoder against its class prompts, beside the zero-shot
+baseline and a linear probe.
 
-One run: encode the images once with the base model (zero-shot baseline, linear-probe features and,
-when the image tower stays frozen, the training inputs), add LoRA adapters (peft), train with the
-Trainer and a class-prompt loss (``loss.py``), pick the best epoch on the validation split (class
-embeddings recomputed with the current weights at every evaluation), report the test split once.
+Reads top to bottom: data, model, prompts and LoRA targets (every input error before a run directory
+exists); each image encoded once with the base model (the zero-shot baseline, the probe's features
+and, while the image tower stays frozen, the training inputs); the baselines (main process); adapters
+added (peft) and trained with the Trainer as one data-parallel job under ``torchrun`` (loss from
+``models.clip_losses``; every evaluation scores validation against class embeddings recomputed with the
+current weights; ``KeepBest`` keeps the best state); the best state scored on validation and test
+once; the adapter saved. The library pieces live in ``transferlab.models``.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
-from typing import Sequence
 
-import numpy as np
 import torch
-from torch import nn
 
-from transferlab.errors import TransferlabError
-from transferlab.experiments.clip.loss import LOSSES
-from transferlab.experiments.clip.zeroshot import (class_embeddings, encode_splits, image_embeddings, prepare,
-                                                   split_result, zero_shot_results)
-from transferlab.models.dual_encoder import DualEncoder
+from transferlab.evaluation.results import write_results
+from transferlab.evaluation.schema import RunMetrics
+from transferlab.experiments.clip.inputs import SPLITS, Inputs, encode_splits, model_record, open_clip_run, prepare
+from transferlab.experiments.lifecycle import RunContext, set_seed
+from transferlab.models.device import resolve_precision
+from transferlab.models.dual_encoder_lora import lora_targets, projection_parameters, unfreeze, vision_frozen
+from transferlab.models.linear_probe import fit_linear_probe, probe_predictions
+from transferlab.models.prompt_classifier import EmbeddingDataset, PromptClassifier, param_groups, split_predictions
+from transferlab.models.zero_shot import zero_shot_predictions
+from transferlab.tracking.tracker import configure_wandb_env, trainer_report_to
+from transferlab.training.arguments import training_arguments
+from transferlab.training.callbacks import KeepBest, use_tensorboard_dir
+from transferlab.training.lora import apply_lora, count_parameters, lora_formula, lora_parameters
+from transferlab.training.trainer import EvaluatingTrainer, train
 
-ADAPTABLE = (nn.Linear, nn.Conv2d, nn.Embedding)
-
-
-# --- adapters -----------------------------------------------------------------------------------
-
-def tower_prefixes(model: DualEncoder, towers: str) -> list[str]:
-    names = ["vision", "text"] if towers == "both" else [towers]
-    return [model.towers[n] for n in names]
-
-
-def in_towers(name: str, prefixes: Sequence[str]) -> bool:
-    return any(name.startswith(p + ".") for p in prefixes)
+EXPERIMENT = "lora"
 
 
-def block_index(name: str) -> int | None:
-    """The transformer block a module sits in (``...layer.3.attention...`` / ``...layers.3...``)."""
-    match = re.search(r"\.layers?\.(\d+)\.", name)
-    return int(match.group(1)) if match else None
+def run_lora(config, output_dir: str | Path = "logs", *, resume: str | None = None,
+             progress: bool = True) -> Path | None:
+    inputs = prepare(config, EXPERIMENT, resume)
+    targets = lora_targets(inputs.model, config.lora.target_modules, config.lora.towers, config.lora.layers)
+    projection = projection_parameters(inputs.model) if config.lora.train_projection else []
+    precision = resolve_precision(config.training.precision, inputs.device, key="training.precision")
+    with open_clip_run(EXPERIMENT, config, inputs, output_dir, training_precision=precision) as ctx:
+        timings: dict[str, float] = {}
+        encoded = timed(timings, "encode_images_s", encode_splits, inputs, config, splits_to_encode(config),
+                        use_cache=ctx.is_main, progress=progress)  # the disk cache: one writer
+        methods, probe_search = baselines(inputs, encoded, config, timings) if ctx.is_main else ({}, None)
+        peft_model, parameters = add_adapters(inputs.model, config, targets, projection)
+        classifier = PromptClassifier(inputs.model, inputs.prompt_sets, config.objective.loss).to(inputs.device)
+        cached = encoded if config.objective.cache_image_features and vision_frozen(inputs.model) else None
+        trainer, keep = timed(timings, "train_s", train_adapters, classifier, cached, inputs, config, ctx.path,
+                              precision, progress)
+        methods["lora"] = {s: score(classifier, s, cached, inputs, config) for s in SPLITS}
+        report_process(ctx, methods["lora"], keep)
+        if ctx.is_main:
+            save_adapter(ctx.path, peft_model, inputs.model, projection, config.lora.save_merged)
+            details = {"linear_probe": probe_search, "best_step": keep.best.step, "loss": config.objective.loss,
+                       "best_validation_accuracy": keep.best.value, "global_step": trainer.state.global_step,
+                       "lora_targets": len(targets), "image_features_cached": cached is not None,
+                       "skipped_unreadable_images": inputs.data.skipped}
+            metrics = lora_metrics(ctx, config, inputs, methods, trainer.state.global_step, parameters, timings,
+                                   details)
+            ctx.save_metrics(metrics)
+            print_summary(metrics)
+    return ctx.path if ctx.is_main else None
 
 
-def tower_blocks(model: nn.Module, prefix: str, layers: Sequence[int] | None) -> set[int] | None:
-    """Block indices of one tower that ``layers`` names; negative indices count from the tower's end."""
-    if layers is None:
-        return None
-    indices = [block_index(n) for n, _ in model.named_modules() if n.startswith(prefix + ".")]
-    n_blocks = max((i for i in indices if i is not None), default=-1) + 1
-    return {i + n_blocks if i < 0 else i for i in layers}
+def timed(timings: dict, key: str, fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    timings[key] = round(time.perf_counter() - start, 1)
+    return out
 
 
-def lora_targets(model: DualEncoder, target_modules: Sequence[str], towers: str,
-                 layers: Sequence[int] | None = None) -> list[str]:
-    """Full names of the modules LoRA will adapt; a one-line error listing what exists if none match."""
-    prefixes = tower_prefixes(model, towers)
-    blocks = {p: tower_blocks(model, p, layers) for p in prefixes}
-    found = [name for name, module in model.named_modules()
-             if name.rsplit(".", 1)[-1] in target_modules and isinstance(module, ADAPTABLE)
-             and any(name.startswith(p + ".") and (blocks[p] is None or block_index(name) in blocks[p])
-                     for p in prefixes)]
-    if not found:
-        existing = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                           if in_towers(name, prefixes) and isinstance(module, ADAPTABLE)})
-        where = f" in blocks {list(layers)}" if layers is not None else ""
-        raise TransferlabError(f"lora.target_modules {list(target_modules)} match no layer{where} of the {towers} "
-                               f"tower(s) of this model; its layers are named: {', '.join(existing)}")
-    return found
+def splits_to_encode(config) -> list[str]:
+    needs_train = config.probe.enabled or config.objective.cache_image_features
+    return (["train"] if needs_train else []) + list(SPLITS)
 
 
-def expected_lora_parameters(model: nn.Module, targets: Sequence[str], r: int) -> int:
-    """r x (in + out) per adapted linear layer: LoRA's A (r x in) and B (out x r)."""
-    modules = dict(model.named_modules())
-    return sum(r * (modules[t].in_features + modules[t].out_features) for t in targets
-               if isinstance(modules[t], nn.Linear))
-
-
-def apply_lora(model: DualEncoder, settings, targets: Sequence[str]):
-    """Inject adapters in place (the returned peft model saves them); the stand-in's text->image map
-    and logit scale are trained in full when ``train_projection`` is set."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=list(targets))
-    peft_model = get_peft_model(model, config)
-    for name in extra_trainable(model, settings):
-        dict(model.named_parameters())[name].requires_grad_(True)
-    return peft_model
-
-
-def extra_trainable(model: nn.Module, settings) -> list[str]:
-    if not settings.train_projection:
-        return []
-    names = [n for n, _ in model.named_parameters() if n.endswith(("text_map.values", "log_scale"))]
-    if not names:
-        raise TransferlabError("lora.train_projection=true applies to the stand-in (its text->image map); "
-                               "set it to false for this model")
-    return names
-
-
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def vision_frozen(model: DualEncoder) -> bool:
-    prefix = model.towers["vision"]
-    return not any(p.requires_grad for n, p in model.named_parameters() if n.startswith(prefix + "."))
-
-
-# --- the module the Trainer trains --------------------------------------------------------------
-
-class PromptClassifier(nn.Module):
-    """Images (pixels, or cached embeddings) scored against every class prompt with the current weights."""
-
-    def __init__(self, encoder: DualEncoder, prompt_sets: Sequence[Sequence[str]], loss: str):
-        super().__init__()
-        self.encoder = encoder
-        self.loss_fn = LOSSES[loss]
-        self.n_templates = len(prompt_sets)
-        for i, texts in enumerate(prompt_sets):
-            for key, value in encoder.tokenize(texts).items():
-                self.register_buffer(f"prompt{i}_{key}", value, persistent=False)
-
-    def class_embeddings(self) -> torch.Tensor:
-        per_template = []
-        for i in range(self.n_templates):
-            tokens = {k: getattr(self, f"prompt{i}_{k}") for k in ("input_ids", "attention_mask")}
-            per_template.append(nn.functional.normalize(self.encoder.encode_texts(**tokens), dim=-1))
-        return nn.functional.normalize(torch.stack(per_template).mean(0), dim=-1)
-
-    def forward(self, labels=None, pixel_values=None, image_embeds=None):
-        if image_embeds is None:
-            image_embeds = self.encoder.encode_images(pixel_values)  # each image once per step
-        logits = self.encoder.logits(image_embeds, self.class_embeddings())
-        loss = self.loss_fn(logits.float(), labels) if labels is not None else None
-        return {"loss": loss, "logits": logits}
-
-
-class EmbeddingDataset(torch.utils.data.Dataset):
-    def __init__(self, embeds: torch.Tensor, labels: np.ndarray):
-        self.embeds, self.labels = embeds, torch.as_tensor(labels)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"image_embeds": self.embeds[i], "labels": self.labels[i]}
-
-
-def evaluate_accuracy(classifier: PromptClassifier, images, config) -> tuple[float, tuple]:
-    """Validation accuracy with class embeddings recomputed now; ``images``: cached (embeds, labels) or a split."""
-    classifier.eval()
-    encoder = classifier.encoder
-    with torch.inference_mode():
-        class_embeds = classifier.class_embeddings().float()
-        if not isinstance(images, tuple):
-            images = image_embeddings(encoder, images, config.model.batch_size, config.data.num_workers,
-                                      config.model.precision, desc="validation")
-        result = split_result(encoder, images[0], images[1], class_embeds)
-    return float((result[0] == result[1]).mean()), result
-
-
-def make_trainer(classifier: PromptClassifier, train_set, val_images, config, run_dir: Path, best: dict):
-    from transformers import TrainingArguments
-
-    from transferlab.tracking.tracker import trainer_report_to
-    from transferlab.training.arguments import resolve_precision
-    from transferlab.training.callbacks import use_tensorboard_dir
-    from transferlab.training.trainer import GuardedTrainer
-
-    class ClipTrainer(GuardedTrainer):
-        """Evaluation = validation accuracy against freshly computed class embeddings; best state kept."""
-
-        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-            accuracy, _ = evaluate_accuracy(classifier, val_images, config)
-            best["last_evaluated"] = self.state.global_step
-            metrics = {f"{metric_key_prefix}_accuracy": accuracy}
-            if accuracy > best.get("accuracy", -1.0):
-                best.update(accuracy=accuracy, step=self.state.global_step, state=trainable_state(classifier))
-            self.log(metrics)
-            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics=metrics)
-            classifier.train()
-            return metrics
-
-    t = config.training
-    device_gpu = torch.cuda.is_available()
-    precision = resolve_precision(config.model.precision, "cuda" if device_gpu else "cpu")
-    args = TrainingArguments(
-        output_dir=str(run_dir / "trainer"), num_train_epochs=t.epochs, max_steps=t.max_steps,
-        per_device_train_batch_size=t.batch_size, learning_rate=t.learning_rate, weight_decay=t.weight_decay,
-        warmup_steps=t.warmup_ratio, logging_steps=t.logging_steps, save_strategy="no",
-        eval_strategy="steps" if t.eval_steps else "epoch", eval_steps=t.eval_steps,
-        report_to=trainer_report_to(config.tracking), seed=config.seed, remove_unused_columns=False,
-        label_names=["labels"], dataloader_num_workers=config.data.num_workers if t.cache_image_features else 0,
-        bf16=precision == "bf16" and device_gpu, fp16=precision == "fp16" and device_gpu, disable_tqdm=True,
-        dataloader_pin_memory=device_gpu)
-    optimizer = torch.optim.AdamW(param_groups(classifier, t), lr=t.learning_rate, weight_decay=t.weight_decay)
-    eval_set = EmbeddingDataset(*val_images) if isinstance(val_images, tuple) else val_images  # read by evaluate()
-    trainer = ClipTrainer(model=classifier, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                          optimizers=(optimizer, None))
-    use_tensorboard_dir(trainer, run_dir / "tensorboard")
-    return trainer
-
-
-def param_groups(classifier: nn.Module, t) -> list[dict]:
-    adapters = [p for n, p in classifier.named_parameters() if p.requires_grad and "lora_" in n]
-    others = [p for n, p in classifier.named_parameters() if p.requires_grad and "lora_" not in n]
-    groups = [{"params": adapters, "lr": t.learning_rate}]
-    if others:
-        groups.append({"params": others, "lr": t.projection_learning_rate or t.learning_rate})
-    return groups
-
-
-# --- baselines and the run ----------------------------------------------------------------------
-
-def linear_probe(encoded: dict, config) -> dict:
-    from transferlab.experiments.clip.probe import fit_probe, probe_result
-
+def baselines(inputs: Inputs, encoded: dict, config, timings: dict) -> tuple[dict, dict | None]:
+    """``{method: {split: predictions}}`` of the zero-shot baseline and (if enabled) the linear probe, with
+    the probe's C search."""
+    evaluated = {s: encoded[s] for s in SPLITS}
+    methods = {"zero_shot": timed(timings, "zero_shot_s", zero_shot_predictions, inputs.model, inputs.prompt_sets,
+                                  evaluated, config.model.batch_size, inputs.precision)}
+    if not config.probe.enabled:
+        return methods, None
     (tx, ty), (vx, vy) = encoded["train"], encoded["validation"]
-    model, c, grid = fit_probe(tx.numpy(), ty, vx.numpy(), vy, config.probe.c_grid, config.probe.max_iter,
-                               config.seed)
-    results = {split: probe_result(model, encoded[split][0].numpy(), encoded[split][1])
-               for split in ("validation", "test")}
-    return {"results": results, "C": c, "validation_accuracy_by_C": grid}
+    probe, search = timed(timings, "linear_probe_s", fit_linear_probe, (tx.numpy(), ty), (vx.numpy(), vy),
+                          config.probe.c_grid, config.probe.max_iter, config.seed)
+    methods["linear_probe"] = {s: probe_predictions(probe, encoded[s][0].numpy(), encoded[s][1]) for s in SPLITS}
+    return methods, search
 
 
-def summary(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k != "per_class"}
+def add_adapters(model, config, targets: list[str], projection: list[str]):
+    """The peft model (adapters injected into ``model`` in place) and the parameter counts."""
+    set_seed(config.seed)  # the adapters' initialisation, whatever ran before
+    peft_model = apply_lora(model, config.lora, targets)
+    unfreeze(model, projection)
+    counts = count_parameters(model)
+    parameters = {"total": counts["total"], "trainable": counts["trainable"], "lora": lora_parameters(model),
+                  "lora_formula": lora_formula(model, [t + ".base_layer" for t in targets], config.lora.r)}
+    print(f"LoRA parameters: {parameters['lora']:,} (r x (in + out) over {len(targets)} layers: "
+          f"{parameters['lora_formula']:,}); trainable in all: {parameters['trainable']:,}")
+    return peft_model, parameters
 
 
-def comparison_table(rows: dict[str, dict]) -> str:
-    lines = ["| method | validation top-1 | test top-1 | test top-5 | test macro F1 |", "|---|---|---|---|---|"]
-    for name, m in rows.items():
-        lines.append(f"| {name} | {m['validation']['accuracy']:.4f} | {m['test']['accuracy']:.4f} | "
-                     f"{m['test'].get('top5_accuracy', float('nan')):.4f} | {m['test']['f1']:.4f} |")
-    return "\n".join(lines)
+def score(classifier: PromptClassifier, split: str, cached: dict | None, inputs: Inputs, config) -> tuple:
+    """``(y_true, y_pred, scores)`` of a split with the current weights."""
+    return split_predictions(classifier, cached[split] if cached else None, getattr(inputs.data, split),
+                             config.model.batch_size, config.data.num_workers, inputs.precision)
 
 
-def run_lora(config, output_dir: str | Path) -> Path:
-    from transferlab.config import to_dict
-    from transferlab.evaluation.metrics import classification_metrics
-    from transferlab.evaluation.results import write_results
-    from transferlab.runs import Run, set_seed, write_json
-    from transferlab.tracking.tracker import Tracker, configure_wandb_env
+def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: Inputs, config, run_dir: Path,
+                   precision: str, progress: bool) -> tuple[EvaluatingTrainer, KeepBest]:
+    """Train with the Trainer, evaluating on validation on the schedule; the classifier ends in its best state."""
+    from transferlab.data.images import with_pixels
 
-    set_seed(config.seed)
-    data, model, prompt_sets = prepare(config)
-    targets = lora_targets(model, config.lora.target_modules, config.lora.towers, config.lora.layers)
-    extra_trainable(model, config.lora)
-    run = Run.create(output_dir, "lora", config.run_name, to_dict(config), default_name=config.model.name)
-    configure_wandb_env(config.tracking, run.path)
-    with run.guard():
-        timings = {}
-        start = time.perf_counter()
-        needs_train = config.probe.enabled or config.training.cache_image_features
-        encoded = encode_splits(model, data, config, (["train"] if needs_train else []) + ["validation", "test"])
-        timings["encode_images_s"] = round(time.perf_counter() - start, 1)
-        zs, _ = zero_shot_results(model, prompt_sets, {s: encoded[s] for s in ("validation", "test")}, config)
-        zero_shot = {s: classification_metrics(*r[:2], data.class_names, scores=r[2], top_k=(1, 5)) for s, r in zs.items()}
-        print(f"zero-shot top-1: validation {zero_shot['validation']['accuracy']:.4f}, test {zero_shot['test']['accuracy']:.4f}")
-        probe = None
-        if config.probe.enabled:
-            start = time.perf_counter()
-            fitted = linear_probe(encoded, config)
-            timings["linear_probe_s"] = round(time.perf_counter() - start, 1)
-            probe = {s: classification_metrics(*r[:2], data.class_names, scores=r[2], top_k=(1, 5))
-                     for s, r in fitted["results"].items()}
-            print(f"linear probe top-1 (C={fitted['C']}): validation {probe['validation']['accuracy']:.4f}, "
-                  f"test {probe['test']['accuracy']:.4f}")
+    if cached:
+        train_set, eval_set = EmbeddingDataset(*cached["train"]), EmbeddingDataset(*cached["validation"])
+    else:
+        train_set, eval_set = with_pixels(inputs.data.train, inputs.model.preprocess), inputs.data.validation
+    t = config.training
+    configure_wandb_env(config.tracking, run_dir)
+    args = training_arguments(t, run_dir, seed=config.seed, device=inputs.device, precision=precision,
+                              report_to=trainer_report_to(config.tracking), progress=progress,
+                              run_name=run_dir.name, checkpoints=False, remove_unused_columns=False)
+    optimizer = torch.optim.AdamW(param_groups(classifier, t.learning_rate, config.objective.projection_learning_rate),
+                                  lr=t.learning_rate, weight_decay=t.weight_decay)
+    keep = KeepBest("eval_accuracy")
+    trainer = EvaluatingTrainer(
+        model=classifier, args=args, train_dataset=train_set, eval_dataset=eval_set, optimizers=(optimizer, None),
+        callbacks=[keep], evaluator=lambda model: {"accuracy": accuracy(score(model, "validation", cached, inputs,
+                                                                               config))})
+    use_tensorboard_dir(trainer, run_dir / "tensorboard")
+    train(trainer, None, "training.batch_size", run_dir)
+    if keep.last_step != trainer.state.global_step:
+        trainer.evaluate()  # a max_steps run that stopped between evaluations
+    keep.restore(classifier)
+    return trainer, keep
 
-        peft_model = apply_lora(model, config.lora, targets)
-        n_lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
-        n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        expected = expected_lora_parameters(model, [t + ".base_layer" for t in targets], config.lora.r)
-        print(f"LoRA parameters: {n_lora:,} (r x (in + out) over {len(targets)} layers: {expected:,}); "
-              f"trainable in all: {n_trainable:,}")
-        cached = config.training.cache_image_features and vision_frozen(model)
-        classifier = PromptClassifier(model, prompt_sets, config.training.loss).to(model.device)
-        if cached:
-            train_set = EmbeddingDataset(*encoded["train"])
-            val_images = encoded["validation"]
-        else:
-            from transferlab.data.images import with_pixels
 
-            train_set = with_pixels(data.train, model.preprocess)
-            val_images = data.validation
-        best: dict = {}
-        trainer = make_trainer(classifier, train_set, val_images, config, run.path, best)
-        start = time.perf_counter()
-        from transferlab.training.trainer import train
+def accuracy(predictions: tuple) -> float:
+    return float((predictions[0] == predictions[1]).mean())
 
-        train(trainer, None, "training.batch_size", run.path)
-        if (run.path / "trainer").is_dir() and not any((run.path / "trainer").iterdir()):
-            (run.path / "trainer").rmdir()  # the Trainer's output_dir: nothing is saved there (save_strategy="no")
-        if best.get("last_evaluated") != trainer.state.global_step:
-            trainer.evaluate()  # the end of a max_steps run that stopped mid-epoch
-        timings["train_s"] = round(time.perf_counter() - start, 1)
-        classifier.load_state_dict(best["state"], strict=False)
-        classifier.eval()
 
-        peft_model.save_pretrained(run.path / "adapter")
-        extra = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
-                 if n in set(extra_trainable(model, config.lora))}
-        if extra:
-            from safetensors.torch import save_file
+def report_process(ctx: RunContext, lora: dict, keep: KeepBest) -> None:
+    """Under a multi-process launch, each process states what it computed (they must agree)."""
+    if ctx.num_processes > 1:
+        checksum = sum(float(t.double().abs().sum()) for t in keep.best.state.values())
+        print(f"process {ctx.process_index}: validation accuracy {accuracy(lora['validation']):.6f}, "
+              f"test accuracy {accuracy(lora['test']):.6f}, best step {keep.best.step}, "
+              f"trained weights checksum {checksum:.6f}", flush=True)
 
-            save_file(extra, str(run.path / "adapter" / "extra_trainable.safetensors"))
-        with Tracker(run.path, config.tracking, to_dict(config)) as tracker:
-            with torch.inference_mode():
-                class_embeds = classifier.class_embeddings().float()
-                splits = {}
-                for split in ("validation", "test"):
-                    images = encoded[split] if cached else image_embeddings(
-                        model, getattr(data, split), config.model.batch_size, config.data.num_workers,
-                        config.model.precision, desc=split)
-                    splits[split] = split_result(model, images[0], images[1], class_embeds)
-            step = trainer.state.global_step
-            metrics = write_results(run, tracker, splits, data.class_names, step=step, top_k=(1, 5))
-            rows = {"zero-shot": zero_shot, "linear probe": probe, "LoRA": metrics}
-            rows = {k: v for k, v in rows.items() if v}
-            for name, m in (("zero_shot", zero_shot), ("linear_probe", probe)):
-                if m:
-                    tracker.log_metrics({s: summary(m[s]) for s in m}, step, prefix=name)
-            table = comparison_table(rows)
-            tracker.log_text("comparison", table, step)
-            metrics.update(zero_shot=zero_shot, linear_probe=probe, info={
-                "model": config.model.name, "n_classes": len(data.class_names),
-                "lora_parameters": n_lora, "lora_parameters_formula": expected, "trainable_parameters": n_trainable,
-                "lora_targets": len(targets), "best_validation_accuracy": best["accuracy"], "best_step": best["step"],
-                "image_features_cached": cached, "loss": config.training.loss,
-                "linear_probe_C": fitted["C"] if probe else None,
-                "linear_probe_validation_by_C": fitted["validation_accuracy_by_C"] if probe else None,
-                "skipped_unreadable_images": data.skipped, "timings": timings})
-        if config.lora.save_merged:
-            peft_model.merge_and_unload()
-            model.save_pretrained(run.path / "merged_model")
-        (run.path / "report.md").write_text(f"# LoRA vs baselines ({len(data.class_names)} classes)\n\n{table}\n")
-        run.save_metrics(metrics)
-        print(table)
-    return run.path
+
+def save_adapter(run_dir: Path, peft_model, model, projection: list[str], save_merged: bool) -> None:
+    """``adapter/`` (peft ``save_pretrained``, plus the fully trained map as ``extra_trainable.safetensors``)
+    and, on request, ``merged_model/``."""
+    peft_model.save_pretrained(run_dir / "adapter")
+    if projection:
+        from safetensors.torch import save_file
+
+        params = dict(model.named_parameters())
+        save_file({n: params[n].detach().cpu().contiguous() for n in projection},
+                  str(run_dir / "adapter" / "extra_trainable.safetensors"))
+    if save_merged:
+        peft_model.merge_and_unload()
+        model.save_pretrained(run_dir / "merged_model")
+
+
+def lora_metrics(ctx: RunContext, config, inputs: Inputs, methods: dict, step: int, parameters: dict,
+                 timings: dict, details: dict) -> RunMetrics:
+    data = inputs.data
+    return RunMetrics(
+        experiment=EXPERIMENT, model=model_record(config, inputs, processes=ctx.num_processes), primary="lora",
+        methods=write_results(ctx.path, ctx.tracker, methods, data.class_names, primary="lora", step=step,
+                              top_k=(1, 5)),
+        n_classes=len(data.class_names), parameters=parameters, timings=timings, details=details,
+        n_examples={"train": len(data.train), **{s: len(getattr(data, s)) for s in SPLITS}})
+
+
+def print_summary(metrics: RunMetrics) -> None:
+    for method, result in metrics.methods.items():
+        print(f"{method}: validation top-1 {result['validation']['accuracy']:.4f}, "
+              f"test top-1 {result['test']['accuracy']:.4f}, test top-5 {result['test']['top5_accuracy']:.4f}")

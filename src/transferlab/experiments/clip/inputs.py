@@ -1,0 +1,99 @@
+"""What both CLIP runners start from: the data, the model and its class prompts, and each split's image
+embeddings (computed once per run, and across runs from ``model.feature_cache`` when set)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from transferlab.config import to_dict
+from transferlab.data.images import ImageData, load_images
+from transferlab.errors import TransferlabError
+from transferlab.experiments.lifecycle import open_run
+from transferlab.models.device import resolve_device, resolve_precision
+from transferlab.models.dual_encoder import DualEncoder, prompts
+from transferlab.models.dual_encoder_factory import load_dual_encoder
+from transferlab.training.distributed import process_device
+
+
+SPLITS = ("validation", "test")  # the evaluated splits; "train" is encoded where the run needs it
+
+
+@dataclass
+class Inputs:
+    data: ImageData
+    model: DualEncoder  # on ``device``, in eval mode
+    prompt_sets: list[list[str]]  # per template, one prompt per class
+    device: torch.device
+    precision: str  # resolved encoding precision (model.precision)
+
+
+def prepare(config, experiment: str, resume: str | None = None) -> Inputs:
+    """Data, model and prompts; every input error is raised here, before a run directory exists (a
+    ``--resume`` too: these runs keep no checkpoints)."""
+    if resume:
+        raise TransferlabError(f"{experiment} runs are not resumable (they keep no checkpoints): "
+                               f"start the run again without --resume")
+    if config.training.torch_threads:
+        torch.set_num_threads(config.training.torch_threads)
+    device = process_device(resolve_device(config.training.device, "training.device"))
+    precision = resolve_precision(config.model.precision, device, cpu_auto="fp32", key="model.precision")
+    data = load_images(config.data, config.seed)
+    model = load_dual_encoder(config.model, data.class_ids, data.class_names).to(device).eval()
+    return Inputs(data, model, prompts(config.model.templates, data.class_names, data.definitions), device, precision)
+
+
+def open_clip_run(experiment: str, config, inputs: Inputs, output_dir, **resolved):
+    """``open_run`` with the CLIP config: the resolved device and precisions recorded in ``config.yaml``."""
+    resolved = dict(to_dict(config), resolved={"device": str(inputs.device), "precision": inputs.precision,
+                                               **resolved})
+    return open_run(experiment, seed=config.seed, output_dir=output_dir, run_name=config.run_name,
+                    resolved=resolved, tracking=config.tracking, default_name=config.model.name,
+                    cpu=inputs.device.type == "cpu")
+
+
+def model_record(config, inputs: Inputs, **extra) -> dict:
+    """The ``model`` entry of ``metrics.json``: the model actually used, named in full."""
+    return {"name": config.model.name, "description": inputs.model.description(), "device": str(inputs.device),
+            "precision": inputs.precision, **extra}
+
+
+def split_fingerprint(dataset) -> str:
+    """Content key of a split: its image references (with size and mtime for files) and labels."""
+    import hashlib
+    import os
+
+    h = hashlib.sha256()
+    for image, label in zip(dataset["image"], dataset["label"]):
+        if isinstance(image, str):
+            stat = os.stat(image)
+            h.update(f"{image}|{stat.st_size}|{stat.st_mtime_ns}|{label}\n".encode())
+        else:
+            h.update(repr((image, label)).encode())
+    return h.hexdigest()[:16]
+
+
+def encode_splits(inputs: Inputs, config, names: Sequence[str], use_cache: bool = True,
+                  progress: bool = True) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
+    """``{split: (embeddings, labels)}`` for the named splits, each image encoded once; reused across runs
+    from ``model.feature_cache`` (keyed by weights, preprocessing and data) when set and ``use_cache``."""
+    from transferlab.models.feature_cache import cached, weights_fingerprint
+    from transferlab.models.zero_shot import image_embeddings
+
+    m, model = config.model, inputs.model
+    folder = Path(m.feature_cache).expanduser() if m.feature_cache and use_cache else None
+    weights = weights_fingerprint(model) if folder else None
+    out = {}
+    for name in names:
+        split = getattr(inputs.data, name)
+        key = {"kind": "image-embeddings", "model": m.name, "weights": weights, "image_size": m.image_size,
+               "precision": m.precision, "split": name, "data": split_fingerprint(split) if weights else None}
+        embeds, _ = cached(folder, key, lambda: image_embeddings(
+            model, split, m.batch_size, config.data.num_workers, inputs.precision, desc=name,
+            progress=progress)[0].numpy())
+        out[name] = (torch.from_numpy(np.asarray(embeds)), np.asarray(split["label"]))
+    return out

@@ -1,0 +1,82 @@
+"""The module a dual encoder is trained as: images scored against every class prompt with the current weights.
+
+``PromptClassifier`` holds the class prompts (tokenised once, as buffers) and a loss from
+``clip_losses``; its forward takes pixels or cached image embeddings and returns ``{"loss", "logits"}``,
+so the Hugging Face ``Trainer`` trains it as any model. Class embeddings are recomputed from the text
+tower at every step; ``split_predictions`` scores a split with the current weights (what an evaluation
+during training and the final scoring both use).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferlab.models.clip_losses import LOSSES
+from transferlab.models.dual_encoder import DualEncoder
+from transferlab.models.zero_shot import image_embeddings, predictions
+
+
+class PromptClassifier(nn.Module):
+    def __init__(self, encoder: DualEncoder, prompt_sets: Sequence[Sequence[str]], loss: str = "class_ce"):
+        super().__init__()
+        self.encoder = encoder
+        self.loss_fn = LOSSES[loss]
+        self.n_templates = len(prompt_sets)
+        for i, texts in enumerate(prompt_sets):
+            for key, value in encoder.tokenize(texts).items():
+                self.register_buffer(f"prompt{i}_{key}", value, persistent=False)
+
+    def class_embeddings(self) -> torch.Tensor:
+        """(classes x dim) with the current weights: templates averaged, L2-normalised."""
+        per_template = []
+        for i in range(self.n_templates):
+            tokens = {k: getattr(self, f"prompt{i}_{k}") for k in ("input_ids", "attention_mask")}
+            per_template.append(nn.functional.normalize(self.encoder.encode_texts(**tokens), dim=-1))
+        return nn.functional.normalize(torch.stack(per_template).mean(0), dim=-1)
+
+    def forward(self, labels=None, pixel_values=None, image_embeds=None):
+        if image_embeds is None:
+            image_embeds = self.encoder.encode_images(pixel_values)  # each image once per step
+        logits = self.encoder.logits(image_embeds, self.class_embeddings())
+        loss = self.loss_fn(logits.float(), labels) if labels is not None else None
+        return {"loss": loss, "logits": logits}
+
+
+class EmbeddingDataset(torch.utils.data.Dataset):
+    """Cached image embeddings and their labels, as the classifier's ``image_embeds`` input."""
+
+    def __init__(self, embeds: torch.Tensor, labels: np.ndarray):
+        self.embeds, self.labels = embeds, torch.as_tensor(labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image_embeds": self.embeds[i], "labels": self.labels[i]}
+
+
+def split_predictions(classifier: PromptClassifier, images: tuple[torch.Tensor, np.ndarray] | None = None,
+                      split=None, batch_size: int = 128, num_workers: int = 0, precision: str = "fp32") -> tuple:
+    """``(y_true, y_pred, scores)`` with the current weights (class embeddings recomputed now) for cached
+    ``images`` (embeddings, labels), or a ``split`` whose images are encoded now."""
+    classifier.eval()
+    with torch.inference_mode():
+        class_embeds = classifier.class_embeddings().float()
+        if images is None:
+            images = image_embeddings(classifier.encoder, split, batch_size, num_workers, precision, progress=False)
+        return predictions(classifier.encoder, images[0], images[1], class_embeds)
+
+
+def param_groups(model: nn.Module, learning_rate: float, other_learning_rate: float | None) -> list[dict]:
+    """Adapters at ``learning_rate``; every other trainable parameter (the stand-in's map and logit scale)
+    at ``other_learning_rate`` (default: the same)."""
+    adapters = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
+    others = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n]
+    groups = [{"params": adapters, "lr": learning_rate}]
+    if others:
+        groups.append({"params": others, "lr": other_learning_rate or learning_rate})
+    return groups
