@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
+import pickle
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -33,7 +35,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise TransferlabError(f"--batch-size must be at least 1; got {args.batch_size}")
     texts = args.text if args.text else read_texts(args.file, args.text_column)
+    blank = [i for i, text in enumerate(texts, 1) if not text.strip()]
+    if blank:
+        raise TransferlabError(f"--text number {blank[0]} is empty: a model labels any input, so an empty one "
+                               f"would get a meaningless label; give the text to classify")
     predictor = load_predictor(args.run_dir, args.device, args.batch_size)
     labels, probabilities = predictor(texts)
     for text, label, probability in zip(texts, labels, probabilities):
@@ -44,17 +52,22 @@ def read_texts(file: str, column: str = "text") -> list[str]:
     path = Path(file)
     if not path.is_file():
         raise TransferlabError(f"--file {file!r} does not exist: give a text file (one text a line), CSV or JSONL")
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TransferlabError(f"--file {file!r} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
+                               f"{exc.start}; Latin-1?): convert it, e.g. iconv -f latin1 -t utf-8 {file} > "
+                               f"utf8{path.suffix}") from None
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        rows = list(csv.DictReader(io.StringIO(content, newline="")))
     elif suffix in (".jsonl", ".json"):
         try:
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            rows = [json.loads(line) for line in content.splitlines() if line.strip()]
         except json.JSONDecodeError as exc:
             raise TransferlabError(f"--file {file!r} is not JSON Lines ({exc}): one JSON object a line") from None
     else:
-        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts = [line.strip() for line in content.splitlines() if line.strip()]
         rows = None
     if rows is not None:
         if rows and not all(isinstance(r, dict) and column in r for r in rows):
@@ -75,11 +88,18 @@ def load_predictor(run_dir: str | Path, device: str = "auto", batch_size: int = 
                                f"features or finetune")
     config, _ = load_run(run_dir)
     if (run_dir / "model" / "config.json").is_file():
-        return finetuned_predictor(run_dir / "model", device, batch_size)
-    if (run_dir / "classifier.joblib").is_file():
-        return features_predictor(run_dir, device)
-    raise TransferlabError(f"run {run_dir} has no saved model (no model/ or classifier.joblib): "
-                           f"predict takes runs of transferlab features or finetune")
+        saved, load = run_dir / "model", lambda: finetuned_predictor(run_dir / "model", device, batch_size)
+    elif (run_dir / "classifier.joblib").is_file():
+        saved, load = run_dir / "classifier.joblib", lambda: features_predictor(run_dir, device)
+    else:
+        raise TransferlabError(f"run {run_dir} has no saved model (no model/ or classifier.joblib): "
+                               f"predict takes runs of transferlab features or finetune")
+    try:
+        return load()
+    except (OSError, ValueError, EOFError, KeyError, pickle.UnpicklingError) as exc:  # deleted weights, a cut pickle
+        raise TransferlabError(f"cannot load the model saved in {saved} ({exc.__class__.__name__}: "
+                               f"{(str(exc) or 'unreadable').splitlines()[0]}): the run directory is damaged; "
+                               f"rerun the experiment") from None
 
 
 def finetuned_predictor(model_dir: Path, device: str, batch_size: int) -> Predictor:

@@ -105,7 +105,7 @@ def embed_splits(cfg: FeaturesConfig, data, tokenizer, model, precision: str, ca
         start = time.perf_counter()
         vectors[split], hit = cached(cache_dir, key, lambda: encode(
             texts, tokenizer, model, cfg.encoder.pooling, cfg.encoder.max_length,
-            cfg.encoder.batch_size, precision, progress=progress))
+            cfg.encoder.batch_size, precision, progress=progress), rows=len(texts))
         timings[f"encode_{split}_s"] = round(time.perf_counter() - start, 3)
         print(f"{split}: {len(texts)} texts {'from cache' if hit else 'encoded'} "
               f"in {timings[f'encode_{split}_s']:.1f}s")

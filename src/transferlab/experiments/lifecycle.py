@@ -11,6 +11,8 @@ from the run itself. Other processes compute but never write.
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import random
 import signal
 import time
@@ -134,22 +136,36 @@ def open_run(experiment: str, *, seed: int, output_dir: str | Path, run_name: st
     try:
         with sigterm_as_interrupt(), (Tracker(path, tracking, resolved) if run else contextlib.nullcontext()) as tr:
             yield RunContext(path, run, tr, resolved, proc.process_index, proc.num_processes)
+        if run:
+            run.set_status(COMPLETED, elapsed_s=round(time.perf_counter() - start, 2))
     except BaseException as exc:
         if run:
             record_failure(run, exc, time.perf_counter() - start)
+        error = disk_full(exc, path) or exc  # a full disk is the user's to fix: one line, not a traceback
         with contextlib.suppress(AttributeError, TypeError):
-            exc.run_dir = path
-        raise
-    if run:
-        run.set_status(COMPLETED, elapsed_s=round(time.perf_counter() - start, 2))
+            error.run_dir = path
+        if error is exc:
+            raise
+        raise error from None
     proc.wait_for_everyone()
+
+
+def disk_full(exc: BaseException, path: Path) -> TransferlabError | None:
+    """A one-line error for ``ENOSPC`` anywhere in the exception's chain (libraries wrap it), else ``None``."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            target = seen.filename or f"into {path}"
+            return TransferlabError(f"disk full while writing {target}: free space or choose another --output-dir")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def record_failure(run: Run, exc: BaseException, seconds: float) -> None:
     """``failed`` with the reason; never lets a second error (a full disk) hide the first."""
-    reason = str(exc) or exc.__class__.__name__
+    reason = f"{exc.__class__.__name__}: {str(exc) or exc.__class__.__name__}"
     try:
-        run.set_status(FAILED, error=f"{exc.__class__.__name__}: {reason}", elapsed_s=round(seconds, 2))
+        run.set_status(FAILED, error=reason, elapsed_s=round(seconds, 2))
     except OSError:
-        with contextlib.suppress(OSError):  # the shortest write that still says so
-            (run.path / "status.json").write_text('{"status": "failed", "error": "disk full or unwritable"}\n')
+        with contextlib.suppress(OSError):  # the shortest write that still says so, in place
+            (run.path / "status.json").write_text(json.dumps({"status": FAILED, "error": reason}) + "\n")

@@ -8,10 +8,12 @@ inside a run directory are relative to it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -114,14 +116,19 @@ class Run:
         if path.exists():
             raise TransferlabError(f"run directory {path} already exists: pick another run_name=... "
                                    f"or --output-dir, or remove the old run")
-        try:
+        made = False
+        try:  # a file where a folder should be, no permission, a full disk: one line, and nothing left behind
             path.mkdir(parents=True)
-        except (NotADirectoryError, FileExistsError, PermissionError) as exc:
-            raise TransferlabError(f"cannot create run directory {path} ({exc.strerror or exc}): choose another "
-                                   f"--output-dir") from None
-        run = cls(path, experiment)
-        run.write_config(config)
-        run.set_status(RUNNING, started=datetime.now(timezone.utc).isoformat())
+            made = True
+            run = cls(path, experiment)
+            run.write_config(config)
+            run.set_status(RUNNING, started=datetime.now(timezone.utc).isoformat())
+        except OSError as exc:
+            if made:
+                shutil.rmtree(path, ignore_errors=True)
+            raise TransferlabError(f"cannot create run directory {path} ({exc.strerror or exc}): "
+                                   + ("free space or " if exc.errno == errno.ENOSPC else "")
+                                   + "choose another --output-dir") from None
         return run
 
     def write_config(self, config: dict) -> None:

@@ -1,0 +1,467 @@
+"""Nothing wrong passed off as right: bad values, bad files, refused resumes, full disks and real kills.
+
+Every bad input ends with exit code 2 and one ``error:`` line (no traceback); an up-front error leaves no
+run directory, a failure in the middle of a run leaves ``status.json`` "failed" with the reason.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import get_args, get_type_hints
+
+import numpy as np
+import pytest
+
+from conftest import finetune_overrides, make_csv
+from transferlab.cli import main
+from transferlab.tracking.rundir import read_json
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+ENOSPC = OSError(errno.ENOSPC, "No space left on device")
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code: int, err: str) -> str:
+    """The ``error:`` line of a refused command: exit code 2, the last line, the only one, no traceback."""
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.rstrip("\n").splitlines()[-1] == errors[0], err[-2000:]
+    return errors[0]
+
+
+def run_dirs(out: Path) -> list[Path]:
+    """Run directories under an output folder (anything with a config.yaml), the feature cache aside."""
+    return sorted(p.parent for p in out.rglob("config.yaml")) if out.is_dir() else []
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def temporary_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if ".tmp" in p.name]
+
+
+# --- up-front errors: one line, exit code 2, no run directory -----------------------------------------------
+
+def data_files(tmp: Path, name: str) -> list[str]:
+    """``data.*`` overrides for a bad data file (train, validation and test all the same file)."""
+    path = tmp / name
+    if name == "blank_label.csv":
+        make_csv(path, [{"text": "a fine film", "label": "pos"}, {"text": "dull", "label": ""},
+                        {"text": "great", "label": "pos"}, {"text": "bad", "label": "neg"}])
+    elif name == "empty.csv":
+        path.write_text("")
+    elif name == "latin1.csv":
+        path.write_bytes("text,label\na fine film,pos\ncaf\xe9 society,neg\n".encode("latin-1"))
+    elif name == "broken.jsonl":
+        path.write_text('{"text": "a fine film", "label": "pos"}\n{"text": "dull", "label": \n'
+                        '{"text": "bad", "label": "neg"}\n')
+    return ["data.source=files", f"data.train_file={path}", f"data.validation_file={path}", f"data.test_file={path}"]
+
+
+UP_FRONT = {  # id: (argv after the command's --output-dir, given the test's tmp folder and tiny model; message)
+    "lr-nan": (lambda tmp, model: ["finetune", f"model={model}", "training.learning_rate=nan"],
+               "config key 'training.learning_rate' must be a finite number; got nan"),
+    "lr-inf": (lambda tmp, model: ["finetune", f"model={model}", "training.learning_rate=.inf"],
+               "must be a finite number; got inf"),
+    "scheduler-typo": (lambda tmp, model: ["finetune", f"model={model}", "training.lr_scheduler=cosin"],
+                       "config key 'training.lr_scheduler' must be one of linear, cosine"),
+    "C-nan": (lambda tmp, model: ["features", f"encoder.model={model}", "classifier.C=nan"],
+              "config key 'classifier.C' must be a finite number; got nan"),
+    "C-grid-inf": (lambda tmp, model: ["features", f"encoder.model={model}", "classifier.C_grid=[1,.inf]"],
+                   "config key 'classifier.C_grid[1]' must be a finite number"),
+    "template-field": (lambda tmp, model: ["zeroshot", "model.templates=['a photo of a {place}']"],
+                       "uses unknown field {place}; the allowed fields are {name}, {definition}"),
+    "validation-fraction": (lambda tmp, model: ["features", f"encoder.model={model}", "data.validation_fraction=1.5"],
+                            "data.validation_fraction must be a fraction in (0, 1); got 1.5"),
+    "limit-zero": (lambda tmp, model: ["features", f"encoder.model={model}", "data.limit=0"],
+                   "data.limit must be at least 1"),
+    "run-template": (lambda tmp, model: ["run", f"features.encoder.model={model}",
+                                         "clip.model.templates=['a photo of a {place}']"],
+                     "uses unknown field {place}"),
+    "run-lr-nan": (lambda tmp, model: ["run", f"features.encoder.model={model}", "finetune.training.learning_rate=nan"],
+                   "'training.learning_rate' must be a finite number"),
+    "run-scheduler": (lambda tmp, model: ["run", "finetune.training.lr_scheduler=cosin"], "did you mean 'cosine'?"),
+    "blank-label": (lambda tmp, model: ["features", f"encoder.model={model}", *data_files(tmp, "blank_label.csv")],
+                    "blank_label.csv' line 3 has no label (column 'label' is blank)"),
+    "empty-csv": (lambda tmp, model: ["features", f"encoder.model={model}", *data_files(tmp, "empty.csv")],
+                  "empty.csv' is empty"),
+    "latin1-csv": (lambda tmp, model: ["features", f"encoder.model={model}", *data_files(tmp, "latin1.csv")],
+                   "latin1.csv' is not UTF-8 (line 3 holds byte 0xe9"),
+    "broken-jsonl": (lambda tmp, model: ["features", f"encoder.model={model}", *data_files(tmp, "broken.jsonl")],
+                     "broken.jsonl' line 2 is not valid JSON"),
+    "bad-yaml": (lambda tmp, model: ["features", "--config", write(tmp / "c.yaml", "encoder:\n  pooling: [cls\n")],
+                 "c.yaml is not valid YAML at line 3, column 1"),
+    "output-dir-under-a-file": (lambda tmp, model: ["features", f"encoder.model={model}", "data.limit=20",
+                                                    "--output-dir", write(tmp / "logs" / "a-file", "x") + "/sub"],
+                                "(Not a directory): choose another --output-dir"),
+}
+
+
+def write(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("case", list(UP_FRONT))
+def test_bad_input_is_refused_up_front_with_one_line(capsys, tmp_path, tiny_distilbert, case):
+    build, message = UP_FRONT[case]
+    logs = tmp_path / "logs"
+    command, *rest = build(tmp_path, tiny_distilbert)
+    code, _, err = cli(capsys, command, "--output-dir", logs, *rest)
+    assert message in one_line_error(code, err)
+    assert run_dirs(logs) == []  # nothing started, nothing to mistake for a result
+
+
+def test_scheduler_choices_are_the_ones_transformers_accepts():
+    from transformers import SchedulerType
+
+    from transferlab.training.config import TrainingConfig
+
+    choices = get_args(get_type_hints(TrainingConfig)["lr_scheduler"])
+    assert set(choices) == {s.value for s in SchedulerType}
+
+
+def test_an_unreachable_hub_fails_in_seconds(capsys, tmp_path, monkeypatch):
+    """No minute of retries: one quick probe, then the libraries' offline mode (cache only) for the call."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    from transferlab.data import hub
+
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+
+    def no_network(*args, **kwargs):
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    hub.hub_reachable.cache_clear()
+    try:
+        for extra, message in ((["encoder.model=distilbert-base-uncased"], "the Hub cannot be reached"),
+                               (["data.source=hub", "data.name=imdb"], "cannot be loaded from the Hugging Face Hub")):
+            start = time.perf_counter()
+            code, _, err = cli(capsys, "features", "--output-dir", tmp_path, *extra)
+            assert time.perf_counter() - start < 5
+            assert message in one_line_error(code, err)
+    finally:
+        hub.hub_reachable.cache_clear()
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False  # the offline mode was for the call only
+    assert run_dirs(tmp_path) == []
+
+
+# --- images: empty classes and truncated files ----------------------------------------------------------------
+
+@pytest.fixture
+def image_tree(tmp_path, tree) -> Path:
+    copy = tmp_path / "tiny"
+    shutil.copytree(tree, copy)
+    return copy
+
+
+def test_an_empty_class_folder_is_refused(image_tree, tmp_path):
+    from clip_fixtures import WNIDS, image
+
+    from transferlab.data.images import load_folder
+    from transferlab.errors import TransferlabError
+
+    (image_tree / "train" / "n99999999" / "images").mkdir(parents=True)  # listed, but no image in it
+    (image_tree / "wnids.txt").write_text("\n".join(WNIDS + ["n99999999"]) + "\n")
+    with pytest.raises(TransferlabError, match=r"1 class\(es\) under .* have no readable training images "
+                                               r"\(n99999999\): add images, or remove the empty class folder"):
+        load_folder(image_tree, val_per_class=2)
+    folder = tmp_path / "imagefolder"  # the plain layout: <class>/<images>
+    for c, name in enumerate(["cat", "dog"]):
+        (folder / name).mkdir(parents=True)
+        for k in range(4):
+            image(folder / name / f"{k}.jpg", c)
+    (folder / "empty").mkdir()
+    with pytest.raises(TransferlabError, match=r"have no readable training images \(empty\)"):
+        load_folder(folder, val_per_class=1)
+
+
+def test_a_truncated_jpeg_is_found_up_front(image_tree):
+    from transferlab.data.images import load_folder
+    from transferlab.errors import TransferlabError
+
+    victim = sorted((image_tree / "train" / "n02124075" / "images").iterdir())[1]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # the header survives, the data not
+    data = load_folder(image_tree, val_per_class=2, on_corrupt="skip")
+    assert data.skipped == {"train": 1, "test": 0} and len(data.train) + len(data.validation) == 17
+    with pytest.raises(TransferlabError, match=f"1 unreadable image.*{victim.name}.*data.on_corrupt=skip"):
+        load_folder(image_tree, val_per_class=2, on_corrupt="fail")
+
+
+# --- the feature cache is checked, not trusted -----------------------------------------------------------------
+
+def features_args(logs: Path, model: Path, *extra: str) -> list[str]:
+    return ["features", "--output-dir", str(logs), f"encoder.model={model}", "encoder.max_length=32", "data.limit=40",
+            "classifier.C_grid=[1.0]", *extra]
+
+
+def accuracies(run_dir: Path) -> dict:
+    metrics = read_json(run_dir / "metrics.json")
+    return {split: metrics["methods"]["features"][split]["accuracy"] for split in ("validation", "test")}
+
+
+def cache_file(logs: Path, split: str) -> Path:
+    (path,) = [p.with_suffix(".npy") for p in (logs / "cache" / "features").glob("*.json")
+               if read_json(p)["key"]["split"] == split]
+    return path
+
+
+def test_a_damaged_or_swapped_cache_file_is_recomputed(capsys, tmp_path, tiny_distilbert):
+    logs = tmp_path / "logs"
+    code, out, err = cli(capsys, *features_args(logs, tiny_distilbert))
+    assert code == 0, err
+    cold = accuracies(Path(out.strip().splitlines()[-1]))
+    test_file, validation_file = cache_file(logs, "test"), cache_file(logs, "validation")
+    test_vectors = np.load(test_file)
+    shutil.copyfile(validation_file, test_file)  # same shape, other split's vectors
+    train_file = cache_file(logs, "train")
+    train_file.write_bytes(train_file.read_bytes()[:200])  # cut short
+    code, out, err = cli(capsys, *features_args(logs, tiny_distilbert))
+    assert code == 0 and "Traceback" not in err, err
+    assert "train: 40 texts encoded" in out and "test: 40 texts encoded" in out
+    assert "validation: 40 texts from cache" in out
+    assert accuracies(Path(out.strip().splitlines()[-1])) == cold
+    np.testing.assert_array_equal(np.load(test_file), test_vectors)  # overwritten with the right vectors
+    code, out, _ = cli(capsys, *features_args(logs, tiny_distilbert))
+    assert code == 0 and out.count("from cache") == 3  # and trusted again once whole
+
+
+def test_a_cached_array_of_another_length_is_recomputed(tmp_path):
+    from transferlab.models.feature_cache import cached
+
+    key = {"split": "train", "data": "abc"}
+    cached(tmp_path, key, lambda: np.ones((5, 3), np.float32))
+    vectors, hit = cached(tmp_path, key, lambda: np.zeros((4, 3), np.float32), rows=4)
+    assert not hit and vectors.shape == (4, 3)
+    assert cached(tmp_path, key, lambda: pytest.fail("recomputed"), rows=4)[1]
+
+
+# --- full disks: "failed" with the reason, no temporary files, one line ---------------------------------------
+
+def enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_full_disk_while_caching_features(capsys, tmp_path, tiny_distilbert, monkeypatch):
+    monkeypatch.setattr(np, "save", enospc)
+    logs = tmp_path / "logs"
+    code, _, err = cli(capsys, *features_args(logs, tiny_distilbert))
+    assert "disk full while writing" in one_line_error(code, err) and "free space or choose another --output-dir" in err
+    assert "cache/features" in err  # names the file
+    (run,) = run_dirs(logs)
+    status = read_json(run / "status.json")
+    assert status["status"] == "failed" and "No space left on device" in status["error"]
+    assert temporary_files(logs) == [] and not (run / "metrics.json").exists()
+
+
+def test_full_disk_while_writing_the_metrics(capsys, tmp_path, tiny_distilbert, monkeypatch):
+    from transferlab.tracking import rundir
+
+    original = rundir.write_json
+
+    def full_for_metrics(path, data):
+        if Path(path).name == "metrics.json":
+            Path(str(path) + ".tmp").write_text("{")  # a partial write, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        original(path, data)
+
+    monkeypatch.setattr(rundir, "write_json", full_for_metrics)
+    logs = tmp_path / "logs"
+    code, _, err = cli(capsys, *features_args(logs, tiny_distilbert, "cache=false"))
+    assert "disk full while writing" in one_line_error(code, err) and "metrics.json" in err
+    (run,) = run_dirs(logs)
+    status = read_json(run / "status.json")
+    assert status["status"] == "failed" and "No space left on device" in status["error"]
+
+
+def test_full_disk_while_saving_a_finetuned_model(capsys, tmp_path, tiny_text_models, monkeypatch):
+    from transformers import PreTrainedModel
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", enospc)
+    logs = tmp_path / "logs"
+    code, _, err = cli(capsys, "finetune", "--output-dir", logs, *finetune_overrides(
+        tiny_text_models["distilbert"], **{"data.limit": 16, "training.max_steps": 2, "training.eval_steps": 2,
+                                           "tracking.tensorboard": False}))
+    assert "disk full while writing" in one_line_error(code, err)
+    (run,) = run_dirs(logs)
+    status = read_json(run / "status.json")
+    assert status["status"] == "failed" and "No space left on device" in status["error"]
+    assert temporary_files(logs) == []
+
+
+def test_status_keeps_the_reason_when_even_it_cannot_be_written_normally(tmp_path, monkeypatch):
+    from transferlab.experiments.lifecycle import record_failure
+    from transferlab.tracking import rundir
+
+    run = rundir.Run.create(tmp_path, "features", "r", {})
+    monkeypatch.setattr(rundir, "write_json", enospc)
+    record_failure(run, OSError(errno.ENOSPC, "No space left on device"), 1.0)
+    status = json.loads((run.path / "status.json").read_text())
+    assert status == {"status": "failed", "error": "OSError: [Errno 28] No space left on device"}
+
+
+# --- refused resumes leave the run untouched -----------------------------------------------------------------
+
+@pytest.mark.parametrize("override, key", [("training.learning_rate=0.01", "training.learning_rate"),
+                                           ("data.limit=64", "data.limit")])
+def test_finetune_resume_with_a_changed_setting_is_refused(capsys, tmp_path, tiny_text_models, finetuned_run,
+                                                            override, key):
+    crashed = tmp_path / "finetune" / "crashed"
+    shutil.copytree(finetuned_run, crashed, ignore=shutil.ignore_patterns("tensorboard"))
+    (crashed / "metrics.json").unlink()
+    before = snapshot(tmp_path)
+    code, _, err = cli(capsys, "finetune", "--output-dir", tmp_path,
+                       *finetune_overrides(tiny_text_models["distilbert"]), override, "--resume", crashed)
+    line = one_line_error(code, err)
+    assert key in line and "Resume with the recorded settings" in line
+    assert snapshot(tmp_path) == before
+
+
+@pytest.fixture(scope="module")
+def features_stage(tmp_path_factory, tiny_text_models) -> Path:
+    """A `transferlab run` directory whose features stage completed."""
+    out = tmp_path_factory.mktemp("pipeline")
+    assert main(["run", "--output-dir", str(out), "--stages", "features",
+                 f"features.encoder.model={tiny_text_models['distilbert']}", "features.data.limit=20",
+                 "features.classifier.C_grid=[1.0]", "features.cache=false"]) == 0
+    (pipe,) = (out / "run").iterdir()
+    return pipe
+
+
+def test_pipeline_resume_touching_a_completed_stage_is_refused(capsys, features_stage):
+    before = snapshot(features_stage)
+    code, _, err = cli(capsys, "run", "--resume", features_stage, "features.data.limit=30")
+    assert "change the config of completed stage(s) features" in one_line_error(code, err)
+    assert snapshot(features_stage) == before
+
+
+# --- predict and report -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def features_run(tmp_path_factory, tiny_text_models) -> Path:
+    logs = tmp_path_factory.mktemp("features")
+    assert main(features_args(logs, tiny_text_models["distilbert"], "cache=false", "run_name=done")) == 0
+    return logs / "features" / "done"
+
+
+def damaged(run: Path, tmp_path: Path, change) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    change(copy)
+    return copy
+
+
+PREDICT = {  # id: (argv after `predict RUN`, how to damage a copy of the run (or None), message)
+    "empty-text": (["--text", "fine", "--text", ""], None, "--text number 2 is empty"),
+    "blank-text": (["--text", "   "], None, "--text number 1 is empty"),
+    "batch-size-0": (["--text", "fine", "--batch-size", "0"], None, "--batch-size must be at least 1; got 0"),
+    "latin1-file": (["--file", "{tmp}/latin1.txt"], None, "latin1.txt' is not UTF-8 (byte 0xe9"),
+    "classifier-deleted": (["--text", "fine"], lambda run: (run / "classifier.joblib").unlink(), "has no saved model"),
+    "classifier-truncated": (["--text", "fine"], lambda run: (run / "classifier.joblib").write_bytes(b"\x80\x04"),
+                             "cannot load the model saved in"),
+}
+
+
+@pytest.mark.parametrize("case", list(PREDICT))
+def test_predict_refuses_bad_input(capsys, tmp_path, features_run, case):
+    extra, change, message = PREDICT[case]
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 society is fine\n".encode("latin-1"))
+    run = damaged(features_run, tmp_path, change) if change else features_run
+    code, out, err = cli(capsys, "predict", run, *[a.format(tmp=tmp_path) for a in extra])
+    assert message in one_line_error(code, err) and out == ""
+
+
+def test_predict_a_finetune_run_whose_weights_were_deleted(capsys, tmp_path, finetuned_run):
+    run = damaged(finetuned_run, tmp_path, lambda run: (run / "model" / "model.safetensors").unlink())
+    code, out, err = cli(capsys, "predict", run, "--text", "fine")
+    assert "the run directory is damaged" in one_line_error(code, err) and out == ""
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"experiment": "features", "meth', "is not valid JSON"),
+    ("[1, 2]", "must hold a JSON object, not list"),
+    ('{"experiment": "features"}', "lacks methods, model, n_classes, n_examples, primary"),
+])
+def test_report_of_a_garbled_metrics_file(capsys, tmp_path, features_run, content, message):
+    run = damaged(features_run, tmp_path, lambda run: (run / "metrics.json").write_text(content))
+    code, _, err = cli(capsys, "report", run, "--output", tmp_path / "report")
+    assert message in one_line_error(code, err)
+
+
+# --- real processes, real signals --------------------------------------------------------------------------------
+
+def start(*argv: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(SRC), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.Popen([sys.executable, "-m", "transferlab.cli", *map(str, argv)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def terminate_when(proc: subprocess.Popen, pattern: Path, timeout: float = 120) -> Path:
+    """SIGTERM as soon as a file matching ``pattern`` (a glob below its parent) exists; that file."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(Path(pattern.anchor).glob(str(pattern.relative_to(pattern.anchor))))
+        if found:
+            proc.send_signal(signal.SIGTERM)
+            return found[0]
+        if proc.poll() is not None:
+            pytest.fail(f"ended before {pattern} appeared: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail(f"no {pattern} within {timeout}s")
+
+
+# The whole Rotten Tomatoes set with small batches: several seconds of encoding for the signal to land in.
+SLOW_FEATURES = ["encoder.batch_size=8", "encoder.max_length=32", "classifier.C_grid=[1.0]", "cache=false"]
+
+
+@pytest.mark.slow
+def test_sigterm_while_encoding_leaves_a_failed_status(tmp_path, tiny_distilbert):
+    proc = start("features", "--output-dir", tmp_path, f"encoder.model={tiny_distilbert}", *SLOW_FEATURES)
+    status_file = terminate_when(proc, tmp_path / "features" / "*" / "status.json")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    status = read_json(status_file)
+    assert status["status"] == "failed" and "SIGTERM" in status["error"]
+    assert not (status_file.parent / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_in_the_pipeline_features_stage_is_recorded_with_a_report(tmp_path, tiny_distilbert):
+    proc = start("run", "--output-dir", tmp_path, "--stages", "features,finetune",
+                 f"features.encoder.model={tiny_distilbert}", *["features." + o for o in SLOW_FEATURES])
+    stage_status = terminate_when(proc, tmp_path / "run" / "*" / "features" / "*" / "status.json")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    (pipe,) = (tmp_path / "run").iterdir()
+    state = read_json(pipe / "pipeline.json")
+    features, finetune = state["stages"]
+    assert features["status"] == "failed" and "SIGTERM" in features["error"]
+    assert (pipe / features["run_dir"]) == stage_status.parent and finetune["status"] == "pending"
+    assert read_json(pipe / "status.json")["status"] == "failed"
+    assert "SIGTERM" in read_json(stage_status)["error"]
+    report = (pipe / "report.md").read_text()
+    assert "features" in report and "failed" in report and f"transferlab run --resume {pipe}" in report
