@@ -41,6 +41,10 @@ def test_yaml_file_and_sectioned_file(tmp_path):
     (["classifier.C_grid=3"], "config key 'classifier.C_grid' must be a list"),
     (["classifier.C=-1"], "classifier C values must be positive"),
     (["novalue"], "is not of the form key=value"),
+    (["classifier.C=nan"], "config key 'classifier.C' must be a finite number; got nan"),  # NaN compares false
+    (["classifier.C=-.inf"], "config key 'classifier.C' must be a finite number; got -inf"),
+    (["classifier.C_grid=[0.1, .nan]"], "config key 'classifier.C_grid[1]' must be a finite number; got nan"),
+    (["classifier.name=logrek"], "must be one of svc, linear_svc, logreg; got 'logrek' (did you mean 'logreg'?)"),
 ])
 def test_bad_overrides_give_one_line_errors(overrides, message):
     with pytest.raises(TransferlabError) as err:
@@ -68,3 +72,26 @@ def test_exponent_floats_and_resume_before_overrides(tmp_path):
     args = build_parser().parse_args(["finetune", "--resume", "training.epochs=2", "--print-config"])
     assert run_experiment(args) is None  # --print-config: nothing runs
     assert args.overrides == ["training.epochs=2"]  # the value moved to the overrides; --resume is "latest"
+
+
+def test_malformed_yaml_names_line_and_column(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("encoder:\n  pooling: cls\n  max_length: [64\nclassifier:\n  name: svc\n")
+    with pytest.raises(TransferlabError, match=r"bad.yaml is not valid YAML at line 4, column 11 \(expected ',' or "
+                                               r"'\]', but got .*\): fix its syntax"):
+        load_config(FeaturesConfig, "features", path)
+
+
+@pytest.mark.parametrize("templates, message", [
+    (["a photo of a {place}."], "uses unknown field {place}; the allowed fields are {name}, {definition}"),
+    (["a photo of a {definition}."], "lacks {name}; every prompt needs it"),
+    (["a photo of a {name"], "is malformed"),
+    ([], "must be a non-empty list of prompts using {name}, {definition}"),
+])
+def test_template_fields_are_checked(templates, message):
+    from transferlab.config import check_template_fields
+
+    with pytest.raises(TransferlabError) as err:
+        check_template_fields(templates, ("name", "definition"), "model.templates", required="name")
+    assert message in str(err.value)
+    check_template_fields(["{name}: {definition}", "a {name}"], ("name", "definition"), "t", required="name")

@@ -278,23 +278,23 @@ def test_full_disk_while_caching_features(capsys, tmp_path, tiny_distilbert, mon
 
 
 def test_full_disk_while_writing_the_metrics(capsys, tmp_path, tiny_distilbert, monkeypatch):
-    from transferlab.tracking import rundir
+    """write_json's temporary file gets half its content, then the disk is full: it is removed again."""
+    original = Path.write_text
 
-    original = rundir.write_json
+    def full_for_metrics(self, data, *args, **kwargs):
+        if self.name == "metrics.json.tmp":
+            original(self, data[:20])
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return original(self, data, *args, **kwargs)
 
-    def full_for_metrics(path, data):
-        if Path(path).name == "metrics.json":
-            Path(str(path) + ".tmp").write_text("{")  # a partial write, then the disk is full
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        original(path, data)
-
-    monkeypatch.setattr(rundir, "write_json", full_for_metrics)
+    monkeypatch.setattr(Path, "write_text", full_for_metrics)
     logs = tmp_path / "logs"
     code, _, err = cli(capsys, *features_args(logs, tiny_distilbert, "cache=false"))
     assert "disk full while writing" in one_line_error(code, err) and "metrics.json" in err
     (run,) = run_dirs(logs)
     status = read_json(run / "status.json")
     assert status["status"] == "failed" and "No space left on device" in status["error"]
+    assert temporary_files(logs) == [] and not (run / "metrics.json").exists()
 
 
 def test_full_disk_while_saving_a_finetuned_model(capsys, tmp_path, tiny_text_models, monkeypatch):

@@ -83,3 +83,49 @@ def test_fingerprint_tracks_content():
     b = load_text_data(TextDataConfig(limit=22))
     assert a.fingerprint("train") == load_text_data(TextDataConfig(limit=20)).fingerprint("train")
     assert a.fingerprint("train") != b.fingerprint("train")
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("fields.csv", 'text,label\n"a, quoted text",pos\nan unquoted, text,neg\n',
+     "fields.csv' line 3 has 3 fields, its header 2 (text, label): quote texts that hold commas"),
+    ("header.csv", "text,label\n", "header.csv' has a header but no rows"),
+    ("blank.jsonl", '{"text": "fine", "label": "pos"}\n\n{"text": "dull", "label": null}\n',
+     "blank.jsonl' line 3 has no label (column 'label' is blank)"),
+    ("list.jsonl", '{"text": "fine", "label": "pos"}\n["dull", "neg"]\n', "list.jsonl' line 2 is not a JSON object"),
+])
+def test_broken_files_are_named_with_line_and_cause(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(TransferlabError) as err:
+        load_text_data(TextDataConfig(source="files", train_file=str(path), test_file=str(path)))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_json_document_of_records_still_loads(tmp_path):
+    path = tmp_path / "all.json"
+    path.write_text(json.dumps([{"text": f"film {i}", "label": ["neg", "pos"][i % 2]} for i in range(20)]))
+    data = load_text_data(TextDataConfig(source="files", train_file=str(path), test_file=str(path)))
+    assert data.label_names == ["neg", "pos"] and len(data.splits["test"]) == 20
+
+
+def test_rows_without_a_label_are_refused_whatever_the_source(monkeypatch):
+    from datasets import Dataset, DatasetDict
+
+    import transferlab.data.text as text
+
+    rows = {"text": ["fine", "dull", "bad"], "label": ["pos", None, "neg"]}
+    monkeypatch.setattr(text, "load_hub", lambda name: DatasetDict({s: Dataset.from_dict(rows)
+                                                                     for s in ("train", "test")}))
+    with pytest.raises(TransferlabError, match=r"the train split has 1 rows without a label \(first: row 2\)"):
+        load_text_data(TextDataConfig(source="hub", name="any"))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"validation_fraction": 0.0}, "data.validation_fraction must be a fraction in (0, 1); got 0.0"),
+    ({"validation_fraction": 1.5}, "data.validation_fraction must be a fraction in (0, 1); got 1.5"),
+    ({"limit": -3}, "data.limit must be at least 1 (or null for all examples); got -3"),
+])
+def test_out_of_range_settings_are_refused(settings, message):
+    with pytest.raises(TransferlabError) as err:
+        TextDataConfig(**settings)
+    assert str(err.value) == message
