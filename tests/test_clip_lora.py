@@ -180,6 +180,13 @@ def test_lora_target_error_lists_layers(clip_folder, tree, tmp_path, capsys):
     assert not (tmp_path / "lora").exists()  # no partial run directory
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 runs on a GPU")
+def test_training_precision_is_resolved_for_the_device(clip_folder, tree, tmp_path, capsys):
+    assert main(lora_args(clip_folder, tree, tmp_path) + ["training.precision=fp16"]) == 2
+    assert "training.precision=fp16 needs a CUDA GPU" in error_line(capsys)
+    assert not (tmp_path / "lora").exists()
+
+
 def test_train_projection_needs_the_standin(clip_folder, tree, tmp_path, capsys):
     assert main(lora_args(clip_folder, tree, tmp_path) + ["lora.train_projection=true"]) == 2
     assert "applies to the stand-in" in capsys.readouterr().err
