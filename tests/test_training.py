@@ -195,3 +195,36 @@ def test_keep_best_holds_the_best_evaluation_and_restores_it():
     assert (keep.best.step, keep.best.value, keep.last_step) == (10, 0.7, 20)  # a tie keeps the earlier step
     keep.restore(model)
     assert torch.equal(model.weight, torch.full((1, 2), 2.0))
+
+
+class Toy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 2)
+
+    def forward(self, x=None, labels=None):
+        logits = self.linear(torch.nn.functional.dropout(x, 0.5, self.training))
+        return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+def test_evaluating_trainer_evaluates_with_a_function_and_leaves_the_random_stream_alone(tmp_path):
+    from transferlab.training.callbacks import KeepBest
+    from transferlab.training.trainer import EvaluatingTrainer
+
+    data = [{"x": torch.randn(2), "labels": torch.tensor(i % 2)} for i in range(8)]
+    keep, seen = KeepBest("eval_accuracy"), []
+    args = training_arguments(TrainingConfig(eval_steps=2, max_steps=4, batch_size=4), tmp_path, seed=0,
+                              device="cpu", precision="fp32", report_to=[], progress=False, checkpoints=False)
+
+    def evaluator(model):
+        seen.append(model.training)
+        return {"accuracy": 0.25 * len(seen)}
+
+    trainer = EvaluatingTrainer(model=Toy(), args=args, train_dataset=data, eval_dataset=data, callbacks=[keep],
+                                evaluator=evaluator)
+    before = torch.get_rng_state()
+    assert trainer.evaluate()["eval_accuracy"] == 0.25
+    assert torch.equal(before, torch.get_rng_state()) and trainer.model.training  # back to training mode
+    trainer.train()
+    assert seen == [False, False, False] and keep.best.step == 4 and keep.last_step == 4
+    assert not list(tmp_path.iterdir())  # no checkpoint, nothing written
