@@ -434,6 +434,45 @@ def terminate_when(proc: subprocess.Popen, pattern: Path, timeout: float = 120) 
     pytest.fail(f"no {pattern} within {timeout}s")
 
 
+def test_sigterm_right_after_the_run_directory_is_created_is_recorded(capsys, tmp_path, tiny_distilbert,
+                                                                      monkeypatch):
+    """The narrowest window: status.json says "running" and the signal comes before the run's body starts."""
+    from transferlab.experiments import lifecycle
+
+    original = lifecycle.create_or_reopen
+
+    def create_then_sigterm(*args, **kwargs):
+        opened = original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return opened
+
+    monkeypatch.setattr(lifecycle, "create_or_reopen", create_then_sigterm)
+    code, _, err = cli(capsys, *features_args(tmp_path, tiny_distilbert, "cache=false"))
+    assert code == 130 and "Traceback" not in err
+    (run,) = run_dirs(tmp_path)
+    status = read_json(run / "status.json")
+    assert status["status"] == "failed" and "SIGTERM" in status["error"]
+
+
+def test_sigterm_while_the_pipeline_writes_its_report_is_recorded(capsys, tmp_path, tiny_distilbert, monkeypatch):
+    """After the last stage, outside any stage's lifecycle: the pipeline's own status records it."""
+    import transferlab.pipeline as pipeline
+
+    def report_then_sigterm(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler raises here
+        pytest.fail("SIGTERM did not interrupt")
+
+    monkeypatch.setattr(pipeline, "write_pipeline_report", report_then_sigterm)
+    code, _, err = cli(capsys, "run", "--output-dir", tmp_path, "--stages", "features",
+                       f"features.encoder.model={tiny_distilbert}", "features.data.limit=20",
+                       "features.classifier.C_grid=[1.0]", "features.cache=false")
+    assert code == 130 and "Traceback" not in err
+    (pipe,) = (tmp_path / "run").iterdir()
+    status = read_json(pipe / "status.json")
+    assert status["status"] == "failed" and "SIGTERM" in status["error"]
+
+
 # The whole Rotten Tomatoes set with small batches: several seconds of encoding for the signal to land in.
 SLOW_FEATURES = ["encoder.batch_size=8", "encoder.max_length=32", "classifier.C_grid=[1.0]", "cache=false"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from transferlab.cli_options import add_seeds_argument, add_threads_argument
 from transferlab.config import load_config, parse_overrides, to_dict
 from transferlab.errors import TransferlabError
-from transferlab.experiments.lifecycle import sigterm_as_interrupt
+from transferlab.experiments.lifecycle import sigterm_as_interrupt, sigterm_held
 from transferlab.experiments.registry import EXPERIMENTS
 from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Run, read_json, write_json
 
@@ -124,21 +124,28 @@ def run_pipeline(spec: str | None, output_dir: str | Path, pairs: list[str], res
                  stages: list[str] | None = None, seeds: list[int] | None = None) -> Path:
     if resume and seeds:
         raise TransferlabError("--seeds cannot change on --resume: the run keeps the seeds it started with")
-    run, state, configs = reopen(Path(resume), pairs) if resume else start(spec, output_dir, pairs,
-                                                                          stages or list(STAGES), seeds)
-    write_json(run.path / STATE, state)
-    print(f"pipeline directory: {run.path}")
-    run.set_status(RUNNING)
-    with sigterm_as_interrupt():
-        for i, record in enumerate(state["stages"], 1):
-            if record["status"] == COMPLETED:
-                print(f"== stage {i}/{len(state['stages'])}: {label(record)} already completed ({record['run_dir']})")
-                continue
-            print(f"== stage {i}/{len(state['stages'])}: {label(record)}", flush=True)
-            run_stage(run, state, record, stage_config(configs, record))
-            print(f"== {label(record)} done in {record['elapsed_s']:.1f}s: {record['run_dir']}", flush=True)
-        report = write_pipeline_report(run.path, state)
-    run.set_status(COMPLETED)
+    with sigterm_as_interrupt(), sigterm_held() as release:  # status.json never says "running" unguarded
+        run, state, configs = reopen(Path(resume), pairs) if resume else start(spec, output_dir, pairs,
+                                                                              stages or list(STAGES), seeds)
+        write_json(run.path / STATE, state)
+        print(f"pipeline directory: {run.path}")
+        run.set_status(RUNNING)
+        try:
+            release()
+            for i, record in enumerate(state["stages"], 1):
+                if record["status"] == COMPLETED:
+                    print(f"== stage {i}/{len(state['stages'])}: {label(record)} already completed "
+                          f"({record['run_dir']})")
+                    continue
+                print(f"== stage {i}/{len(state['stages'])}: {label(record)}", flush=True)
+                run_stage(run, state, record, stage_config(configs, record))
+                print(f"== {label(record)} done in {record['elapsed_s']:.1f}s: {record['run_dir']}", flush=True)
+            report = write_pipeline_report(run.path, state)
+            run.set_status(COMPLETED)
+        except KeyboardInterrupt as exc:  # between stages or in the report (a stage records its own)
+            if run.status().get("status") == RUNNING:
+                run.set_status(FAILED, error=f"{exc.__class__.__name__}: {exc}")
+            raise
     print(f"report: {report}")
     return run.path
 

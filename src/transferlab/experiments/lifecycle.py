@@ -18,7 +18,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from transferlab.config import TrackingConfig
 from transferlab.errors import TransferlabError
@@ -58,6 +58,30 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def sigterm_held() -> Iterator[Callable[[], None]]:
+    """Inside: a SIGTERM is noted, and raised as ``Terminated`` by ``release()`` (or at the end of the block),
+    so one sent while a run directory is being created lands where the lifecycle records it."""
+    pending: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: pending.append(signum))
+    except ValueError:  # not the main thread
+        yield lambda: None
+        return
+
+    def release() -> None:
+        if signal.getsignal(signal.SIGTERM) is not previous:
+            signal.signal(signal.SIGTERM, previous)
+        if pending:
+            pending.clear()
+            raise Terminated("terminated by SIGTERM")
+
+    try:
+        yield release
+    finally:
+        release()
 
 
 @dataclass
@@ -127,26 +151,28 @@ def open_run(experiment: str, *, seed: int, output_dir: str | Path, run_name: st
     proc = state(cpu=cpu)
     if resume_dir is not None:
         check_resume_config(Path(resume_dir), resolved)
-    opened = create_or_reopen(proc, experiment, output_dir, run_name, resolved, default_name, resume_dir)
-    run = opened if isinstance(opened, Run) else None
-    path = run.path if run else opened
-    if run:
-        print(f"run directory: {path}", flush=True)
-    start = time.perf_counter()
-    try:
-        with sigterm_as_interrupt(), (Tracker(path, tracking, resolved) if run else contextlib.nullcontext()) as tr:
-            yield RunContext(path, run, tr, resolved, proc.process_index, proc.num_processes)
-        if run:
-            run.set_status(COMPLETED, elapsed_s=round(time.perf_counter() - start, 2))
-    except BaseException as exc:
-        if run:
-            record_failure(run, exc, time.perf_counter() - start)
-        error = disk_full(exc, path) or exc  # a full disk is the user's to fix: one line, not a traceback
-        with contextlib.suppress(AttributeError, TypeError):
-            error.run_dir = path
-        if error is exc:
-            raise
-        raise error from None
+    with sigterm_as_interrupt(), sigterm_held() as release:  # no moment where status.json says "running" unguarded
+        opened = create_or_reopen(proc, experiment, output_dir, run_name, resolved, default_name, resume_dir)
+        run = opened if isinstance(opened, Run) else None
+        path = run.path if run else opened
+        start = time.perf_counter()
+        try:
+            release()  # a SIGTERM sent while the directory was being created arrives here, and is recorded
+            if run:
+                print(f"run directory: {path}", flush=True)
+            with Tracker(path, tracking, resolved) if run else contextlib.nullcontext() as tr:
+                yield RunContext(path, run, tr, resolved, proc.process_index, proc.num_processes)
+            if run:
+                run.set_status(COMPLETED, elapsed_s=round(time.perf_counter() - start, 2))
+        except BaseException as exc:
+            if run:
+                record_failure(run, exc, time.perf_counter() - start)
+            error = disk_full(exc, path) or exc  # a full disk is the user's to fix: one line, not a traceback
+            with contextlib.suppress(AttributeError, TypeError):
+                error.run_dir = path
+            if error is exc:
+                raise
+            raise error from None
     proc.wait_for_everyone()
 
 
