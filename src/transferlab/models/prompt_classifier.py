@@ -17,7 +17,7 @@ from torch import nn
 
 from transferlab.models.clip_losses import LOSSES
 from transferlab.models.dual_encoder import DualEncoder
-from transferlab.models.zero_shot import image_embeddings, predictions
+from transferlab.models.zero_shot import average_templates, image_embeddings, predictions
 
 
 class PromptClassifier(nn.Module):
@@ -35,8 +35,8 @@ class PromptClassifier(nn.Module):
         per_template = []
         for i in range(self.n_templates):
             tokens = {k: getattr(self, f"prompt{i}_{k}") for k in ("input_ids", "attention_mask")}
-            per_template.append(nn.functional.normalize(self.encoder.encode_texts(**tokens), dim=-1))
-        return nn.functional.normalize(torch.stack(per_template).mean(0), dim=-1)
+            per_template.append(self.encoder.encode_texts(**tokens))
+        return average_templates(per_template)
 
     def forward(self, labels=None, pixel_values=None, image_embeds=None):
         if image_embeds is None:

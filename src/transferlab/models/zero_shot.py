@@ -30,9 +30,14 @@ def class_embeddings(model: DualEncoder, prompt_sets: Sequence[Sequence[str]], b
         for i in range(0, len(texts), batch_size):
             tokens = {k: v.to(model.device) for k, v in model.tokenize(texts[i:i + batch_size]).items()}
             with autocast(precision, model.device):
-                chunks.append(F.normalize(model.encode_texts(**tokens).float(), dim=-1))
+                chunks.append(model.encode_texts(**tokens).float())
         per_template.append(torch.cat(chunks))
-    return F.normalize(torch.stack(per_template).mean(0), dim=-1)
+    return average_templates(per_template)
+
+
+def average_templates(per_template: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(classes x dim): each template's class vectors L2-normalised, averaged over templates, renormalised."""
+    return F.normalize(torch.stack([F.normalize(t, dim=-1) for t in per_template]).mean(0), dim=-1)
 
 
 def batches(dataset, batch_size: int, num_workers: int = 0):
