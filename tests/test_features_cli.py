@@ -50,7 +50,11 @@ def hparams_of(folder: Path) -> dict:
     for file in folder.glob("events.out.tfevents.*"):
         acc = EventAccumulator(str(file))
         acc.Reload()
-        for content in acc.PluginTagToContent("hparams").values():
+        try:
+            contents = acc.PluginTagToContent("hparams").values()
+        except KeyError:  # another writer's file (the metrics' own)
+            continue
+        for content in contents:
             data = plugin_data_pb2.HParamsPluginData.FromString(content)
             if data.HasField("session_start_info"):
                 return {k: v.string_value or v.number_value or v.bool_value
