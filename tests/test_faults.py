@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import get_args, get_type_hints
 
 import numpy as np
@@ -273,7 +274,7 @@ def test_full_disk_while_caching_features(capsys, tmp_path, tiny_distilbert, mon
     assert "cache/features" in err  # names the file
     (run,) = run_dirs(logs)
     status = read_json(run / "status.json")
-    assert status["status"] == "failed" and "No space left on device" in status["error"]
+    assert status["status"] == "failed" and status["error"].startswith("TransferlabError: disk full while writing")
     assert temporary_files(logs) == [] and not (run / "metrics.json").exists()
 
 
@@ -293,14 +294,34 @@ def test_full_disk_while_writing_the_metrics(capsys, tmp_path, tiny_distilbert, 
     assert "disk full while writing" in one_line_error(code, err) and "metrics.json" in err
     (run,) = run_dirs(logs)
     status = read_json(run / "status.json")
-    assert status["status"] == "failed" and "No space left on device" in status["error"]
+    assert status["status"] == "failed" and status["error"].startswith("TransferlabError: disk full while writing")
     assert temporary_files(logs) == [] and not (run / "metrics.json").exists()
 
 
-def test_full_disk_while_saving_a_finetuned_model(capsys, tmp_path, tiny_text_models, monkeypatch):
-    from transformers import PreTrainedModel
+def torch_save_on_a_full_disk(monkeypatch):
+    """torch.save on a full disk says only "unexpected pos ..." (measured on a real full tmpfs)."""
+    import shutil as shutil_module
 
-    monkeypatch.setattr(PreTrainedModel, "save_pretrained", enospc)
+    import torch
+
+    def short_write(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 9472 vs 9364")
+
+    monkeypatch.setattr(torch, "save", short_write)
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9, free=0))
+
+
+FULL_DISK_WRITERS = {  # id: (make the disk full for it, what status.json's error holds)
+    "save_pretrained": (lambda mp: mp.setattr(__import__("transformers").PreTrainedModel, "save_pretrained", enospc),
+                        "disk full while writing into"),
+    "torch.save": (torch_save_on_a_full_disk, "0 bytes left; RuntimeError: [enforce fail"),
+}
+
+
+@pytest.mark.parametrize("writer", list(FULL_DISK_WRITERS))
+def test_full_disk_while_finetuning(capsys, tmp_path, tiny_text_models, monkeypatch, writer):
+    make_full, reason = FULL_DISK_WRITERS[writer]
+    make_full(monkeypatch)
     logs = tmp_path / "logs"
     code, _, err = cli(capsys, "finetune", "--output-dir", logs, *finetune_overrides(
         tiny_text_models["distilbert"], **{"data.limit": 16, "training.max_steps": 2, "training.eval_steps": 2,
@@ -308,7 +329,7 @@ def test_full_disk_while_saving_a_finetuned_model(capsys, tmp_path, tiny_text_mo
     assert "disk full while writing" in one_line_error(code, err)
     (run,) = run_dirs(logs)
     status = read_json(run / "status.json")
-    assert status["status"] == "failed" and "No space left on device" in status["error"]
+    assert status["status"] == "failed" and "disk full while writing" in status["error"] and reason in status["error"]
     assert temporary_files(logs) == []
 
 

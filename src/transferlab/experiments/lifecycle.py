@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import random
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -27,6 +29,9 @@ from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Run
 from transferlab.tracking.tracker import Tracker
 from transferlab.training import checkpoints as ckpt
 from transferlab.training.distributed import broadcast, state
+
+
+FULL_BELOW_BYTES = 1 << 20  # a run that fails with less than this free beside it failed for want of space
 
 
 class Terminated(KeyboardInterrupt):
@@ -165,9 +170,9 @@ def open_run(experiment: str, *, seed: int, output_dir: str | Path, run_name: st
             if run:
                 run.set_status(COMPLETED, elapsed_s=round(time.perf_counter() - start, 2))
         except BaseException as exc:
-            if run:
-                record_failure(run, exc, time.perf_counter() - start)
             error = disk_full(exc, path) or exc  # a full disk is the user's to fix: one line, not a traceback
+            if run:
+                record_failure(run, error, time.perf_counter() - start)
             with contextlib.suppress(AttributeError, TypeError):
                 error.run_dir = path
             if error is exc:
@@ -177,13 +182,22 @@ def open_run(experiment: str, *, seed: int, output_dir: str | Path, run_name: st
 
 
 def disk_full(exc: BaseException, path: Path) -> TransferlabError | None:
-    """A one-line error for ``ENOSPC`` anywhere in the exception's chain (libraries wrap it), else ``None``."""
+    """A one-line error for ``ENOSPC`` anywhere in the exception's chain, else ``None``. Libraries wrap it, or
+    keep only its text (safetensors: "I/O error: No space left on device (os error 28)")."""
     seen = exc
     while seen is not None:
-        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
-            target = seen.filename or f"into {path}"
+        if (isinstance(seen, OSError) and seen.errno == errno.ENOSPC) or os.strerror(errno.ENOSPC) in str(seen):
+            target = getattr(seen, "filename", None) or f"into {path}"
             return TransferlabError(f"disk full while writing {target}: free space or choose another --output-dir")
         seen = seen.__cause__ or seen.__context__
+    try:  # others say nothing of the cause (torch.save: "unexpected pos 9472 vs 9364"): look at the disk itself
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return None
+    if isinstance(exc, (OSError, RuntimeError)) and free < FULL_BELOW_BYTES:
+        said = str(exc).splitlines()[0] if str(exc) else ""
+        return TransferlabError(f"disk full while writing into {path} ({free} bytes left; {exc.__class__.__name__}: "
+                                f"{said}): free space or choose another --output-dir")
     return None
 
 

@@ -10,6 +10,7 @@ another split) is recomputed and overwritten.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Callable
@@ -59,12 +60,15 @@ def save_atomically(path: Path, key_parts: dict, vectors: np.ndarray) -> None:
     """The array, then its record, each through a temporary file renamed into place (removed on failure)."""
     tmp_npy, tmp_json = path.with_name(path.stem + ".tmp.npy"), path.with_name(path.stem + ".tmp.json")
     try:
-        np.save(tmp_npy, vectors)
+        buffer = io.BytesIO()
+        np.save(buffer, vectors)  # straight to a file, numpy reports a full disk as a short write without errno
+        tmp_npy.write_bytes(buffer.getvalue())
         tmp_json.write_text(json.dumps(record_of(key_parts, vectors), indent=1))
         tmp_npy.replace(path)
         tmp_json.replace(path.with_suffix(".json"))
     except OSError as exc:
-        exc.filename = exc.filename or str(path)  # "disk full while writing <this file>"
+        if exc.errno is not None and exc.filename is None:
+            exc.filename = str(path)  # "disk full while writing <this file>"
         raise
     finally:
         tmp_npy.unlink(missing_ok=True)
