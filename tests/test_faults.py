@@ -164,6 +164,13 @@ def test_an_unreachable_hub_fails_in_seconds(capsys, tmp_path, monkeypatch):
             code, _, err = cli(capsys, "features", "--output-dir", tmp_path, *extra)
             assert time.perf_counter() - start < 5
             assert message in one_line_error(code, err)
+        from transferlab.data.images import load_hub
+        from transferlab.errors import TransferlabError
+
+        start = time.perf_counter()
+        with pytest.raises(TransferlabError, match="cannot load Hub data set 'zh-plus/tiny-imagenet'"):
+            load_hub("zh-plus/tiny-imagenet", None, "train", "valid", "image", "label")
+        assert time.perf_counter() - start < 5
     finally:
         hub.hub_reachable.cache_clear()
     assert huggingface_hub.constants.HF_HUB_OFFLINE is False  # the offline mode was for the call only

@@ -89,3 +89,12 @@ def test_predict_errors(capsys, tmp_path, finetuned_run):
     (tmp_path / "t.csv").write_text("id,review\n1,good\n")
     assert "has no 'text' column; columns found: id, review" in error(str(finetuned_run), "--file",
                                                                      str(tmp_path / "t.csv"))
+
+
+def test_rows_with_an_empty_text_are_skipped_and_said(capsys, tmp_path, finetuned_run):
+    path = tmp_path / "t.csv"
+    path.write_text("id,text\n1,a fine film\n2,\n3,a dull film\n")
+    assert main(["predict", str(finetuned_run), "--file", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert [line.split("\t")[2] for line in out.strip().splitlines()] == ["a fine film", "a dull film"]
+    assert "note: skipped 1 row(s) of" in err and "with an empty 'text'" in err

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import pickle
+import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -75,6 +76,9 @@ def read_texts(file: str, column: str = "text") -> list[str]:
             raise TransferlabError(f"--file {file!r} has no {column!r} column; columns found: {', '.join(found)}. "
                                    f"Pass --text-column")
         texts = [str(r[column]) for r in rows if str(r[column] or "").strip()]
+        if len(texts) < len(rows):  # said, so that no one pairs the output with the input by position
+            print(f"note: skipped {len(rows) - len(texts)} row(s) of {file} with an empty {column!r}",
+                  file=sys.stderr)
     if not texts:
         raise TransferlabError(f"--file {file!r} holds no texts")
     return texts

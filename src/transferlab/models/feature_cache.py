@@ -36,9 +36,9 @@ def content_hash(vectors: np.ndarray) -> str:
 
 
 def record_of(key_parts: dict, vectors: np.ndarray) -> dict:
-    """What the ``.json`` beside a cached array holds: its key, shape, dtype and content hash."""
-    return {"key": json.loads(json.dumps(key_parts, default=str)), "shape": list(vectors.shape),
-            "dtype": str(vectors.dtype), "sha256": content_hash(vectors)}
+    """What the ``.json`` beside a cached array holds: its key, row count, shape, dtype and content hash."""
+    return {"key": json.loads(json.dumps(key_parts, default=str)), "rows": int(len(vectors)),
+            "shape": list(vectors.shape), "dtype": str(vectors.dtype), "sha256": content_hash(vectors)}
 
 
 def load_checked(path: Path, key_parts: dict, rows: int | None) -> np.ndarray | None:
