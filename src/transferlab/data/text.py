@@ -161,10 +161,8 @@ def check_file(path: Path, builder: str, label_column: str) -> None:
                                f"0x{raw[exc.start]:02x}; Latin-1 or Windows-1252?): convert it, e.g. "
                                f"iconv -f latin1 -t utf-8 {path} > utf8{path.suffix}") from None
     rows = csv_rows(text, path) if builder == "csv" else json_rows(text, path)
-    labelled = [(line, row) for line, row in rows if label_column in row]
-    for line, row in labelled:
-        value = row[label_column]
-        if value is None or (isinstance(value, str) and not value.strip()):
+    for line, row in rows:  # (a missing label column is named later, with the columns found)
+        if label_column in row and blank(row[label_column]):
             raise TransferlabError(f"data file {str(path)!r} line {line} has no label (column {label_column!r} "
                                    f"is blank): fill it in or remove the row")
 
@@ -234,9 +232,13 @@ def check_columns(ds: Dataset, cfg: TextDataConfig, split: str) -> None:
                                    f"{', '.join(ds.column_names)}. Set data.{kind}_column")
 
 
+def blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def check_labels(labels: list, split: str) -> None:
     """Every row has a label (a blank cell would become a class of its own or fail in the middle)."""
-    missing = [i for i, v in enumerate(labels) if v is None or (isinstance(v, str) and not v.strip())]
+    missing = [i for i, value in enumerate(labels) if blank(value)]
     if missing:
         raise TransferlabError(f"the {split} split has {len(missing)} rows without a label (first: row "
                                f"{missing[0] + 1}): fill them in or remove those rows")

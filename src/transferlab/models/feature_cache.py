@@ -2,9 +2,9 @@
 
 Key: the model's weights (a hash of every parameter), its reference, pooling, max length,
 precision, the data set split's content fingerprint and the split name. A changed input is a new
-key, so a stale vector is never served. Beside each array, ``<key>.json`` records the key, shape,
-dtype and a content hash; a file that does not match its record (truncated, overwritten, from
-another split) is recomputed and overwritten.
+key, so a stale vector is never served. Beside each array, ``<key>.json`` records the key, row
+count, shape, dtype and a content hash; a file that does not match its record (truncated,
+overwritten, from another split) or the number of texts asked for is recomputed and overwritten.
 """
 
 from __future__ import annotations
@@ -48,8 +48,6 @@ def load_checked(path: Path, key_parts: dict, rows: int | None) -> np.ndarray | 
         record = json.loads(path.with_suffix(".json").read_text())
         vectors = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError):  # missing record, truncated or garbled file
-        return None
-    if not isinstance(record, dict) or record.get("key") != json.loads(json.dumps(key_parts, default=str)):
         return None
     if record != record_of(key_parts, vectors) or (rows is not None and len(vectors) != rows):
         return None
