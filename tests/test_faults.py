@@ -340,6 +340,21 @@ def test_full_disk_while_finetuning(capsys, tmp_path, tiny_text_models, monkeypa
     assert temporary_files(logs) == []
 
 
+def test_full_disk_while_creating_the_run_directory_leaves_nothing(capsys, tmp_path, tiny_distilbert, monkeypatch):
+    original = Path.write_text
+
+    def full_for_config(self, data, *args, **kwargs):
+        if self.name == "config.yaml":
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return original(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_for_config)
+    logs = tmp_path / "logs"
+    code, _, err = cli(capsys, *features_args(logs, tiny_distilbert, "cache=false"))
+    assert "(No space left on device): free space or choose another --output-dir" in one_line_error(code, err)
+    assert list((logs / "features").iterdir()) == []  # the half-made run directory is removed again
+
+
 def test_status_keeps_the_reason_when_even_it_cannot_be_written_normally(tmp_path, monkeypatch):
     from transferlab.experiments.lifecycle import record_failure
     from transferlab.tracking import rundir
