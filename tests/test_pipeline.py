@@ -11,6 +11,7 @@ import pytest
 
 from conftest import finetune_overrides
 from transferlab.cli import main
+from transferlab.evaluation.predictions import read_predictions
 from transferlab.tracking.rundir import read_json
 
 
@@ -73,8 +74,20 @@ def test_all_stages_complete_and_report_holds_the_metrics(pipeline_run):
         assert row[1] == metrics["primary"] and row[3] == f"{metrics['n_classes']} / {test['n_examples']:,}"
         assert row[5] == f"{test['accuracy']:.4f}", (stage["name"], row)
         assert row[6] == f"{test['f1']:.4f}"
-    lora = json.loads((pipeline_run / state["stages"][3]["run_dir"] / "metrics.json").read_text())
+    lora_dir = pipeline_run / state["stages"][3]["run_dir"]
+    lora = json.loads((lora_dir / "metrics.json").read_text())
     assert list(lora["methods"]) == ["zero_shot", "linear_probe", "lora"]
+    for method in lora["methods"]:  # one predictions file per method, agreeing with metrics.json
+        rows = [r for r in read_predictions(lora_dir, method) if r["split"] == "test"]
+        assert all(Path(r["example"]).is_file() and len(r["top5"]) == 3 for r in rows)
+        assert sum(r["label"] == r["prediction"] for r in rows) / len(rows) == pytest.approx(
+            lora["methods"][method]["test"]["accuracy"])
+    rows = [r for r in read_predictions(lora_dir, "lora") if r["split"] == "test"]
+    wrong_classes = {r["label"] for r in rows if r["label"] != r["prediction"]}
+    right = sum(r["label"] == r["prediction"] for r in rows)
+    galleries = html.split('<div class="gallery">')[1:]
+    lora_gallery = galleries[1]  # the zeroshot run's gallery comes first, then the lora run's
+    assert lora_gallery.split("</div>")[0].count("<img") == min(8, len(wrong_classes)) + min(4, right)
     assert parser.cells.count(Path(state["stages"][3]["run_dir"]).name) == 1  # its methods grouped under it
     md = (pipeline_run / "report.md").read_text()
     assert "DistilBERT [CLS] + SVC" in md and "CLIP ViT-B/16 + LoRA r=8" in md  # the lab's numbers beside ours

@@ -97,3 +97,12 @@ def encode_splits(inputs: Inputs, config, names: Sequence[str], use_cache: bool 
             progress=progress)[0].numpy())
         out[name] = (torch.from_numpy(np.asarray(embeds)), np.asarray(split["label"]))
     return out
+
+
+def image_paths(data: ImageData) -> dict[str, list[str | None]] | None:
+    """Per evaluated split, each image's file path (for ``predictions/``); ``None`` for in-memory images."""
+    from datasets import Value
+
+    if not all(getattr(data, s).features["image"] == Value("string") for s in SPLITS):
+        return None  # decoded images (a Hub data set): nothing to point at
+    return {s: list(getattr(data, s)["image"]) for s in SPLITS}

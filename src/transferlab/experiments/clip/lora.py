@@ -19,7 +19,8 @@ import torch
 
 from transferlab.evaluation.results import write_results
 from transferlab.evaluation.schema import RunMetrics
-from transferlab.experiments.clip.inputs import SPLITS, Inputs, encode_splits, model_record, open_clip_run, prepare
+from transferlab.experiments.clip.inputs import (SPLITS, Inputs, encode_splits, image_paths, model_record,
+                                                 open_clip_run, prepare)
 from transferlab.experiments.lifecycle import RunContext, set_seed
 from transferlab.models.device import resolve_precision
 from transferlab.models.dual_encoder_lora import lora_targets, projection_parameters, unfreeze, vision_frozen
@@ -175,7 +176,7 @@ def lora_metrics(ctx: RunContext, config, inputs: Inputs, methods: dict, step: i
     return RunMetrics(
         experiment=EXPERIMENT, model=model_record(config, inputs, processes=ctx.num_processes), primary="lora",
         methods=write_results(ctx.path, ctx.tracker, methods, data.class_names, primary="lora", step=step,
-                              top_k=(1, 5)),
+                              top_k=(1, 5), examples=image_paths(data)),
         n_classes=len(data.class_names), parameters=parameters, timings=timings, details=details,
         n_examples={"train": len(data.train), **{s: len(getattr(data, s)) for s in SPLITS}})
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from transferlab.evaluation.results import write_results
 from transferlab.evaluation.schema import RunMetrics
-from transferlab.experiments.clip.inputs import SPLITS, Inputs, encode_splits, model_record, open_clip_run, prepare
+from transferlab.experiments.clip.inputs import (SPLITS, Inputs, encode_splits, image_paths, model_record,
+                                                 open_clip_run, prepare)
 from transferlab.experiments.lifecycle import RunContext
 from transferlab.models.zero_shot import zero_shot_predictions
 
@@ -41,7 +42,8 @@ def evaluate(ctx: RunContext, config, inputs: Inputs, progress: bool) -> RunMetr
     n_images = sum(len(y) for _, y in encoded.values())
     metrics = RunMetrics(
         experiment=EXPERIMENT, model=model_record(config, inputs), primary=METHOD,
-        methods=write_results(ctx.path, ctx.tracker, methods, data.class_names, primary=METHOD, top_k=(1, 5)),
+        methods=write_results(ctx.path, ctx.tracker, methods, data.class_names, primary=METHOD, top_k=(1, 5),
+                              examples=image_paths(data)),
         n_classes=len(data.class_names), n_examples={s: len(y) for s, (_, y) in encoded.items()},
         timings={"encode_images_s": round(encode_s, 2), "zero_shot_s": round(zero_shot_s, 3)},
         details={"prompts": inputs.prompt_sets[0][:3], "skipped_unreadable_images": data.skipped,

@@ -74,7 +74,7 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
         if ctx.num_processes > 1:
             print(f"process {ctx.process_index}: validation accuracy "
                   f"{accuracy_of(predictions['validation']):.6f}, test accuracy "
-                  f"{accuracy_of(predictions['test']):.6f}, weights checksum {weights_checksum(trainer.model):.6f}")
+                  f"{accuracy_of(predictions['test']):.6f}, weights checksum {weights_checksum(trainer.model):.6f}", flush=True)
         if ctx.is_main:
             metrics = RunMetrics(
                 experiment=EXPERIMENT, primary=EXPERIMENT,
