@@ -11,7 +11,7 @@ import yaml
 
 from transferlab.evaluation.predictions import read_predictions
 
-from conftest import make_csv
+from helpers import make_csv
 from transferlab.cli import main
 
 

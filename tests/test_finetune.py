@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import finetune_overrides
+from helpers import finetune_overrides
 
 from transferlab.config import load_config
 from transferlab.experiments.finetune import FinetuneConfig, run_finetune

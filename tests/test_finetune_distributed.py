@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import finetune_overrides
+from helpers import finetune_overrides
 
 from transferlab.tracking.rundir import read_json
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import finetune_overrides
+from helpers import finetune_overrides
 from safetensors.torch import load_file
 
 from transferlab.cli import main

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clip_fixtures import WNIDS, image, tiny_imagenet_tree
-from conftest import SHARED
+from helpers import SHARED
 from transferlab.data.images import DEMO_PATH, holdout, load_folder, open_rgb, with_pixels
 from transferlab.errors import TransferlabError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import finetune_overrides
+from helpers import finetune_overrides
 from transferlab.cli import main
 from transferlab.evaluation.predictions import read_predictions
 from transferlab.tracking.rundir import read_json

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from conftest import SHARED
+from helpers import SHARED
 from transferlab.data.rotten_tomatoes import load_rotten_tomatoes
 
 EXPECTED = {  # split: (size, first text, first label, last text, last label)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import save_tiny_classifier_base
+from helpers import save_tiny_classifier_base
 from transferlab.errors import TransferlabError
 from transferlab.models import split_archive
 from transferlab.models.resolve import resolve_model

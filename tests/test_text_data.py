@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from conftest import make_csv
+from helpers import make_csv
 from transferlab.data.text import TextDataConfig, load_text_data
 from transferlab.errors import TransferlabError
 

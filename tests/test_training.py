@@ -10,7 +10,7 @@ import re
 import pytest
 import torch
 import transformers
-from conftest import finetune_overrides
+from helpers import finetune_overrides
 from safetensors.torch import load_file
 
 from transferlab.cli import main

@@ -1,0 +1,62 @@
+"""Helpers shared by the tests (plain functions; the fixtures that use them are in conftest.py)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # ../shared/data beside the checkout
+
+
+def build_vocab(texts: list[str], size: int = 2000) -> list[str]:
+    counts: dict[str, int] = {}
+    for text in texts:
+        for word in re.findall(r"\w+|[^\w\s]", text.lower()):
+            counts[word] = counts.get(word, 0) + 1
+    words = sorted(counts, key=lambda w: (-counts[w], w))[: size]
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
+
+
+def make_csv(path: Path, rows: list[dict]) -> Path:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def save_tiny_classifier_base(folder: Path, kind: str, vocab: list[str]) -> Path:
+    """A tiny randomly initialised DistilBERT or BERT (2 layers, 32 wide) with a working word-level tokenizer.
+
+    (transformers 5 tokenizers take ``vocab=``; ``vocab_file=`` is ignored and leaves 5 tokens.)"""
+    from transformers import BertConfig, BertModel, BertTokenizerFast, DistilBertConfig, DistilBertModel, \
+        DistilBertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    torch.manual_seed(0)
+    if kind == "distilbert":
+        tokenizer = DistilBertTokenizerFast(vocab=str(folder / "vocab.txt"))
+        model = DistilBertModel(DistilBertConfig(vocab_size=len(vocab), dim=32, n_layers=2, n_heads=2,
+                                                 hidden_dim=64, max_position_embeddings=128))
+    else:
+        tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"))
+        model = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=128))
+    assert len(tokenizer) == len(vocab)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def finetune_overrides(model_dir: Path, **extra) -> list[str]:
+    """A small real fine-tuning job (tiny model, 128 real reviews per split, 40 steps, eval/save every 8)."""
+    settings = {"model": str(model_dir), "data.limit": 128, "max_length": 64, "training.epochs": 5,
+                "training.batch_size": 16, "training.learning_rate": 0.003, "training.lr_scheduler": "constant",
+                "training.eval_steps": 8, "training.logging_steps": 2, "training.torch_threads": 1,
+                "tracking.tensorboard": True, **extra}
+    return [f"{k}={v}" for k, v in settings.items()]
