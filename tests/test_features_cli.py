@@ -150,6 +150,7 @@ def test_errors_leave_no_run_directory(base_args, capsys, tmp_path, tiny_distilb
     assert not (logs / "features").exists() or not any((logs / "features").iterdir())
 
 
+@pytest.mark.slow
 def test_real_process_exit_code_and_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "transferlab.cli", "features", "--output-dir", str(tmp_path),
                            "encoder.poolin=cls"], capture_output=True, text=True, timeout=120)

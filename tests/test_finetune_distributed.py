@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import finetune_overrides
 
 from transferlab.tracking.rundir import read_json
+
+pytestmark = pytest.mark.slow  # torchrun launches
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -43,6 +43,7 @@ def interrupt_after(proc: subprocess.Popen, out: Path, step: int, sig: int, time
     pytest.fail(f"no checkpoint {step} within {timeout}s")
 
 
+@pytest.mark.slow
 def test_resume_after_sigint_and_sigterm_reaches_the_uninterrupted_result(tmp_path, tiny_text_models,
                                                                           finetuned_run):
     overrides = finetune_overrides(tiny_text_models["distilbert"])

@@ -14,6 +14,8 @@ from transferlab.cli import main
 from transferlab.evaluation.predictions import read_predictions
 from transferlab.tracking.rundir import read_json
 
+pytestmark = pytest.mark.slow  # whole-pipeline runs
+
 
 class Images(HTMLParser):
     def __init__(self):
