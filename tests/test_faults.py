@@ -22,7 +22,7 @@ from typing import get_args, get_type_hints
 import numpy as np
 import pytest
 
-from conftest import finetune_overrides, make_csv
+from helpers import finetune_overrides, make_csv
 from transferlab.cli import main
 from transferlab.tracking.rundir import read_json
 
@@ -76,7 +76,7 @@ def data_files(tmp: Path, name: str) -> list[str]:
     return ["data.source=files", f"data.train_file={path}", f"data.validation_file={path}", f"data.test_file={path}"]
 
 
-UP_FRONT = {  # id: (argv after the command's --output-dir, given the test's tmp folder and tiny model; message)
+UP_FRONT = {  # id: (command and arguments, given the tmp folder and the tiny model (--output-dir is added); message)
     "lr-nan": (lambda tmp, model: ["finetune", f"model={model}", "training.learning_rate=nan"],
                "config key 'training.learning_rate' must be a finite number; got nan"),
     "lr-inf": (lambda tmp, model: ["finetune", f"model={model}", "training.learning_rate=.inf"],
