@@ -17,6 +17,9 @@ def pooled(output) -> torch.Tensor:
 
 class HFDualEncoder(DualEncoder):
     towers = {"vision": "model.vision_model", "text": "model.text_model"}
+    # measured (benchmarks/images.py --clip, ViT-B/16 on a 2-core AVX512-BF16 CPU): bf16 1.8x fp32;
+    # channels-last pixels do not help a ViT (its one convolution is the patch embedding)
+    preferred_cpu_precision = "bf16"
 
     def __init__(self, model, processor):
         super().__init__()

@@ -49,11 +49,12 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
 
 
 def to_pixels(images: list, size: int) -> torch.Tensor:
-    """RGB PIL images -> (n, 3, size, size) floats in [-1, 1], bicubic resize."""
+    """RGB PIL images -> (n, 3, size, size) floats in [-1, 1], bicubic resize, in bulk: one uint8 array,
+    converted once, in channels-last memory (the decoded layout, and the tower's fastest on a CPU)."""
     from PIL import Image
 
-    arrays = [np.asarray(im.resize((size, size), Image.BICUBIC), dtype=np.float32) for im in images]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1.0
+    arrays = np.stack([np.asarray(im.resize((size, size), Image.BICUBIC)) for im in images])
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -77,11 +78,13 @@ class TextToImageMap(nn.Module):
 
 class StandInDualEncoder(DualEncoder):
     towers = {"vision": "image_tower", "text": "text_tower"}
+    preferred_cpu_precision = "bf16"  # measured: bf16 autocast encodes images 2-3x faster than fp32 here
 
     def __init__(self, image_tower: nn.Module, text_tower: nn.Module, tokenizer, text_map: TextToImageMap,
                  image_size: int = 128, meta: dict | None = None):
         super().__init__()
-        self.image_tower = image_tower.eval().requires_grad_(False)
+        # channels-last: the depthwise convolutions run 1.6x (fp32) to 3x (bf16) faster on a CPU (BENCHMARKS.md)
+        self.image_tower = image_tower.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.text_tower = text_tower
         self.tokenizer = tokenizer
         self.text_map = text_map

@@ -1,6 +1,6 @@
 """Zero-shot classification with a dual encoder, in small pure steps (as open_clip's
 ``build_zero_shot_classifier``): ``class_embeddings`` (each class's prompts encoded in batches,
-templates averaged) -> ``image_embeddings`` (images decoded lazily and encoded in batches) ->
+templates averaged) -> ``image_embeddings`` (images decoded in bulk per batch and encoded) ->
 ``scores`` (one matrix product) -> ``predictions``.
 
 ``precision`` is a resolved precision (``transferlab.models.device.resolve_precision``).
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from transferlab.data.images import with_pixels
+from transferlab.data.images import open_rgb
 from transferlab.models.device import autocast
 from transferlab.models.dual_encoder import DualEncoder
 
@@ -40,27 +40,43 @@ def average_templates(per_template: Sequence[torch.Tensor]) -> torch.Tensor:
     return F.normalize(torch.stack([F.normalize(t, dim=-1) for t in per_template]).mean(0), dim=-1)
 
 
-def batches(dataset, batch_size: int, num_workers: int = 0):
-    """Index batches of a transformed ``datasets`` split: each batch is decoded in one transform call."""
+class DecodedBatches(torch.utils.data.Dataset):
+    """A split as pixel batches: item ``indices`` -> ``(pixel_values, labels)``, the rows read in one
+    ``dataset[indices]`` call and decoded and preprocessed in bulk (no per-row transform or stacking)."""
+
+    def __init__(self, dataset, preprocess):
+        self.dataset, self.preprocess = dataset, preprocess
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices) -> tuple[torch.Tensor, list]:
+        rows = self.dataset[list(indices)]
+        return self.preprocess([open_rgb(x) for x in rows["image"]]), list(rows["label"])
+
+
+def batches(dataset, batch_size: int, preprocess, num_workers: int = 0):
+    """Pixel batches of a split, in order: ``(pixel_values, labels)``. ``num_workers`` > 0 decodes in
+    worker processes (one torch thread each); 0 decodes inline, best on 2 cores where workers and the
+    encoder would share them (BENCHMARKS.md)."""
     from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
     sampler = BatchSampler(SequentialSampler(range(len(dataset))), batch_size, drop_last=False)
-    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
-                      collate_fn=lambda b: b)
+    return DataLoader(DecodedBatches(dataset, preprocess), sampler=sampler, batch_size=None,
+                      num_workers=num_workers, collate_fn=lambda b: b)
 
 
 @torch.inference_mode()
 def image_embeddings(model: DualEncoder, dataset, batch_size: int = 128, num_workers: int = 0,
                      precision: str = "fp32", desc: str = "images",
                      progress: bool = True) -> tuple[torch.Tensor, np.ndarray]:
-    """(embeddings, labels) of a split of paths/images, decoded lazily per batch."""
+    """(embeddings, labels) of a split of paths/images, decoded in bulk per batch."""
     out, labels = [], []
-    loader = batches(with_pixels(dataset, model.preprocess), batch_size, num_workers)
-    for batch in tqdm(loader, desc=desc, leave=False, mininterval=5, disable=not progress):
-        pixels = torch.stack(batch["pixel_values"]).to(model.device)
+    loader = batches(dataset, batch_size, model.preprocess, num_workers)
+    for pixels, batch_labels in tqdm(loader, desc=desc, leave=False, mininterval=5, disable=not progress):
         with autocast(precision, model.device):
-            out.append(model.encode_images(pixels).float().cpu())
-        labels.extend(batch["labels"])
+            out.append(model.encode_images(pixels.to(model.device)).float().cpu())
+        labels.extend(batch_labels)
     return torch.cat(out), np.asarray(labels)
 
 
