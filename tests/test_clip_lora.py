@@ -53,7 +53,7 @@ def test_lora_step_end_to_end(clip_folder, tree, tmp_path, capsys):
     run = Path(out.strip().splitlines()[-1])
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["experiment"] == "lora" and metrics["primary"] == "lora"
-    assert list(metrics["methods"]) == ["zero_shot", "linear_probe", "lora"]
+    assert list(metrics["methods"]) == ["zero_shot", "zero_shot_single_template", "linear_probe", "lora"]
     assert all("accuracy" in m[s] for m in metrics["methods"].values() for s in ("validation", "test"))
     # 2 towers x 2 layers x (q_proj, v_proj), each r x (in + out) = 8 x (32 + 32)
     params = metrics["parameters"]

@@ -15,6 +15,14 @@ def pooled(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
+def run_layers(layers, hidden: torch.Tensor, start: int, stop: int | None) -> torch.Tensor:
+    """Transformer layers ``[start, stop)`` without attention mask (4.x layers return a tuple)."""
+    for layer in layers[start:stop]:
+        out = layer(hidden, None)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return hidden
+
+
 class HFDualEncoder(DualEncoder):
     towers = {"vision": "model.vision_model", "text": "model.text_model"}
     # measured (benchmarks/images.py --clip, ViT-B/16 on a 2-core AVX512-BF16 CPU): bf16 1.8x fp32;
@@ -51,6 +59,28 @@ class HFDualEncoder(DualEncoder):
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return pooled(self.model.get_image_features(pixel_values=pixel_values))
+
+    def image_trunk(self, pixel_values: torch.Tensor, start: int | None = None) -> torch.Tensor:
+        """CLIP's patch embeddings, pre-norm and encoder layers ``[0, start)``: the hidden states entering
+        layer ``start``; other model types (SigLIP) are not split (their trunk is the pixels)."""
+        vision = self.model.vision_model
+        if not self.splittable:
+            return pixel_values
+        hidden = vision.pre_layrnorm(vision.embeddings(pixel_values))
+        return run_layers(vision.encoder.layers, hidden, 0, start)
+
+    def image_head(self, hidden: torch.Tensor, start: int | None = None) -> torch.Tensor:
+        """Encoder layers ``[start, end)``, the class token's post-norm and the visual projection."""
+        if not self.splittable:
+            return self.encode_images(hidden)
+        vision = self.model.vision_model
+        layers = vision.encoder.layers
+        hidden = run_layers(layers, hidden, len(layers) if start is None else start, None)
+        return self.model.visual_projection(vision.post_layernorm(hidden[:, 0]))
+
+    @property
+    def splittable(self) -> bool:
+        return getattr(self.model.config, "model_type", "") == "clip"
 
     def encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return pooled(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))

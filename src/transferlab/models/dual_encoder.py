@@ -34,6 +34,23 @@ class DualEncoder(nn.Module):
     def encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def image_trunk(self, pixel_values: torch.Tensor, start: int | None = None) -> torch.Tensor:
+        """The image tower before its block ``start`` (what adapters from that block on leave unchanged);
+        a model that cannot be split returns the pixels, so its trunk is empty."""
+        return pixel_values
+
+    def image_head(self, hidden: torch.Tensor, start: int | None = None) -> torch.Tensor:
+        """The rest of the image tower: ``encode_images(p) == image_head(image_trunk(p, s), s)``."""
+        return self.encode_images(hidden)
+
+    def text_trunk(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor | None:
+        """The text tower's hidden states entering its block ``start``; ``None``: this model is not split."""
+        return None
+
+    def text_head(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
+        """Blocks ``[start, end)`` and the text embedding: ``encode_texts == text_head(text_trunk(...))``."""
+        raise NotImplementedError
+
     def logit_scale(self) -> torch.Tensor:
         raise NotImplementedError
 

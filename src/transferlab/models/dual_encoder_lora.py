@@ -29,17 +29,29 @@ def in_towers(name: str, prefixes: Sequence[str]) -> bool:
 
 
 def block_index(name: str) -> int | None:
-    """The transformer block a module sits in (``...layer.3.attention...`` / ``...layers.3...``)."""
-    match = re.search(r"\.layers?\.(\d+)\.", name)
+    """The block a module sits in (``...layer.3.attention...``, ``...layers.3...``, EfficientNet's
+    ``..._blocks.3...``)."""
+    match = re.search(r"\.(?:layers?|_blocks)\.(\d+)\.", name)
     return int(match.group(1)) if match else None
 
 
-def tower_blocks(model: nn.Module, prefix: str, layers: Sequence[int] | None) -> set[int] | None:
+def tower_positions(model: nn.Module, prefix: str) -> dict[str, int]:
+    """Each module of a tower -> its block; a module outside the blocks takes the block before it (the
+    head after the last block counts as the last block), or -1 before the first (the stem)."""
+    positions, last = {}, -1
+    for name, _ in model.named_modules():
+        if name.startswith(prefix + "."):
+            index = block_index(name + ".")
+            last = index if index is not None else last
+            positions[name] = last
+    return positions
+
+
+def tower_blocks(positions: dict[str, int], layers: Sequence[int] | None) -> set[int] | None:
     """Block indices of one tower that ``layers`` names; negative indices count from the tower's end."""
     if layers is None:
         return None
-    indices = [block_index(n) for n, _ in model.named_modules() if n.startswith(prefix + ".")]
-    n_blocks = max((i for i in indices if i is not None), default=-1) + 1
+    n_blocks = max(positions.values(), default=-1) + 1
     return {i + n_blocks if i < 0 else i for i in layers}
 
 
@@ -47,10 +59,11 @@ def lora_targets(model: DualEncoder, target_modules: Sequence[str], towers: str,
                  layers: Sequence[int] | None = None) -> list[str]:
     """Full names of the modules LoRA will adapt; a one-line error listing what exists if none match."""
     prefixes = tower_prefixes(model, towers)
-    blocks = {p: tower_blocks(model, p, layers) for p in prefixes}
+    positions = {p: tower_positions(model, p) for p in prefixes}
+    blocks = {p: tower_blocks(positions[p], layers) for p in prefixes}
     found = [name for name, module in model.named_modules()
              if name.rsplit(".", 1)[-1] in target_modules and isinstance(module, ADAPTABLE)
-             and any(name.startswith(p + ".") and (blocks[p] is None or block_index(name) in blocks[p])
+             and any(name.startswith(p + ".") and (blocks[p] is None or positions[p][name] in blocks[p])
                      for p in prefixes)]
     if not found:
         existing = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
@@ -80,3 +93,69 @@ def vision_frozen(model: DualEncoder) -> bool:
     """True when no parameter of the image tower trains (its embeddings can then be computed once)."""
     prefix = model.towers["vision"]
     return not any(p.requires_grad for n, p in model.named_parameters() if n.startswith(prefix + "."))
+
+
+def trunk_start(model: DualEncoder, targets: Sequence[str], tower: str = "vision") -> int | None:
+    """The first block of ``tower`` an adapter sits in (the head counts as the last block): the frozen
+    trunk before it can run once. ``None``: no adapter in that tower (all of it is frozen); 0: an
+    adapter in the first block or the stem (nothing to cache: train from pixels / tokens)."""
+    prefix = model.towers[tower]
+    vision = [t for t in targets if t.startswith(prefix + ".")]
+    if not vision:
+        return None
+    positions = tower_positions(model, prefix)
+    # a module inside a block starts there; one after block k (the head) leaves blocks [0, k] frozen
+    return max(0, min(positions[t] + (block_index(t + ".") is None) for t in vision))
+
+
+def adapter_formula(module: nn.Module, r: int) -> int:
+    """LoRA's added parameters for one layer: r x (in + out) for a linear layer, r x (in x k x k + out) for
+    a convolution (A is an r-channel k x k convolution, B a 1 x 1 one), r x (rows + dim) for an embedding."""
+    if isinstance(module, nn.Conv2d):
+        k = module.kernel_size[0] * module.kernel_size[1]
+        return r * (module.in_channels // module.groups * k + module.out_channels)
+    if isinstance(module, nn.Embedding):
+        return r * (module.num_embeddings + module.embedding_dim)
+    return r * (module.in_features + module.out_features)
+
+
+def formula_by_tower(model: DualEncoder, targets: Sequence[str], r: int) -> dict[str, int]:
+    """``{tower: formula count}`` for the adapted layers (base layers; call before or after adding)."""
+    modules = dict(model.named_modules())
+    counts = {}
+    for tower, prefix in model.towers.items():
+        names = [t for t in targets if t.startswith(prefix + ".")]
+        layers = [getattr(modules[t], "base_layer", modules[t]) for t in names]
+        if layers:
+            counts[tower] = sum(adapter_formula(m, r) for m in layers)
+    return counts
+
+
+def lora_by_tower(model: DualEncoder) -> dict[str, int]:
+    """``{tower: LoRA parameters}`` actually added (A and B matrices), by module prefix."""
+    counts = {}
+    for name, p in model.named_parameters():
+        tower = next((t for t, prefix in model.towers.items() if prefix + "." in name + "."
+                      and "lora_" in name), None)
+        if tower:
+            counts[tower] = counts.get(tower, 0) + p.numel()
+    return counts
+
+
+def plain_convolutions(model: nn.Module, targets: Sequence[str]) -> None:
+    """peft builds a convolution's LoRA layers with the base layer's own class; EfficientNet's
+    ``Conv2dStaticSamePadding`` cannot be built that way, so each targeted 1 x 1 one (its padding an
+    identity) is swapped, in place, for the plain ``nn.Conv2d`` it computes (same weights, same output)."""
+    modules = dict(model.named_modules())
+    for name in targets:
+        module = modules[name]
+        if not isinstance(module, nn.Conv2d) or type(module) is nn.Conv2d:
+            continue
+        if module.kernel_size != (1, 1) or type(getattr(module, "static_padding", None)).__name__ != "Identity":
+            raise TransferlabError(f"LoRA on {name} ({type(module).__name__}, kernel {module.kernel_size}) is not "
+                                   f"supported: adapt its 1 x 1 convolutions instead")
+        plain = nn.Conv2d(module.in_channels, module.out_channels, 1, module.stride, 0, module.dilation,
+                          module.groups, module.bias is not None)
+        plain.weight, plain.bias = module.weight, module.bias
+        parent, _, child = name.rpartition(".")
+        setattr(modules[parent] if parent else model, child, plain)

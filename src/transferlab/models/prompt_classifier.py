@@ -1,7 +1,9 @@
 """The module a dual encoder is trained as: images scored against every class prompt with the current weights.
 
 ``PromptClassifier`` holds the class prompts (tokenised once, as buffers) and a loss from
-``clip_losses``; its forward takes pixels or cached image embeddings and returns ``{"loss", "logits"}``,
+``clip_losses``; its forward takes pixels, cached image embeddings (image tower frozen) or cached
+trunk outputs (``image_hidden``: the input of the first adapted image block, ``image_start``; see
+``models.trunk_cache``) and returns ``{"loss", "logits"}``,
 so the Hugging Face ``Trainer`` trains it as any model. Class embeddings are recomputed from the text
 tower at every step; ``split_predictions`` scores a split with the current weights (what an evaluation
 during training and the final scoring both use).
@@ -17,29 +19,56 @@ from torch import nn
 
 from transferlab.models.clip_losses import LOSSES
 from transferlab.models.dual_encoder import DualEncoder
+from transferlab.models.trunk_cache import head_embeddings
 from transferlab.models.zero_shot import average_templates, image_embeddings, predictions
 
 
 class PromptClassifier(nn.Module):
-    def __init__(self, encoder: DualEncoder, prompt_sets: Sequence[Sequence[str]], loss: str = "class_ce"):
+    def __init__(self, encoder: DualEncoder, prompt_sets: Sequence[Sequence[str]], loss: str = "class_ce",
+                 image_start: int | None = None, text_start: int | None = None):
         super().__init__()
         self.encoder = encoder
+        self.image_start = image_start  # cached ``image_hidden`` inputs enter the image tower at this block
         self.loss_fn = LOSSES[loss]
         self.n_templates = len(prompt_sets)
         for i, texts in enumerate(prompt_sets):
             for key, value in encoder.tokenize(texts).items():
                 self.register_buffer(f"prompt{i}_{key}", value, persistent=False)
+        self.text_start = self.cache_text_trunk(text_start) if text_start else None
+
+    def cache_text_trunk(self, start: int) -> int | None:
+        """The prompts' hidden states before text block ``start`` (frozen below it), computed once in eval
+        mode as buffers; ``start`` if the encoder splits its text tower, else ``None``."""
+        was_training = self.encoder.training
+        self.encoder.eval()
+        try:
+            with torch.no_grad():
+                for i in range(self.n_templates):
+                    hidden = self.encoder.text_trunk(getattr(self, f"prompt{i}_input_ids"),
+                                                     getattr(self, f"prompt{i}_attention_mask"), start)
+                    if hidden is None:
+                        return None
+                    self.register_buffer(f"prompt{i}_hidden", hidden, persistent=False)
+        finally:
+            self.encoder.train(was_training)
+        return start
 
     def class_embeddings(self) -> torch.Tensor:
         """(classes x dim) with the current weights: templates averaged, L2-normalised."""
         per_template = []
         for i in range(self.n_templates):
             tokens = {k: getattr(self, f"prompt{i}_{k}") for k in ("input_ids", "attention_mask")}
-            per_template.append(self.encoder.encode_texts(**tokens))
+            if self.text_start is not None:  # the adapted blocks only
+                per_template.append(self.encoder.text_head(getattr(self, f"prompt{i}_hidden"),
+                                                           tokens["attention_mask"], self.text_start))
+            else:
+                per_template.append(self.encoder.encode_texts(**tokens))
         return average_templates(per_template)
 
-    def forward(self, labels=None, pixel_values=None, image_embeds=None):
-        if image_embeds is None:
+    def forward(self, labels=None, pixel_values=None, image_embeds=None, image_hidden=None):
+        if image_hidden is not None:
+            image_embeds = self.encoder.image_head(image_hidden, self.image_start)  # the adapted blocks only
+        elif image_embeds is None:
             image_embeds = self.encoder.encode_images(pixel_values)  # each image once per step
         logits = self.encoder.logits(image_embeds, self.class_embeddings())
         loss = self.loss_fn(logits.float(), labels) if labels is not None else None
@@ -47,27 +76,32 @@ class PromptClassifier(nn.Module):
 
 
 class EmbeddingDataset(torch.utils.data.Dataset):
-    """Cached image embeddings and their labels, as the classifier's ``image_embeds`` input."""
+    """Cached image embeddings (or trunk outputs, ``key="image_hidden"``) and their labels, as the
+    classifier's input."""
 
-    def __init__(self, embeds: torch.Tensor, labels: np.ndarray):
-        self.embeds, self.labels = embeds, torch.as_tensor(labels)
+    def __init__(self, embeds: torch.Tensor, labels: np.ndarray, key: str = "image_embeds"):
+        self.embeds, self.labels, self.key = embeds, torch.as_tensor(labels), key
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict:
-        return {"image_embeds": self.embeds[i], "labels": self.labels[i]}
+        return {self.key: self.embeds[i], "labels": self.labels[i]}
 
 
 def split_predictions(classifier: PromptClassifier, images: tuple[torch.Tensor, np.ndarray] | None = None,
                       split=None, batch_size: int = 128, num_workers: int = 0, precision: str = "fp32") -> tuple:
     """``(y_true, y_pred, scores)`` with the current weights (class embeddings recomputed now) for cached
-    ``images`` (embeddings, labels), or a ``split`` whose images are encoded now."""
+    ``images`` (embeddings, labels; trunk outputs when the classifier has an ``image_start``), or a
+    ``split`` whose images are encoded now."""
     classifier.eval()
     with torch.inference_mode():
         class_embeds = classifier.class_embeddings().float()
         if images is None:
             images = image_embeddings(classifier.encoder, split, batch_size, num_workers, precision, progress=False)
+        elif classifier.image_start is not None:
+            images = (head_embeddings(classifier.encoder, images[0], classifier.image_start, batch_size,
+                                      precision), images[1])
         return predictions(classifier.encoder, images[0], images[1], class_embeds)
 
 

@@ -57,6 +57,14 @@ def to_pixels(images: list, size: int) -> torch.Tensor:
     return torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
+def run_blocks(tower: nn.Module, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """EfficientNet blocks ``[start, stop)`` with the drop-connect rates of ``extract_features``."""
+    rate, n = tower._global_params.drop_connect_rate, len(tower._blocks)
+    for idx in range(start, stop):
+        x = tower._blocks[idx](x, drop_connect_rate=rate * idx / n if rate else rate)
+    return x
+
+
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -104,7 +112,10 @@ class StandInDualEncoder(DualEncoder):
 
     def train(self, mode: bool = True) -> "StandInDualEncoder":
         super().train(mode)
-        self.image_tower.eval()  # locked: batch-norm statistics and drop-connect stay as pretrained
+        self.image_tower.eval()  # batch-norm statistics and drop-connect stay as pretrained, adapters or not
+        for name, module in self.image_tower.named_modules():
+            if "lora_dropout" in name:
+                module.train(mode)  # LoRA dropout on image-side adapters still follows the mode
         return self
 
     def preprocess(self, images: list) -> torch.Tensor:
@@ -115,8 +126,19 @@ class StandInDualEncoder(DualEncoder):
         return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        features = self.image_tower.extract_features(pixel_values)
-        return features.mean(dim=(2, 3))
+        return self.image_head(self.image_trunk(pixel_values))
+
+    def image_trunk(self, pixel_values: torch.Tensor, start: int | None = None) -> torch.Tensor:
+        """The stem and blocks ``[0, start)`` (None: all 16): the input of block ``start``."""
+        tower = self.image_tower
+        x = tower._swish(tower._bn0(tower._conv_stem(pixel_values)))
+        return run_blocks(tower, x, 0, len(tower._blocks) if start is None else start)
+
+    def image_head(self, hidden: torch.Tensor, start: int | None = None) -> torch.Tensor:
+        """Blocks ``[start, 16)``, the head convolution and the average pool: the 1,280-d pooled features."""
+        tower = self.image_tower
+        x = run_blocks(tower, hidden, len(tower._blocks) if start is None else start, len(tower._blocks))
+        return tower._swish(tower._bn1(tower._conv_head(x))).mean(dim=(2, 3))
 
     def text_vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.text_tower(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -124,6 +146,19 @@ class StandInDualEncoder(DualEncoder):
 
     def encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.text_map(self.text_vectors(input_ids, attention_mask))
+
+    def text_trunk(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
+        """MiniLM's hidden states entering its layer ``start``."""
+        out = self.text_tower(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return out.hidden_states[start]
+
+    def text_head(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
+        """MiniLM's layers ``[start, end)``, mean pooling and the text->image map."""
+        mask = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min  # additive
+        for layer in self.text_tower.encoder.layer[start:]:
+            out = layer(hidden, mask)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return self.text_map(F.normalize(mean_pool(hidden, attention_mask), dim=-1))
 
     def logit_scale(self) -> torch.Tensor:
         return self.log_scale.exp()

@@ -63,7 +63,11 @@ class ObjectiveConfig:
 
     loss: Literal["class_ce", "contrastive"] = "class_ce"
     projection_learning_rate: float | None = None  # stand-in map and logit scale; null: training.learning_rate
-    cache_image_features: bool = True  # when the image tower is frozen, encode each image once
+    cache_image_features: bool = True  # encode each image once: its embedding (image tower frozen) or, with
+    # adapters only in the image tower's last blocks, the frozen trunk's output before the first adapted block
+    cache_text_trunk: bool = True  # the class prompts' hidden states below the first adapted text block, once
+    train_views: list[str] = field(default_factory=list)  # cached augmented copies of each training image
+    # (flip, crop, flip_crop), trunk outputs only
 
 
 def clip_training() -> TrainingConfig:
@@ -107,5 +111,10 @@ class ClipConfig:
             if getattr(self.training, key):
                 raise TransferlabError(f"training.{key} applies to text fine-tuning, not to the dual encoder: "
                                        f"set it to false")
+        from transferlab.models.trunk_cache import VIEWS
+
+        unknown = [v for v in self.objective.train_views if v not in VIEWS]
+        if unknown:
+            raise TransferlabError(f"objective.train_views: unknown view(s) {unknown}; choose among {sorted(VIEWS)}")
         if self.objective.projection_learning_rate is not None and self.objective.projection_learning_rate <= 0:
             raise TransferlabError("objective.projection_learning_rate must be positive (or null)")

@@ -19,18 +19,20 @@ import torch
 
 from transferlab.evaluation.results import write_results
 from transferlab.evaluation.schema import RunMetrics
-from transferlab.experiments.clip.inputs import (SPLITS, Inputs, encode_splits, image_paths, model_record,
-                                                 open_clip_run, prepare)
+from transferlab.experiments.clip.inputs import (SPLITS, Inputs, image_paths, model_record, open_clip_run,
+                                                 prepare)
 from transferlab.experiments.lifecycle import RunContext, set_seed
 from transferlab.models.device import resolve_precision
-from transferlab.models.dual_encoder_lora import lora_targets, projection_parameters, unfreeze, vision_frozen
+from transferlab.experiments.clip.trunks import image_inputs, training_source
+from transferlab.models.dual_encoder_lora import (formula_by_tower, lora_by_tower, lora_targets, plain_convolutions,
+                                                  projection_parameters, trunk_start, unfreeze)
 from transferlab.models.linear_probe import fit_linear_probe, probe_predictions
 from transferlab.models.prompt_classifier import EmbeddingDataset, PromptClassifier, param_groups, split_predictions
 from transferlab.models.zero_shot import zero_shot_predictions
 from transferlab.tracking.tracker import configure_wandb_env, trainer_report_to
 from transferlab.training.arguments import training_arguments
 from transferlab.training.callbacks import KeepBest, use_tensorboard_dir
-from transferlab.training.lora import apply_lora, count_parameters, lora_formula, lora_parameters
+from transferlab.training.lora import apply_lora, count_parameters, lora_parameters
 from transferlab.training.trainer import EvaluatingTrainer, train
 
 EXPERIMENT = "lora"
@@ -40,16 +42,21 @@ def run_lora(config, output_dir: str | Path = "logs", *, resume: str | None = No
              progress: bool = True) -> Path | None:
     inputs = prepare(config, EXPERIMENT, resume)
     targets = lora_targets(inputs.model, config.lora.target_modules, config.lora.towers, config.lora.layers)
+    plain_convolutions(inputs.model, targets)  # before the run exists: an unsupported target is an input error
+    start = trunk_start(inputs.model, targets)
+    source = training_source(config, start)
     projection = projection_parameters(inputs.model) if config.lora.train_projection else []
     precision = resolve_precision(config.training.precision, inputs.device, key="training.precision")
     with open_clip_run(EXPERIMENT, config, inputs, output_dir, training_precision=precision) as ctx:
         timings: dict[str, float] = {}
-        encoded = timed(timings, "encode_images_s", encode_splits, inputs, config, splits_to_encode(config),
-                        use_cache=ctx.is_main, progress=progress)  # the disk cache: one writer
+        encoded, trunks = timed(timings, "encode_images_s", image_inputs, inputs, config, splits_to_encode(config),
+                                source, start, use_cache=ctx.is_main, progress=progress)  # disk cache: one writer
         methods, probe_search = baselines(inputs, encoded, config, timings) if ctx.is_main else ({}, None)
         peft_model, parameters = add_adapters(inputs.model, config, targets, projection)
-        classifier = PromptClassifier(inputs.model, inputs.prompt_sets, config.objective.loss).to(inputs.device)
-        cached = encoded if config.objective.cache_image_features and vision_frozen(inputs.model) else None
+        classifier = PromptClassifier(inputs.model, inputs.prompt_sets, config.objective.loss,
+                                      start if source == "trunk" else None,
+                                      text_start(inputs.model, targets, config)).to(inputs.device)
+        cached = {"embeddings": encoded, "trunk": trunks}.get(source)
         trainer, keep = timed(timings, "train_s", train_adapters, classifier, cached, inputs, config, ctx.path,
                               precision, progress)
         methods["lora"] = {s: score(classifier, s, cached, inputs, config) for s in SPLITS}
@@ -59,6 +66,11 @@ def run_lora(config, output_dir: str | Path = "logs", *, resume: str | None = No
             details = {"linear_probe": probe_search, "best_step": keep.best.step, "loss": config.objective.loss,
                        "best_validation_accuracy": keep.best.value, "global_step": trainer.state.global_step,
                        "lora_targets": len(targets), "image_features_cached": cached is not None,
+                       "training_source": source, "trunk_start_block": start if source == "trunk" else None,
+                       "train_views": list(config.objective.train_views) if source == "trunk" else [],
+                       "training_rows": len(cached["train"][1]) if cached else len(inputs.data.train),
+                       "lora_by_tower": parameters.pop("lora_by_tower"),
+                       "lora_formula_by_tower": parameters.pop("lora_formula_by_tower"),
                        "skipped_unreadable_images": inputs.data.skipped}
             metrics = lora_metrics(ctx, config, inputs, methods, trainer.state.global_step, parameters, timings,
                                    details)
@@ -85,6 +97,9 @@ def baselines(inputs: Inputs, encoded: dict, config, timings: dict) -> tuple[dic
     evaluated = {s: encoded[s] for s in SPLITS}
     methods = {"zero_shot": timed(timings, "zero_shot_s", zero_shot_predictions, inputs.model, inputs.prompt_sets,
                                   evaluated, config.model.batch_size, inputs.precision)}
+    if len(inputs.prompt_sets) > 1:  # the ensemble's first template alone, for comparison
+        methods["zero_shot_single_template"] = zero_shot_predictions(
+            inputs.model, inputs.prompt_sets[:1], evaluated, config.model.batch_size, inputs.precision)
     if not config.probe.enabled:
         return methods, None
     (tx, ty), (vx, vy) = encoded["train"], encoded["validation"]
@@ -100,11 +115,21 @@ def add_adapters(model, config, targets: list[str], projection: list[str]):
     peft_model = apply_lora(model, config.lora, targets)
     unfreeze(model, projection)
     counts = count_parameters(model)
+    by_tower, formula = lora_by_tower(model), formula_by_tower(model, targets, config.lora.r)
     parameters = {"total": counts["total"], "trainable": counts["trainable"], "lora": lora_parameters(model),
-                  "lora_formula": lora_formula(model, [t + ".base_layer" for t in targets], config.lora.r)}
-    print(f"LoRA parameters: {parameters['lora']:,} (r x (in + out) over {len(targets)} layers: "
+                  "lora_formula": sum(formula.values()), "lora_by_tower": by_tower, "lora_formula_by_tower": formula}
+    for tower in formula:
+        print(f"LoRA parameters, {tower} tower: {by_tower.get(tower, 0):,} (r x (in + out) per linear layer, "
+              f"r x (in x k x k + out) per convolution: {formula[tower]:,})")
+    print(f"LoRA parameters: {parameters['lora']:,} over {len(targets)} layers (formula: "
           f"{parameters['lora_formula']:,}); trainable in all: {parameters['trainable']:,}")
     return peft_model, parameters
+
+
+def text_start(model, targets: list[str], config) -> int | None:
+    """The first adapted text block when the frozen ones below it may run once (``objective.cache_text_trunk``)."""
+    start = trunk_start(model, targets, "text") if config.objective.cache_text_trunk else None
+    return start or None
 
 
 def score(classifier: PromptClassifier, split: str, cached: dict | None, inputs: Inputs, config) -> tuple:
@@ -119,7 +144,8 @@ def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: In
     from transferlab.data.images import with_pixels
 
     if cached:
-        train_set, eval_set = EmbeddingDataset(*cached["train"]), EmbeddingDataset(*cached["validation"])
+        key = "image_embeds" if classifier.image_start is None else "image_hidden"
+        train_set, eval_set = (EmbeddingDataset(*cached[s], key=key) for s in ("train", "validation"))
     else:
         train_set, eval_set = with_pixels(inputs.data.train, inputs.model.preprocess), inputs.data.validation
     t = config.training

@@ -1,0 +1,62 @@
+"""What the LoRA run trains from: cached image embeddings (image tower frozen), cached trunk outputs
+(adapters only in the image tower's last blocks: the frozen part runs once per image and view), or
+pixels (adapters from the first block on: end to end).
+
+``image_inputs`` returns the base model's image embeddings of every split (the zero-shot baseline's and
+the probe's features) and, in the trunk mode, each split's trunk outputs, the training split's
+augmented views (``objective.train_views``) appended; the embeddings are then the base head over the
+cached trunk, so no image goes through the trunk twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transferlab.experiments.clip.inputs import Inputs, encode_splits, split_fingerprint
+from transferlab.models.trunk_cache import head_embeddings, trunk_outputs
+
+
+def training_source(config, start: int | None) -> str:
+    """``embeddings`` (no image-side adapter), ``trunk`` (adapters from block ``start`` > 0 on) or ``pixels``."""
+    if not config.objective.cache_image_features:
+        return "pixels"
+    if start is None:
+        return "embeddings"
+    return "trunk" if start > 0 else "pixels"
+
+
+def image_inputs(inputs: Inputs, config, names: list[str], source: str, start: int | None, use_cache: bool,
+                 progress: bool) -> tuple[dict, dict | None]:
+    """``(embeddings, trunks)``: ``{split: (base image embeddings, labels)}`` and, for the ``trunk``
+    source, ``{split: (trunk outputs, labels)}`` (train with its views appended; else ``None``)."""
+    if source != "trunk":
+        return encode_splits(inputs, config, names, use_cache=use_cache, progress=progress), None
+    trunks = {name: split_trunk(inputs, config, name, start, None, use_cache, progress) for name in names}
+    embeddings = {name: (head_embeddings(inputs.model, hidden, start, config.model.batch_size, inputs.precision),
+                         labels) for name, (hidden, labels) in trunks.items()}
+    if "train" in trunks:
+        views = [trunks["train"]] + [split_trunk(inputs, config, "train", start, view, use_cache, progress)
+                                     for view in config.objective.train_views]
+        trunks["train"] = (torch.cat([h for h, _ in views]), np.concatenate([y for _, y in views]))
+    return embeddings, trunks
+
+
+def split_trunk(inputs: Inputs, config, name: str, start: int, view: str | None, use_cache: bool,
+                progress: bool) -> tuple[torch.Tensor, np.ndarray]:
+    """One split's trunk outputs (of one view), from ``model.feature_cache`` when set."""
+    from transferlab.models.feature_cache import cached, weights_fingerprint
+
+    m, model, split = config.model, inputs.model, getattr(inputs.data, name)
+    folder = Path(m.feature_cache).expanduser() if m.feature_cache and use_cache else None
+    weights = weights_fingerprint(model) if folder else None
+    seed = config.seed + (1 + list(config.objective.train_views).index(view) if view else 0)
+    key = {"kind": "image-trunk", "model": m.name, "weights": weights, "image_size": m.image_size, "start": start,
+           "view": view, "seed": seed, "precision": m.precision, "split": name,
+           "data": split_fingerprint(split) if weights else None}
+    hidden, _ = cached(folder, key, lambda: trunk_outputs(
+        model, split, start, view, seed, m.batch_size, config.data.num_workers, inputs.precision,
+        desc=f"{name} {view or ''}".strip(), progress=progress)[0].numpy())
+    return torch.from_numpy(np.asarray(hidden)), np.asarray(split["label"])

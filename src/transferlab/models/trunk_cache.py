@@ -1,0 +1,80 @@
+"""Run the frozen trunk of an image tower once: when LoRA adapters sit only in the tower's last blocks,
+everything before the first adapted block gives the same output at every step, so it is computed once
+per image (and per augmented view) and training runs the adapted blocks alone from that cache.
+
+``trunk_outputs`` encodes a split up to block ``start`` (``DualEncoder.image_trunk``), optionally
+through an augmented ``view`` of each image (``VIEWS``: a horizontal flip, a seeded random crop, or
+both); ``head_embeddings`` finishes cached trunk outputs into image embeddings with the current weights
+(``DualEncoder.image_head``). The batching is ``models.zero_shot.image_embeddings``'.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from transferlab.models.device import autocast
+from transferlab.models.dual_encoder import DualEncoder
+from transferlab.models.zero_shot import image_embeddings
+
+
+def flip(images: list, rng: np.random.Generator) -> list:
+    from PIL import Image
+
+    return [im.transpose(Image.FLIP_LEFT_RIGHT) for im in images]
+
+
+def crop(images: list, rng: np.random.Generator, min_side: float = 0.75) -> list:
+    """A random square-ish crop of 75-100 % of each side (resized back by the model's preprocessing)."""
+    out = []
+    for im in images:
+        w, h = im.size
+        cw, ch = (max(1, int(round(s * rng.uniform(min_side, 1.0)))) for s in (w, h))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        out.append(im.crop((x, y, x + cw, y + ch)))
+    return out
+
+
+def flip_crop(images: list, rng: np.random.Generator) -> list:
+    return crop(flip(images, rng), rng)
+
+
+VIEWS: dict[str, Callable[[list, np.random.Generator], list]] = {"flip": flip, "crop": crop,
+                                                                  "flip_crop": flip_crop}
+
+
+class TrunkEncoder:
+    """What ``image_embeddings`` needs of a model (``preprocess``, ``encode_images``, ``device``), with
+    ``encode_images`` stopping at block ``start`` and ``preprocess`` seeing an augmented view."""
+
+    def __init__(self, model: DualEncoder, start: int, view: str | None = None, seed: int = 0):
+        self.model, self.start, self.device = model, start, model.device
+        self.view = VIEWS[view] if view else None
+        self.rng = np.random.default_rng(seed)
+
+    def preprocess(self, images: list) -> torch.Tensor:
+        return self.model.preprocess(self.view(images, self.rng) if self.view else images)
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.image_trunk(pixel_values, self.start)
+
+
+def trunk_outputs(model: DualEncoder, dataset, start: int, view: str | None = None, seed: int = 0,
+                  batch_size: int = 128, num_workers: int = 0, precision: str = "fp32", desc: str = "trunk",
+                  progress: bool = True) -> tuple[torch.Tensor, np.ndarray]:
+    """(trunk outputs, labels) of a split: the input of block ``start`` for each image (or its ``view``)."""
+    return image_embeddings(TrunkEncoder(model, start, view, seed), dataset, batch_size, num_workers, precision,
+                            desc=desc, progress=progress)
+
+
+@torch.inference_mode()
+def head_embeddings(model: DualEncoder, hidden: torch.Tensor, start: int, batch_size: int = 512,
+                    precision: str = "fp32") -> torch.Tensor:
+    """Image embeddings of cached trunk outputs with the current weights, in batches."""
+    out = []
+    for i in range(0, len(hidden), batch_size):
+        with autocast(precision, model.device):
+            out.append(model.image_head(hidden[i:i + batch_size].to(model.device), start).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
