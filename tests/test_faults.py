@@ -421,7 +421,7 @@ PREDICT = {  # id: (argv after `predict RUN`, how to damage a copy of the run (o
     "empty-text": (["--text", "fine", "--text", ""], None, "--text number 2 is empty"),
     "blank-text": (["--text", "   "], None, "--text number 1 is empty"),
     "batch-size-0": (["--text", "fine", "--batch-size", "0"], None, "--batch-size must be at least 1; got 0"),
-    "latin1-file": (["--file", "{tmp}/latin1.txt"], None, "latin1.txt' is not UTF-8 (byte 0xe9"),
+    "latin1-file": (["--file", "{tmp}/latin1.txt"], None, "latin1.txt' is not UTF-8 (line 1 holds byte 0xe9"),
     "classifier-deleted": (["--text", "fine"], lambda run: (run / "classifier.joblib").unlink(), "has no saved model"),
     "classifier-truncated": (["--text", "fine"], lambda run: (run / "classifier.joblib").write_bytes(b"\x80\x04"),
                              "cannot load the model saved in"),

@@ -98,3 +98,16 @@ def test_rows_with_an_empty_text_are_skipped_and_said(capsys, tmp_path, finetune
     out, err = capsys.readouterr()
     assert [line.split("\t")[2] for line in out.strip().splitlines()] == ["a fine film", "a dull film"]
     assert "note: skipped 1 row(s) of" in err and "with an empty 'text'" in err
+
+
+def test_jsonl_output_has_the_fields_of_the_predictions_files(capsys, finetuned_run):
+    from transferlab.evaluation.predictions import read_predictions
+
+    assert main(["predict", str(finetuned_run), "--format", "jsonl", *[a for t in TEXTS for a in ("--text", t)]]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["example"] for r in rows] == TEXTS and [r["id"] for r in rows] == [0, 1, 2]
+    stored = read_predictions(finetuned_run, "finetune")[0]
+    assert set(rows[0]) == set(stored) - {"split", "label"}  # the same fields, less what only a labelled split has
+    tsv = predict(capsys, str(finetuned_run), *[a for t in TEXTS for a in ("--text", t)])
+    assert [(r["prediction"], r["probability"]) for r in rows] == [(label, pytest.approx(p, abs=1e-4))
+                                                                  for label, p, _ in tsv]

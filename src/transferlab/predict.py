@@ -4,8 +4,6 @@ experiment 1 (encoder + saved classifier) and experiment 2 (the saved fine-tuned
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import pickle
 import sys
@@ -17,13 +15,14 @@ import numpy as np
 from transferlab.errors import TransferlabError
 from transferlab.tracking.rundir import load_run
 
-Predictor = Callable[[Sequence[str]], tuple[list[str], np.ndarray]]
+Predictor = Callable[[Sequence[str]], tuple[np.ndarray, list[str]]]  # texts -> (probabilities, class names)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     text = "Classify texts with the model of a finished features or finetune run."
     p = subparsers.add_parser("predict", help=text, description=text + " Prints label<TAB>probability<TAB>text "
-                              "per input, in input order.")
+                              "per input, in input order; --format jsonl prints the fields of a run's "
+                              "predictions/*.jsonl files (id, example, prediction, probability, top5).")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by transferlab features/finetune")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", action="append", help="a text to classify (repeat for several)")
@@ -31,6 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--text-column", default="text", help="column of --file CSV/JSONL holding the text (default: text)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, ...")
+    p.add_argument("--format", choices=("tsv", "jsonl"), default="tsv",
+                   help="tsv: label, probability, text; jsonl: one JSON object per text (default: tsv)")
     p.set_defaults(func=main)
     return p
 
@@ -44,48 +45,45 @@ def main(args: argparse.Namespace) -> None:
         raise TransferlabError(f"--text number {blank[0]} is empty: a model labels any input, so an empty one "
                                f"would get a meaningless label; give the text to classify")
     predictor = load_predictor(args.run_dir, args.device, args.batch_size)
-    labels, probabilities = predictor(texts)
-    for text, label, probability in zip(texts, labels, probabilities):
-        print(f"{label}\t{probability:.4f}\t{' '.join(text.split())}")
+    from transferlab.evaluation.predictions import prediction_record
+
+    probabilities, names = predictor(texts)
+    for i, (text, probs) in enumerate(zip(texts, probabilities)):
+        row = prediction_record(i, text, probs, names)
+        if args.format == "jsonl":
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            print(f"{row['prediction']}\t{row['probability']:.4f}\t{' '.join(text.split())}")
 
 
 def read_texts(file: str, column: str = "text") -> list[str]:
+    """Texts of ``--file``: one a line, or a CSV / JSON Lines file's ``column`` (read as the data loader reads
+    files, so a broken one is named with its line and cause)."""
+    from transferlab.data.text import read_records, read_utf8
+
     path = Path(file)
     if not path.is_file():
         raise TransferlabError(f"--file {file!r} does not exist: give a text file (one text a line), CSV or JSONL")
-    try:
-        content = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise TransferlabError(f"--file {file!r} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
-                               f"{exc.start}; Latin-1?): convert it, e.g. iconv -f latin1 -t utf-8 {file} > "
-                               f"utf8{path.suffix}") from None
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        rows = list(csv.DictReader(io.StringIO(content, newline="")))
-    elif suffix in (".jsonl", ".json"):
-        try:
-            rows = [json.loads(line) for line in content.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise TransferlabError(f"--file {file!r} is not JSON Lines ({exc}): one JSON object a line") from None
-    else:
-        texts = [line.strip() for line in content.splitlines() if line.strip()]
-        rows = None
-    if rows is not None:
-        if rows and not all(isinstance(r, dict) and column in r for r in rows):
-            found = sorted({k for r in rows if isinstance(r, dict) for k in r})
-            raise TransferlabError(f"--file {file!r} has no {column!r} column; columns found: {', '.join(found)}. "
-                                   f"Pass --text-column")
-        texts = [str(r[column]) for r in rows if str(r[column] or "").strip()]
-        if len(texts) < len(rows):  # said, so that no one pairs the output with the input by position
-            print(f"note: skipped {len(rows) - len(texts)} row(s) of {file} with an empty {column!r}",
-                  file=sys.stderr)
+    if path.suffix.lower() not in (".csv", ".jsonl", ".json"):
+        texts = [line.strip() for line in read_utf8(path, "--file").splitlines() if line.strip()]
+        if not texts:
+            raise TransferlabError(f"--file {file!r} holds no texts")
+        return texts
+    rows = [row for _, row in read_records(path, what="--file")]
+    if not rows or not all(column in r for r in rows):
+        found = sorted({k for r in rows for k in r})
+        raise TransferlabError(f"--file {file!r} has no {column!r} column; columns found: {', '.join(found)}. "
+                               f"Pass --text-column")
+    texts = [str(r[column]) for r in rows if str(r[column] or "").strip()]
+    if len(texts) < len(rows):  # said, so that no one pairs the output with the input by position
+        print(f"note: skipped {len(rows) - len(texts)} row(s) of {file} with an empty {column!r}", file=sys.stderr)
     if not texts:
         raise TransferlabError(f"--file {file!r} holds no texts")
     return texts
 
 
 def load_predictor(run_dir: str | Path, device: str = "auto", batch_size: int = 32) -> Predictor:
-    """A function texts -> (labels, probability of each label) for the model a run saved."""
+    """A function texts -> (probability of every class, the class names) for the model a run saved."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TransferlabError(f"{run_dir} is not a folder: pass a run directory printed by transferlab "
@@ -125,7 +123,7 @@ def finetuned_predictor(model_dir: Path, device: str, batch_size: int) -> Predic
                 batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
                                   max_length=max_length, return_tensors="pt").to(dev)
                 probs.append(torch.softmax(model(**batch).logits.float(), -1).cpu().numpy())
-        return top(np.concatenate(probs), names, np.arange(len(names)))
+        return np.concatenate(probs), names
 
     return predict
 
@@ -148,11 +146,6 @@ def features_predictor(run_dir: Path, device: str) -> Predictor:
     def predict(texts: Sequence[str]):
         vectors = encode(list(texts), tokenizer, model, enc["pooling"], enc["max_length"], enc["batch_size"],
                          precision, progress=False)
-        return top(predict_proba(pipe, vectors), bundle["label_names"], pipe.classes_)
+        return predict_proba(pipe, vectors), [bundle["label_names"][int(c)] for c in pipe.classes_]
 
     return predict
-
-
-def top(probs: np.ndarray, names: Sequence[str], classes: Sequence[int]) -> tuple[list[str], np.ndarray]:
-    best = probs.argmax(1)
-    return [names[int(classes[i])] for i in best], probs[np.arange(len(probs)), best]

@@ -150,21 +150,42 @@ def check_file(path: Path, builder: str, label_column: str) -> None:
     """Read a data file once ourselves, so a broken one is named with its line and cause (the datasets
     loader says only "An error occurred while generating the dataset"): encoding, emptiness, rows whose
     fields do not match the header, lines that are not JSON, rows without a label."""
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise TransferlabError(f"data file {str(path)!r} is empty: give a file with a header line and rows")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise TransferlabError(f"data file {str(path)!r} is not UTF-8 (line {line} holds byte "
-                               f"0x{raw[exc.start]:02x}; Latin-1 or Windows-1252?): convert it, e.g. "
-                               f"iconv -f latin1 -t utf-8 {path} > utf8{path.suffix}") from None
-    rows = csv_rows(text, path) if builder == "csv" else json_rows(text, path)
-    for line, row in rows:  # (a missing label column is named later, with the columns found)
+    for line, row in read_records(path, builder):  # (a missing label column is named later, with the columns found)
         if label_column in row and blank(row[label_column]):
             raise TransferlabError(f"data file {str(path)!r} line {line} has no label (column {label_column!r} "
                                    f"is blank): fill it in or remove the row")
+
+
+def read_utf8(path: Path, what: str = "data file") -> str:
+    """The file's text, or a one-line error naming an empty or non-UTF-8 file (with the line and the fix)."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise TransferlabError(f"{what} {str(path)!r} is empty: give a file with a header line and rows")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise TransferlabError(f"{what} {str(path)!r} is not UTF-8 (line {line} holds byte "
+                               f"0x{raw[exc.start]:02x}; Latin-1 or Windows-1252?): convert it, e.g. "
+                               f"iconv -f latin1 -t utf-8 {path} > utf8{path.suffix}") from None
+
+
+def read_records(path: Path, builder: str | None = None, what: str = "data file") -> list[tuple[int, dict]]:
+    """(line, record) of a CSV or JSON Lines file (``builder``: ``csv`` / ``json``, default from the suffix);
+    a ``.json`` file holding one list of records gives them with line 0. One-line errors name line and cause."""
+    builder = builder or ("csv" if path.suffix.lower() == ".csv" else "json")
+    text = read_utf8(path, what)
+    if builder == "csv":
+        return csv_rows(text, path)
+    return json_rows(text, path) or [(0, r) for r in json_document(text) if isinstance(r, dict)]
+
+
+def json_document(text: str) -> list:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return []
+    return document if isinstance(document, list) else [document]
 
 
 def csv_rows(text: str, path: Path) -> list[tuple[int, dict]]:

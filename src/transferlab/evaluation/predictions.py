@@ -34,18 +34,26 @@ def one_hot(y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
+def prediction_record(index: int, example, probs: np.ndarray, label_names: Sequence[str],
+                      predicted: int | None = None) -> dict:
+    """One example's ``id``, ``example``, ``prediction``, ``probability`` and (more than 2 classes) ``top5``;
+    ``predicted`` defaults to the most probable class."""
+    predicted = int(np.argmax(probs)) if predicted is None else int(predicted)
+    row = {"id": index, "example": example, "prediction": label_names[predicted],
+           "probability": round(float(probs[predicted]), 6)}
+    if len(label_names) > 2:
+        row["top5"] = [[label_names[int(j)], round(float(probs[j]), 6)]
+                       for j in np.argsort(-probs, kind="stable")[:5]]
+    return row
+
+
 def prediction_rows(split: str, y_true: Sequence[int], y_pred: Sequence[int], scores: np.ndarray | None,
                     label_names: Sequence[str], examples: Sequence[str] | None = None) -> Iterator[dict]:
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     probs = probabilities(scores) if scores is not None else one_hot(y_pred, len(label_names))
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :5]
     for i in range(len(y_true)):
-        row = {"split": split, "id": i, "example": examples[i] if examples is not None else None,
-               "label": label_names[int(y_true[i])], "prediction": label_names[int(y_pred[i])],
-               "probability": round(float(probs[i, int(y_pred[i])]), 6)}
-        if len(label_names) > 2:
-            row["top5"] = [[label_names[int(j)], round(float(probs[i, j]), 6)] for j in top[i]]
-        yield row
+        record = prediction_record(i, examples[i] if examples is not None else None, probs[i], label_names, y_pred[i])
+        yield {"split": split, "label": label_names[int(y_true[i])], **record}
 
 
 def write_predictions(run_dir: str | Path, method: str, splits: dict[str, tuple], label_names: Sequence[str],
