@@ -78,16 +78,19 @@ def bare_loop(tower, pixels: torch.Tensor, batch_size: int, bf16: bool, channels
 
 def best_of(variants: dict, repeats: int, n: int) -> tuple[dict, dict]:
     """Images/s of each variant (best of ``repeats`` interleaved runs, one warm-up each) and its output."""
-    rates, outputs = {name: [] for name in variants}, {}
+    rates, outputs, threads = {name: [] for name in variants}, {}, torch.get_num_threads()
     for name, (prepare, fn) in variants.items():
+        torch.set_num_threads(threads)
         prepare()
         fn(warmup=True)
     for _ in range(repeats):
         for name, (prepare, fn) in variants.items():
-            prepare()
+            torch.set_num_threads(threads)
+            prepare()  # the tower's memory format (and a variant's thread count)
             start = time.perf_counter()
             outputs[name] = fn(warmup=False)
             rates[name].append(n / (time.perf_counter() - start))
+    torch.set_num_threads(threads)
     return {name: max(r) for name, r in rates.items()}, outputs
 
 
@@ -114,8 +117,12 @@ def bench(data: str | None = None, images: int = 1024, batch_size: int = 128, re
     def fmt(cl: bool):
         return lambda: tower.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
 
-    def ours(precision: str):
-        return lambda warmup: image_embeddings(model, small if warmup else split, batch_size,
+    def one_thread():
+        fmt(True)()
+        torch.set_num_threads(1)
+
+    def ours(precision: str, workers: int = 0):
+        return lambda warmup: image_embeddings(model, small if warmup else split, batch_size, workers,
                                                precision=precision, progress=False)[0]
 
     def bare(bf16: bool, cl: bool):
@@ -127,6 +134,8 @@ def bench(data: str | None = None, images: int = 1024, batch_size: int = 128, re
                 "previous path (fp32)": (fmt(False), lambda warmup: previous_path(
                     tower, small if warmup else split, batch_size)),
                 f"ours (auto={auto})": (fmt(True), ours(auto)), "ours (fp32)": (fmt(True), ours("fp32")),
+                f"ours (auto={auto}, 1 thread)": (one_thread, ours(auto)),
+                f"ours (auto={auto}, 1 decoding worker)": (fmt(True), ours(auto, workers=1)),
                 "bare tower fp32 NCHW": (fmt(False), bare(False, False)),
                 "bare tower bf16 channels-last": (fmt(True), bare(auto == "bf16", True))}
     rates, outputs = best_of(variants, repeats, len(paths))
