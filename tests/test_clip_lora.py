@@ -229,7 +229,8 @@ def test_presets_load(preset):
         assert cfg.objective.loss == "class_ce" and cfg.objective.cache_image_features
     else:
         assert cfg.model.name == "standin" and cfg.data.path is None
-        assert cfg.objective.projection_learning_rate == 0.03 and cfg.training.eval_steps == 5
+        assert cfg.lora.towers == "both" and cfg.lora.layers == [-1] and len(cfg.model.templates) == 4
+        assert {"query", "value", "_conv_head"} <= set(cfg.lora.target_modules) and cfg.objective.train_views
 
 
 def test_unknown_key_suggests(capsys):

@@ -24,16 +24,24 @@ from transferlab.models.zero_shot import average_templates, image_embeddings, pr
 
 
 class PromptClassifier(nn.Module):
+    CHUNKS = 4  # each template's prompts are encoded in this many length-sorted chunks: less padding
+
     def __init__(self, encoder: DualEncoder, prompt_sets: Sequence[Sequence[str]], loss: str = "class_ce",
                  image_start: int | None = None, text_start: int | None = None):
         super().__init__()
         self.encoder = encoder
         self.image_start = image_start  # cached ``image_hidden`` inputs enter the image tower at this block
         self.loss_fn = LOSSES[loss]
-        self.n_templates = len(prompt_sets)
+        self.chunks: list[list[str]] = []  # per template, the buffer prefixes of its chunks
         for i, texts in enumerate(prompt_sets):
-            for key, value in encoder.tokenize(texts).items():
-                self.register_buffer(f"prompt{i}_{key}", value, persistent=False)
+            lengths = encoder.tokenize(texts)["attention_mask"].sum(1)
+            order = torch.argsort(lengths, stable=True)
+            self.register_buffer(f"prompt{i}_inverse", torch.argsort(order), persistent=False)
+            self.chunks.append([])
+            for j, chunk in enumerate(torch.tensor_split(order, min(self.CHUNKS, len(texts)))):
+                for key, value in encoder.tokenize([texts[k] for k in chunk.tolist()]).items():
+                    self.register_buffer(f"prompt{i}_{j}_{key}", value, persistent=False)
+                self.chunks[i].append(f"prompt{i}_{j}_")
         self.text_start = self.cache_text_trunk(text_start) if text_start else None
 
     def cache_text_trunk(self, start: int) -> int | None:
@@ -43,26 +51,26 @@ class PromptClassifier(nn.Module):
         self.encoder.eval()
         try:
             with torch.no_grad():
-                for i in range(self.n_templates):
-                    hidden = self.encoder.text_trunk(getattr(self, f"prompt{i}_input_ids"),
-                                                     getattr(self, f"prompt{i}_attention_mask"), start)
+                for prefix in (p for chunks in self.chunks for p in chunks):
+                    hidden = self.encoder.text_trunk(getattr(self, prefix + "input_ids"),
+                                                     getattr(self, prefix + "attention_mask"), start)
                     if hidden is None:
                         return None
-                    self.register_buffer(f"prompt{i}_hidden", hidden, persistent=False)
+                    self.register_buffer(prefix + "hidden", hidden, persistent=False)
         finally:
             self.encoder.train(was_training)
         return start
 
+    def encode_chunk(self, prefix: str) -> torch.Tensor:
+        mask = getattr(self, prefix + "attention_mask")
+        if self.text_start is not None:  # the adapted blocks only
+            return self.encoder.text_head(getattr(self, prefix + "hidden"), mask, self.text_start)
+        return self.encoder.encode_texts(getattr(self, prefix + "input_ids"), mask)
+
     def class_embeddings(self) -> torch.Tensor:
         """(classes x dim) with the current weights: templates averaged, L2-normalised."""
-        per_template = []
-        for i in range(self.n_templates):
-            tokens = {k: getattr(self, f"prompt{i}_{k}") for k in ("input_ids", "attention_mask")}
-            if self.text_start is not None:  # the adapted blocks only
-                per_template.append(self.encoder.text_head(getattr(self, f"prompt{i}_hidden"),
-                                                           tokens["attention_mask"], self.text_start))
-            else:
-                per_template.append(self.encoder.encode_texts(**tokens))
+        per_template = [torch.cat([self.encode_chunk(p) for p in chunks])[getattr(self, f"prompt{i}_inverse")]
+                        for i, chunks in enumerate(self.chunks)]
         return average_templates(per_template)
 
     def forward(self, labels=None, pixel_values=None, image_embeds=None, image_hidden=None):

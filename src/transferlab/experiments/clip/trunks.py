@@ -51,7 +51,7 @@ def split_trunk(inputs: Inputs, config, name: str, start: int, view: str | None,
 
     m, model, split = config.model, inputs.model, getattr(inputs.data, name)
     folder = Path(m.feature_cache).expanduser() if m.feature_cache and use_cache else None
-    weights = weights_fingerprint(model) if folder else None
+    weights = weights_fingerprint(model.get_submodule(model.towers["vision"])) if folder else None  # the trunk's
     seed = config.seed + (1 + list(config.objective.train_views).index(view) if view else 0)
     key = {"kind": "image-trunk", "model": m.name, "weights": weights, "image_size": m.image_size, "start": start,
            "view": view, "seed": seed, "precision": m.precision, "split": name,
