@@ -175,6 +175,30 @@ def test_run_with_seeds_runs_each_stage_once_per_seed(tmp_path, tiny_distilbert,
     assert "| features (seed 1) | completed |" in report and "Over several seeds" in report
 
 
+def test_resume_after_a_failed_seeded_stage_keeps_the_attempt_and_reruns(tmp_path, tiny_distilbert, monkeypatch,
+                                                                        capsys):
+    import transferlab.experiments.features as features
+
+    out = tmp_path / "logs"
+    args = ["--output-dir", str(out), "--stages", "features", "--seeds", "0", f"features.encoder.model={tiny_distilbert}",
+            "features.data.limit=40", "features.classifier.C_grid=[1.0]"]
+    real = features.embed_splits
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(features, "embed_splits", interrupted)
+    assert main(["run", *args]) == 130  # Ctrl-C: the stage is recorded as failed
+    (run_dir,) = (out / "run").iterdir()
+    assert read_json(run_dir / "pipeline.json")["stages"][0]["run_dir"] == "features/seed0"
+    assert read_json(run_dir / "features" / "seed0" / "status.json")["status"] == "failed"
+    monkeypatch.setattr(features, "embed_splits", real)
+    assert main(["run", "--resume", str(run_dir)]) == 0
+    assert "kept as seed0.failed" in capsys.readouterr().out
+    assert read_json(run_dir / "features" / "seed0" / "status.json")["status"] == "completed"
+    assert read_json(run_dir / "features" / "seed0.failed" / "status.json")["status"] == "failed"
+
+
 def test_run_errors(tmp_path, capsys):
     assert main(["run", "--output-dir", str(tmp_path), "featurs.data.limit=3"]) == 2
     assert "names no stage section" in capsys.readouterr().err

@@ -155,6 +155,8 @@ def run_stage(run: Run, state: dict, record: dict, config) -> None:
     experiment = EXPERIMENTS[record["name"]]
     previous = run.path / record["run_dir"] if record.get("run_dir") else None
     resume = previous if experiment.resumable and previous and any(previous.glob("checkpoints/checkpoint-*")) else None
+    if previous is not None and resume is None and previous.is_dir():
+        set_aside(previous)  # a failed attempt that cannot be continued: kept, and its name freed for the new one
     begin = time.perf_counter()
     record.update(status=RUNNING, error=None)
     write_json(run.path / STATE, state)
@@ -173,6 +175,18 @@ def run_stage(run: Run, state: dict, record: dict, config) -> None:
                   elapsed_s=round(time.perf_counter() - begin, 1))
     write_json(run.path / STATE, state)
     gc.collect()
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename a failed stage's directory to ``<name>.failed`` (``.failed-2``, ...) and say so."""
+    target = folder.with_name(folder.name + ".failed")
+    for i in range(2, 1000):
+        if not target.exists():
+            break
+        target = folder.with_name(f"{folder.name}.failed-{i}")
+    folder.rename(target)
+    print(f"note: the failed attempt {folder.name} is kept as {target.name}; starting the stage afresh")
+    return target
 
 
 def relative(path: str | Path, root: Path) -> str:
