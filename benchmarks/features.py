@@ -133,8 +133,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     r = bench(args.model, args.n, args.batch_size, args.max_length, args.repeats)
     if args.json:
         print(json.dumps(r))
