@@ -46,7 +46,8 @@ def run_lora(config, output_dir: str | Path = "logs", *, resume: str | None = No
     start = trunk_start(inputs.model, targets)
     source = training_source(config, start)
     projection = projection_parameters(inputs.model) if config.lora.train_projection else []
-    precision = resolve_precision(config.training.precision, inputs.device, key="training.precision")
+    precision = resolve_precision(config.training.precision, inputs.device,  # auto: the model's faster one
+                                  cpu_auto=inputs.model.preferred_cpu_precision, key="training.precision")
     with open_clip_run(EXPERIMENT, config, inputs, output_dir, training_precision=precision) as ctx:
         timings: dict[str, float] = {}
         encoded, trunks = timed(timings, "encode_images_s", image_inputs, inputs, config, splits_to_encode(config),
