@@ -107,3 +107,19 @@ def test_wandb_offline_logs_one_run(tmp_path, tiny_text_models, monkeypatch):
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
     metrics = read_json(run_dir / "metrics.json")
     assert metrics["n_examples"]["train"] == 32 and metrics["timings"]["train_s"] > 0
+
+
+def test_length_grouped_training_scores_predictions_in_data_order(tmp_path, tiny_text_models):
+    """transformers 5 groups evaluation batches by length too when training does; the scored predictions must
+    still line up with the labels (they did not: metrics.json showed chance level)."""
+    from transformers import pipeline
+
+    cfg = load_config(FinetuneConfig, "finetune", "offline", finetune_overrides(
+        tiny_text_models["distilbert"], **{"training.group_by_length": True}))
+    run_dir = run_finetune(cfg, tmp_path, progress=False)
+    metrics = read_json(run_dir / "metrics.json")
+    result = metrics["methods"]["finetune"]
+    assert result["validation"]["accuracy"] == pytest.approx(metrics["details"]["training"]["best_validation_accuracy"])
+    rows = [r for r in read_predictions(run_dir, "finetune") if r["split"] == "test"]
+    bare = pipeline("text-classification", model=str(run_dir / "model"))([r["example"] for r in rows[:16]])
+    assert [b["label"] for b in bare] == [r["prediction"] for r in rows[:16]]  # row i is text i's prediction

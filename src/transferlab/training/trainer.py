@@ -24,7 +24,15 @@ class NonFiniteLoss(RuntimeError):
 
 class GuardedTrainer(Trainer):
     """Checks every training loss before the backward pass: a NaN/inf loss stops the run before it can
-    corrupt the weights, so the last checkpoint on disk is the last good state."""
+    corrupt the weights, so the last checkpoint on disk is the last good state. Evaluation and prediction
+    keep the data's order even when training batches are grouped by length."""
+
+    def _get_eval_sampler(self, eval_dataset):
+        # transformers 5 also groups evaluation batches by length when training does, so ``predict`` would
+        # return rows in another order than the labels it is compared with: keep the data's order.
+        if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+            return None
+        return torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         result = super().compute_loss(model, inputs, return_outputs=return_outputs,
