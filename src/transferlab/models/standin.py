@@ -106,7 +106,8 @@ class StandInDualEncoder(DualEncoder):
 
     def description(self) -> str:
         n = len(self.fitted_on) or "?"
-        return (f"stand-in dual encoder: locked ImageNet EfficientNet-Lite0 image tower ({self.image_size} px) + "
+        return (f"stand-in dual encoder: ImageNet EfficientNet-Lite0 image tower ({self.image_size} px, base weights "
+                f"frozen) + "
                 f"{self.meta.get('text_model', 'MiniLM')} text tower + a text-to-image map fitted on {n} "
                 f"ImageNet-1k classes outside the evaluated ones")
 
