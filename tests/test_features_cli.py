@@ -62,6 +62,7 @@ def hparams_of(folder: Path) -> dict:
     return {}
 
 
+@pytest.mark.slow
 def test_end_to_end_run_directory(base_args, capsys, tmp_path):
     code, out, err = run_cli(base_args, capsys)
     assert code == 0, err
@@ -98,6 +99,7 @@ def test_end_to_end_run_directory(base_args, capsys, tmp_path):
     assert hparams_of(run / "tensorboard")["encoder.pooling"] == "cls"
 
 
+@pytest.mark.slow
 def test_second_identical_run_hits_the_cache(base_args, capsys, tmp_path):
     _, out1, _ = run_cli(base_args, capsys)
     code, out2, _ = run_cli(base_args, capsys)
@@ -110,6 +112,7 @@ def test_second_identical_run_hits_the_cache(base_args, capsys, tmp_path):
     assert out3.count("encoded in") == 3
 
 
+@pytest.mark.slow
 def test_wandb_offline_needs_no_network(base_args, capsys, tmp_path):
     code, out, err = run_cli(base_args + ["tracking.wandb=offline", "run_name=wb"], capsys)
     assert code == 0, err
@@ -172,6 +175,7 @@ def test_print_config_shows_resolved_values(capsys):
     assert config["encoder"]["model"] == "distilbert-base-uncased" and config["source"] == "preset:paper"
 
 
+@pytest.mark.slow
 def test_threads_option_sets_one_budget_and_records_it(base_args, capsys):
     import torch
 

@@ -77,6 +77,7 @@ def test_saved_model_loads_in_a_bare_pipeline(finetuned_run):
     assert "pipeline_tag: text-classification" in card and "| test |" in card and "learning_rate: 0.003" in card
 
 
+@pytest.mark.slow
 def test_lora_on_bert_trains_head_and_adapters_and_saves_both(tmp_path, tiny_text_models):
     from transformers import pipeline
 
@@ -97,6 +98,7 @@ def test_lora_on_bert_trains_head_and_adapters_and_saves_both(tmp_path, tiny_tex
     assert out[0]["label"] in {"neg", "pos"}
 
 
+@pytest.mark.slow
 def test_wandb_offline_logs_one_run(tmp_path, tiny_text_models, monkeypatch):
     for key in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_DIR", "WANDB_SILENT"):
         monkeypatch.delenv(key, raising=False)  # restored afterwards: the run sets them
@@ -109,6 +111,7 @@ def test_wandb_offline_logs_one_run(tmp_path, tiny_text_models, monkeypatch):
     assert metrics["n_examples"]["train"] == 32 and metrics["timings"]["train_s"] > 0
 
 
+@pytest.mark.slow
 def test_length_grouped_training_scores_predictions_in_data_order(tmp_path, tiny_text_models):
     """transformers 5 groups evaluation batches by length too when training does; the scored predictions must
     still line up with the labels (they did not: metrics.json showed chance level)."""

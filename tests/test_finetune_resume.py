@@ -112,6 +112,7 @@ def test_resume_refuses_a_checkpoint_of_another_model_or_label_set(capsys, tmp_p
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
 
 
+@pytest.mark.slow
 def test_resume_errors_when_there_is_nothing_to_resume(capsys, tmp_path, tiny_text_models, finetuned_run):
     overrides = finetune_overrides(tiny_text_models["distilbert"])
     code, err = run_cli(capsys, "--output-dir", str(tmp_path), *overrides, "--resume")
@@ -126,6 +127,7 @@ def test_resume_errors_when_there_is_nothing_to_resume(capsys, tmp_path, tiny_te
     assert not list(tmp_path.glob("finetune/*/metrics.json"))
 
 
+@pytest.mark.slow
 def test_lora_run_interrupted_in_process_resumes_to_the_same_result(tmp_path, tiny_text_models, monkeypatch):
     from transferlab.config import load_config
     from transferlab.experiments.finetune import FinetuneConfig, run_finetune

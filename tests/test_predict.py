@@ -29,6 +29,7 @@ def features_run(tmp_path_factory, tiny_text_models):
     return run_features(cfg, tmp_path_factory.mktemp("features-logs"), progress=False)
 
 
+@pytest.mark.slow
 def test_predict_finetune_run_agrees_with_a_bare_pipeline(capsys, finetuned_run):
     from transformers import pipeline
 
@@ -39,6 +40,7 @@ def test_predict_finetune_run_agrees_with_a_bare_pipeline(capsys, finetuned_run)
         assert label == exp["label"] and prob == pytest.approx(exp["score"], abs=1e-4) and 0.5 <= prob <= 1
 
 
+@pytest.mark.slow
 def test_predict_features_run_agrees_with_its_classifier(capsys, features_run):
     import numpy as np
 
@@ -56,6 +58,7 @@ def test_predict_features_run_agrees_with_its_classifier(capsys, features_run):
     assert np.allclose([r[1] for r in rows], bundle["pipeline"].predict_proba(vectors).max(1), atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["txt", "csv", "jsonl"])
 def test_predict_reads_texts_from_files_in_order(capsys, tmp_path, finetuned_run, kind):
     path = tmp_path / f"texts.{kind}"
@@ -100,6 +103,7 @@ def test_rows_with_an_empty_text_are_skipped_and_said(capsys, tmp_path, finetune
     assert "note: skipped 1 row(s) of" in err and "with an empty 'text'" in err
 
 
+@pytest.mark.slow
 def test_jsonl_output_has_the_fields_of_the_predictions_files(capsys, finetuned_run):
     from transferlab.evaluation.predictions import read_predictions
 

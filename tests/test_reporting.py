@@ -64,6 +64,7 @@ def feature_runs(tmp_path_factory, tiny_distilbert) -> list[Path]:
     return runs
 
 
+@pytest.mark.slow
 def test_report_reads_at_a_glance(feature_runs, tmp_path, capsys):
     assert main(["report", *map(str, feature_runs), "--output", str(tmp_path)]) == 0
     page = parse((tmp_path / "report.html").read_text())
@@ -80,6 +81,7 @@ def test_report_reads_at_a_glance(feature_runs, tmp_path, capsys):
     assert md.count("Most confidently wrong test examples (features)") == 4
 
 
+@pytest.mark.slow
 def test_confident_mistakes_come_from_the_predictions(feature_runs):
     from transferlab.evaluation.predictions import read_predictions
     from transferlab.reporting.analysis import confident_mistakes
@@ -94,6 +96,7 @@ def test_confident_mistakes_come_from_the_predictions(feature_runs):
         assert mine == best
 
 
+@pytest.mark.slow
 def test_seeds_option_runs_once_per_seed_and_reports_mean_and_sd(tmp_path, tiny_distilbert, capsys):
     args = ["features", "--output-dir", str(tmp_path), "--seeds", "3,4", f"encoder.model={tiny_distilbert}",
             "data.limit=40", "classifier.C_grid=[1.0]", "classifier.name=logreg", "run_name=demo"]

@@ -78,6 +78,7 @@ def test_limit_keeps_both_classes_and_order(rt_data):
     assert data.splits["train"][0]["text"] == rt_data["train"][0]["text"]
 
 
+@pytest.mark.slow
 def test_fingerprint_tracks_content():
     a = load_text_data(TextDataConfig(limit=20))
     b = load_text_data(TextDataConfig(limit=22))

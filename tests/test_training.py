@@ -124,6 +124,7 @@ def test_config_errors_are_one_line(capsys, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_says_so(capsys, tmp_path, tiny_text_models,
                                                                   monkeypatch):
     original = transformers.Trainer.compute_loss
@@ -146,6 +147,7 @@ def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_says_so(capsys, tmp_p
     assert not (run_dir / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_out_of_memory_names_the_settings_to_lower(capsys, tmp_path, tiny_text_models, monkeypatch):
     def oom(self, *args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
