@@ -65,6 +65,7 @@ def feature_runs(tmp_path_factory, tiny_distilbert) -> list[Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_report_reads_at_a_glance(feature_runs, tmp_path, capsys):
     assert main(["report", *map(str, feature_runs), "--output", str(tmp_path)]) == 0
     page = parse((tmp_path / "report.html").read_text())
@@ -119,3 +120,10 @@ def yaml_seed(run: Path) -> int:
     import yaml
 
     return yaml.safe_load((run / "config.yaml").read_text())["seed"]
+
+
+@pytest.mark.slow
+def test_the_same_run_twice_is_not_a_seed_study(feature_runs, tmp_path):
+    assert main(["report", str(feature_runs[0]), str(feature_runs[0]), "--output", str(tmp_path)]) == 0
+    md = (tmp_path / "report.md").read_text()
+    assert "Over several seeds" not in md and md.count("| features | s00 |") == 2

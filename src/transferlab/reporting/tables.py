@@ -75,6 +75,8 @@ def method_groups(records: Sequence[RunRecord]) -> list[dict]:
             key = (r.experiment, method, settings_key(r))
             g = groups.setdefault(key, {"experiment": r.experiment, "method": method, "model": r.model,
                                         "n_classes": r.metrics.n_classes, "seeds": [], "test": [], "validation": []})
+            if r.config.get("seed") in g["seeds"]:  # the same seed again (a rerun): one value per seed
+                continue
             g["seeds"].append(r.config.get("seed"))
             g["test"].append(m["test"]["accuracy"])
             g["validation"].append(m["validation"]["accuracy"])
