@@ -65,7 +65,6 @@ def feature_runs(tmp_path_factory, tiny_distilbert) -> list[Path]:
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_report_reads_at_a_glance(feature_runs, tmp_path, capsys):
     assert main(["report", *map(str, feature_runs), "--output", str(tmp_path)]) == 0
     page = parse((tmp_path / "report.html").read_text())
