@@ -71,7 +71,9 @@ def test_all_stages_complete_and_report_holds_the_metrics(pipeline_run):
         assert not Path(stage["run_dir"]).is_absolute()  # recorded relative to the pipeline directory
         metrics = json.loads((pipeline_run / stage["run_dir"] / "metrics.json").read_text())
         test = metrics["methods"][metrics["primary"]]["test"]
-        row_start = parser.cells.index(Path(stage["run_dir"]).name)
+        # the row of this run: its experiment, then its name (two stages may get the same timestamped name)
+        row_start = next(i for i in range(1, len(parser.cells)) if parser.cells[i] == Path(stage["run_dir"]).name
+                         and parser.cells[i - 1] == stage["name"])
         row = parser.cells[row_start:row_start + 11]  # run, method, model, classes / test examples, val, test, F1
         assert row[1] == metrics["primary"] and row[3] == f"{metrics['n_classes']} / {test['n_examples']:,}"
         assert row[5] == f"{test['accuracy']:.4f}", (stage["name"], row)
@@ -90,7 +92,9 @@ def test_all_stages_complete_and_report_holds_the_metrics(pipeline_run):
     galleries = html.split('<div class="gallery">')[1:]
     lora_gallery = galleries[1]  # the zeroshot run's gallery comes first, then the lora run's
     assert lora_gallery.split("</div>")[0].count("<img") == min(8, len(wrong_classes)) + min(4, right)
-    assert parser.cells.count(Path(state["stages"][3]["run_dir"]).name) == 1  # its methods grouped under it
+    lora_rows = [i for i in range(1, len(parser.cells)) if parser.cells[i - 1] == "lora"
+                 and parser.cells[i] == Path(state["stages"][3]["run_dir"]).name]
+    assert len(lora_rows) == 1  # its methods grouped under it
     md = (pipeline_run / "report.md").read_text()
     assert "DistilBERT [CLS] + SVC" in md and "CLIP ViT-B/16 + LoRA r=8" in md  # the lab's numbers beside ours
     assert "read from its TensorBoard event files" in md and "Per-class accuracy" in md and "Software and hardware" in md
