@@ -38,6 +38,11 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], label_n
     return out
 
 
+def split_accuracy(predictions: tuple) -> float:
+    """Top-1 accuracy of a ``(y_true, y_pred[, scores])`` tuple, the shape every experiment's predictions take."""
+    return float((np.asarray(predictions[0]) == np.asarray(predictions[1])).mean())
+
+
 def report_text(y_true: Sequence[int], y_pred: Sequence[int], label_names: Sequence[str]) -> str:
     return classification_report(y_true, y_pred, labels=np.arange(len(label_names)),
                                  target_names=list(label_names), digits=4, zero_division=0)

@@ -23,6 +23,7 @@ from transferlab.models.classifiers import ClassifierConfig, predict_proba, sele
 from transferlab.models.device import resolve_device, resolve_precision
 from transferlab.models.feature_cache import cached, weights_fingerprint
 from transferlab.models.text_encoder import EncoderConfig, encode, load_encoder
+from transferlab.training.lora import count_parameters
 
 EXPERIMENT = "features"
 
@@ -85,7 +86,7 @@ def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", *, resume
             methods=write_results(ctx.path, ctx.tracker, {EXPERIMENT: predictions}, data.label_names,
                                   primary=EXPERIMENT, examples={s: data.splits[s]["text"] for s in predictions}),
             n_classes=len(data.label_names), n_examples={s: len(data.splits[s]) for s in data.splits},
-            parameters={"total": parameter_count(model), "trainable": 0}, timings=timings,
+            parameters={"total": count_parameters(model)["total"], "trainable": 0}, timings=timings,
             details={"selection": selection}, notes=data.notes)
         ctx.save_metrics(metrics)
         print(f"validation accuracy {metrics.result['validation']['accuracy']:.4f}, "
@@ -110,10 +111,6 @@ def embed_splits(cfg: FeaturesConfig, data, tokenizer, model, precision: str, ca
         print(f"{split}: {len(texts)} texts {'from cache' if hit else 'encoded'} "
               f"in {timings[f'encode_{split}_s']:.1f}s")
     return vectors, timings
-
-
-def parameter_count(model) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def load_classifier(run_dir: str | Path) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from transferlab.evaluation.metrics import split_accuracy
 from transferlab.evaluation.results import write_results
 from transferlab.evaluation.schema import RunMetrics
 from transferlab.experiments.clip.inputs import (SPLITS, Inputs, image_paths, model_record, open_clip_run,
@@ -159,7 +160,7 @@ def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: In
     keep = KeepBest("eval_accuracy")
     trainer = EvaluatingTrainer(
         model=classifier, args=args, train_dataset=train_set, eval_dataset=eval_set, optimizers=(optimizer, None),
-        callbacks=[keep], evaluator=lambda model: {"accuracy": accuracy(score(model, "validation", cached, inputs,
+        callbacks=[keep], evaluator=lambda model: {"accuracy": split_accuracy(score(model, "validation", cached, inputs,
                                                                                config))})
     use_tensorboard_dir(trainer, run_dir / "tensorboard")
     train(trainer, None, "training.batch_size", run_dir)
@@ -169,16 +170,12 @@ def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: In
     return trainer, keep
 
 
-def accuracy(predictions: tuple) -> float:
-    return float((predictions[0] == predictions[1]).mean())
-
-
 def report_process(ctx: RunContext, lora: dict, keep: KeepBest) -> None:
     """Under a multi-process launch, each process states what it computed (they must agree)."""
     if ctx.num_processes > 1:
         checksum = sum(float(t.double().abs().sum()) for t in keep.best.state.values())
-        print(f"process {ctx.process_index}: validation accuracy {accuracy(lora['validation']):.6f}, "
-              f"test accuracy {accuracy(lora['test']):.6f}, best step {keep.best.step}, "
+        print(f"process {ctx.process_index}: validation accuracy {split_accuracy(lora['validation']):.6f}, "
+              f"test accuracy {split_accuracy(lora['test']):.6f}, best step {keep.best.step}, "
               f"trained weights checksum {checksum:.6f}", flush=True)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from transferlab.config import to_dict
 from transferlab.data.text import load_text_data
+from transferlab.evaluation.metrics import split_accuracy
 from transferlab.evaluation.results import write_results
 from transferlab.evaluation.schema import RunMetrics
 from transferlab.experiments.finetune.config import FinetuneConfig
@@ -73,8 +74,8 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
         predictions = predict_splits(trainer, tokenized, data, timings)  # the best checkpoint, every process
         if ctx.num_processes > 1:
             print(f"process {ctx.process_index}: validation accuracy "
-                  f"{accuracy_of(predictions['validation']):.6f}, test accuracy "
-                  f"{accuracy_of(predictions['test']):.6f}, weights checksum {weights_checksum(trainer.model):.6f}", flush=True)
+                  f"{split_accuracy(predictions['validation']):.6f}, test accuracy "
+                  f"{split_accuracy(predictions['test']):.6f}, weights checksum {weights_checksum(trainer.model):.6f}", flush=True)
         if ctx.is_main:
             metrics = RunMetrics(
                 experiment=EXPERIMENT, primary=EXPERIMENT,
@@ -158,10 +159,6 @@ def accuracy(prediction) -> dict:
 def logits_of(prediction) -> np.ndarray:
     out = prediction.predictions
     return np.asarray(out[0] if isinstance(out, tuple) else out)
-
-
-def accuracy_of(pair) -> float:
-    return float((pair[0] == pair[1]).mean())
 
 
 def weights_checksum(model) -> float:
