@@ -193,3 +193,43 @@ def test_lora_from_cached_trunks_end_to_end(clip_folder, tree, tmp_path, capsys)
     assert "LoRA parameters, vision tower: 1,024" in out
     assert list(metrics["methods"]) == ["zero_shot", "zero_shot_single_template", "linear_probe", "lora"]
     assert metrics["n_classes"] == 3 and metrics["n_examples"] == {"train": 12, "validation": 6, "test": 6}
+
+
+@pytest.mark.parametrize("source", ["trunk", "embeddings"])
+def test_feature_cache_serves_every_seeds_holdout_with_the_rows_computed_directly(clip_folder, tree, tmp_path,
+                                                                                  monkeypatch, source):
+    """Train and validation are one seeded hold-out of the training folder: the cache holds the folder once,
+    so another seed's (other) split is read, not re-encoded, and its rows are what encoding that split gives."""
+    from transferlab.config import load_config
+    from transferlab.experiments.clip import inputs as clip_inputs
+    from transferlab.experiments.clip import trunks
+    from transferlab.experiments.clip.config import ClipConfig
+    from transferlab.models import zero_shot
+
+    encoded = []
+    for module, name in ((trunks, "trunk_outputs"), (zero_shot, "image_embeddings")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, **k: encoded.append(len(a[1])) or _real(*a, **k))
+
+    def image_inputs(seed: int, cache: bool):
+        cfg = load_config(ClipConfig, "clip", "offline", [
+            f"model.name={clip_folder}", f"data.path={tree}", "data.val_per_class=2", "model.batch_size=8",
+            f"seed={seed}", "lora.target_modules=[q_proj,v_proj]", "lora.towers=both", "lora.layers=[-1]",
+            "objective.train_views=[flip]"] + ([f"model.feature_cache={tmp_path / 'cache'}"] if cache else []))
+        inputs = clip_inputs.prepare(cfg, "lora")
+        start = 1 if source == "trunk" else None
+        return inputs.data, trunks.image_inputs(inputs, cfg, ["train", "validation", "test"], source, start,
+                                                use_cache=cache, progress=False)
+
+    image_inputs(0, cache=True)
+    assert sum(encoded) == (12 + 6) * (2 if source == "trunk" else 1) + 6  # the folder (and its flips) + test
+    encoded.clear()
+    data, (embeddings, hidden) = image_inputs(1, cache=True)
+    assert encoded == []  # seed 1's hold-out is read from seed 0's cache
+    _, (direct_embeddings, direct_hidden) = image_inputs(1, cache=False)
+    assert list(data.validation["image"]) != list(image_inputs(0, cache=False)[0].validation["image"])
+    for split in ("train", "validation", "test"):
+        assert torch.allclose(embeddings[split][0], direct_embeddings[split][0], atol=1e-5)
+        assert (embeddings[split][1] == direct_embeddings[split][1]).all()
+        if source == "trunk":
+            assert torch.allclose(hidden[split][0], direct_hidden[split][0], atol=1e-5)

@@ -34,6 +34,10 @@ class ImageData:
     class_names: list[str]
     definitions: list[str | None] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # unreadable images dropped, per split
+    # train and validation are one seeded hold-out of ``source``: their row indices in it. A cache keyed by the
+    # source serves every seed's split (``experiments.clip.inputs.cached_split``)
+    source: "object" = None
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def imagenet_classes() -> dict[str, tuple[list[str], str]]:
@@ -259,9 +263,9 @@ def load_folder(path: str | Path, val_per_class: int = 10, seed: int = 42, on_co
         names = names_from_file(class_names_file, len(class_ids))
     full = to_dataset(train, index)
     tr, va = holdout(full["label"], val_per_class, seed, class_ids)
-    test_ds = to_dataset(test, index) if test else full.select(va)
-    return ImageData(full.select(tr), full.select(va), test_ds, list(class_ids), names, definitions,
-                     {"train": bad_train, "test": bad_test})
+    rows = {"train": tr, "validation": va} if test else {"train": tr, "validation": va, "test": va}
+    return ImageData(full.select(tr), full.select(va), to_dataset(test, index) if test else full.select(va),
+                     list(class_ids), names, definitions, {"train": bad_train, "test": bad_test}, full, rows)
 
 
 def load_hub(hub_id: str, test_id: str | None, train_split: str, test_split: str, image_column: str,
@@ -293,7 +297,8 @@ def load_hub(hub_id: str, test_id: str | None, train_split: str, test_split: str
     if class_names_file:
         names = names_from_file(class_names_file, len(class_ids))
     tr, va = holdout(train["label"], val_per_class, seed, class_ids)
-    return ImageData(train.select(tr), train.select(va), test, class_ids, names, definitions)
+    return ImageData(train.select(tr), train.select(va), test, class_ids, names, definitions, {}, train,
+                     {"train": tr, "validation": va})
 
 
 def load_images(cfg, seed: int = 42) -> ImageData:

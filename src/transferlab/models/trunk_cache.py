@@ -43,6 +43,7 @@ def flip_crop(images: list, rng: np.random.Generator) -> list:
 
 VIEWS: dict[str, Callable[[list, np.random.Generator], list]] = {"flip": flip, "crop": crop,
                                                                   "flip_crop": flip_crop}
+RANDOM_VIEWS = {"crop", "flip_crop"}  # views drawn from the seed (a flip is the same image whatever the seed)
 
 
 class TrunkEncoder:

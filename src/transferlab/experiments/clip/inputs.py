@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -79,25 +79,38 @@ def split_fingerprint(dataset) -> str:
     return h.hexdigest()[:16]
 
 
+def cached_split(folder: Path | None, key: dict, data: ImageData, name: str,
+                 compute: Callable[[object, str], np.ndarray]) -> np.ndarray:
+    """One split's rows of an array cached in ``folder`` (``compute(dataset, label)`` on a miss; no folder:
+    computed for the split alone). Train and validation, one seeded hold-out of ``data.source``, are read
+    from the source's entry, so runs with other seeds (other hold-outs) share one encoding of each image."""
+    from transferlab.models.feature_cache import cached
+
+    if folder is None or data.source is None or name not in data.rows:
+        split = getattr(data, name)
+        key = {**key, "split": name, "data": split_fingerprint(split) if folder else None}
+        return np.asarray(cached(folder, key, lambda: compute(split, name))[0])
+    key = {**key, "split": "holdout-source", "data": split_fingerprint(data.source)}
+    return np.asarray(cached(folder, key, lambda: compute(data.source, "train+validation"))[0])[data.rows[name]]
+
+
 def encode_splits(inputs: Inputs, config, names: Sequence[str], use_cache: bool = True,
                   progress: bool = True) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
     """``{split: (embeddings, labels)}`` for the named splits, each image encoded once; reused across runs
     from ``model.feature_cache`` (keyed by weights, preprocessing and data) when set and ``use_cache``."""
-    from transferlab.models.feature_cache import cached, weights_fingerprint
+    from transferlab.models.feature_cache import weights_fingerprint
     from transferlab.models.zero_shot import image_embeddings
 
     m, model = config.model, inputs.model
     folder = Path(m.feature_cache).expanduser() if m.feature_cache and use_cache else None
-    weights = weights_fingerprint(model) if folder else None
+    key = {"kind": "image-embeddings", "model": m.name, "weights": weights_fingerprint(model) if folder else None,
+           "image_size": m.image_size, "precision": inputs.precision}
     out = {}
     for name in names:
-        split = getattr(inputs.data, name)
-        key = {"kind": "image-embeddings", "model": m.name, "weights": weights, "image_size": m.image_size,
-               "precision": inputs.precision, "split": name, "data": split_fingerprint(split) if weights else None}
-        embeds, _ = cached(folder, key, lambda: image_embeddings(
-            model, split, m.batch_size, config.data.num_workers, inputs.precision, desc=name,
+        embeds = cached_split(folder, key, inputs.data, name, lambda split, label: image_embeddings(
+            model, split, m.batch_size, config.data.num_workers, inputs.precision, desc=label,
             progress=progress)[0].numpy())
-        out[name] = (torch.from_numpy(np.asarray(embeds)), np.asarray(split["label"]))
+        out[name] = (torch.from_numpy(embeds), np.asarray(getattr(inputs.data, name)["label"]))
     return out
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transferlab.experiments.clip.inputs import Inputs, encode_splits, split_fingerprint
-from transferlab.models.trunk_cache import head_embeddings, trunk_outputs
+from transferlab.experiments.clip.inputs import Inputs, cached_split, encode_splits
+from transferlab.models.trunk_cache import RANDOM_VIEWS, head_embeddings, trunk_outputs
 
 
 def training_source(config, start: int | None) -> str:
@@ -47,16 +47,15 @@ def image_inputs(inputs: Inputs, config, names: list[str], source: str, start: i
 def split_trunk(inputs: Inputs, config, name: str, start: int, view: str | None, use_cache: bool,
                 progress: bool) -> tuple[torch.Tensor, np.ndarray]:
     """One split's trunk outputs (of one view), from ``model.feature_cache`` when set."""
-    from transferlab.models.feature_cache import cached, weights_fingerprint
+    from transferlab.models.feature_cache import weights_fingerprint
 
-    m, model, split = config.model, inputs.model, getattr(inputs.data, name)
+    m, model = config.model, inputs.model
     folder = Path(m.feature_cache).expanduser() if m.feature_cache and use_cache else None
     weights = weights_fingerprint(model.get_submodule(model.towers["vision"])) if folder else None  # the trunk's
     seed = config.seed + (1 + list(config.objective.train_views).index(view) if view else 0)
     key = {"kind": "image-trunk", "model": m.name, "weights": weights, "image_size": m.image_size, "start": start,
-           "view": view, "seed": seed, "precision": m.precision, "split": name,
-           "data": split_fingerprint(split) if weights else None}
-    hidden, _ = cached(folder, key, lambda: trunk_outputs(
+           "view": view, "seed": seed if view in RANDOM_VIEWS else None, "precision": inputs.precision}
+    hidden = cached_split(folder, key, inputs.data, name, lambda split, label: trunk_outputs(
         model, split, start, view, seed, m.batch_size, config.data.num_workers, inputs.precision,
-        desc=f"{name} {view or ''}".strip(), progress=progress)[0].numpy())
-    return torch.from_numpy(np.asarray(hidden)), np.asarray(split["label"])
+        desc=f"{label} {view or ''}".strip(), progress=progress)[0].numpy())
+    return torch.from_numpy(hidden), np.asarray(getattr(inputs.data, name)["label"])
