@@ -10,6 +10,10 @@ may be shared; interleaving spreads other jobs' load over every variant alike).
 - bare tower: pixels decoded beforehand, ``extract_features`` + mean pool in batches of 128, fp32 NCHW
   and bf16 autocast with a channels-last model and input (the best loop measured).
 
+The floor is the tower's forward FLOPs (every convolution and linear layer, counted by forward hooks on
+one image) over the dense matmul rate measured here (``benchmarks/features.py``'s ``matmul_rate``), in
+fp32 and bf16: an optimistic bound, since depthwise convolutions never run at the matmul rate.
+
 ``--clip`` adds a randomly initialised CLIP ViT-B/16 vision tower (no weights needed): fp32, bf16, and
 bf16 with channels-last pixels (only the patch embedding is a convolution).
 
@@ -25,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from features import matmul_rate  # benchmarks/features.py, beside this file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny-imagenet-200"
 
@@ -64,6 +70,29 @@ def previous_path(tower, dataset, batch_size: int) -> torch.Tensor:
             batch = view[start:start + batch_size]
             out.append(tower.extract_features(torch.stack(batch["pixel_values"])).mean(dim=(2, 3)))
     return torch.cat(out)
+
+
+def tower_flops(tower, image_size: int) -> float:
+    """Forward FLOPs (2 x multiply-adds) of one image through every convolution and linear layer."""
+    from torch import nn
+
+    total = [0]
+
+    def count(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total[0] += 2 * output.numel() * k
+        else:
+            total[0] += 2 * output.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in tower.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.inference_mode():
+            tower.extract_features(torch.zeros(1, 3, image_size, image_size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return float(total[0])
 
 
 def bare_loop(tower, pixels: torch.Tensor, batch_size: int, bf16: bool, channels_last: bool) -> torch.Tensor:
@@ -140,7 +169,10 @@ def bench(data: str | None = None, images: int = 1024, batch_size: int = 128, re
                 "bare tower bf16 channels-last": (fmt(True), bare(auto == "bf16", True))}
     rates, outputs = best_of(variants, repeats, len(paths))
     reference = outputs["ours (fp32)"]
+    flops = tower_flops(tower.to(memory_format=torch.contiguous_format), model.image_size)
+    floors = {"fp32": matmul_rate() / flops, "bf16": matmul_rate(torch.bfloat16) / flops}
     return {"images": len(paths), "threads": torch.get_num_threads(), "auto": auto, "rates": rates,
+            "gflops_per_image": flops / 1e9, "floor_fp32": floors["fp32"], "floor_bf16": floors["bf16"],
             "ours_vs_previous": rates[f"ours (auto={auto})"] / rates["previous path (fp32)"],
             "bare_best_vs_ours": rates["bare tower bf16 channels-last"] / rates[f"ours (auto={auto})"],
             "cosine_auto_vs_fp32": cosine(outputs[f"ours (auto={auto})"], reference),
@@ -193,6 +225,8 @@ def main() -> None:
           f"best of {args.repeats}")
     for name, rate in r["rates"].items():
         print(f"  {name:32s} {rate:8.1f} images/s")
+    print(f"  floor fp32 / bf16 ({r['gflops_per_image']:.3f} GFLOP an image / matmul rate): "
+          f"{r['floor_fp32']:.1f} / {r['floor_bf16']:.1f} images/s")
     print(f"ours / previous path: {r['ours_vs_previous']:.2f}x; bare best / ours: {r['bare_best_vs_ours']:.2f}x")
     print(f"cosine to ours fp32: auto mean {r['cosine_auto_vs_fp32'][0]:.5f} min {r['cosine_auto_vs_fp32'][1]:.5f}; "
           f"previous path mean {r['cosine_previous_vs_fp32'][0]:.6f}")

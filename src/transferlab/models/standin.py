@@ -228,9 +228,12 @@ def build_standin(text_model: str, templates: Sequence[str], image_size: int = 1
     return model
 
 
-def embed_texts(model: StandInDualEncoder, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-    out = []
-    for i in range(0, len(texts), batch_size):
-        batch = model.tokenize(texts[i:i + batch_size])
-        out.append(model.text_vectors(**batch))
-    return torch.cat(out)
+def embed_texts(model: StandInDualEncoder, texts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
+    """Mean-pooled text vectors in the order given, computed in length-sorted batches (little padding)."""
+    lengths = [len(ids) for ids in model.tokenizer(list(texts))["input_ids"]]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    out = torch.empty(len(texts), model.text_tower.config.hidden_size)
+    for i in range(0, len(order), batch_size):
+        rows = order[i:i + batch_size]
+        out[rows] = model.text_vectors(**model.tokenize([texts[r] for r in rows]))
+    return out
