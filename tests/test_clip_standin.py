@@ -61,3 +61,16 @@ def test_save_and_load_folder(standin, tmp_path):
     assert isinstance(load_dual_encoder(cfg.model, data.class_ids), StandInDualEncoder)
     with pytest.raises(TransferlabError, match="would not be zero-shot"):
         load_dual_encoder(cfg.model, [model.fitted_on[0]])
+
+
+def test_map_keys_come_back_in_the_order_given(standin):
+    """The keys are computed in length-sorted batches; each row is still its own text's vector."""
+    from transferlab.models.standin import embed_texts
+
+    model, _ = standin
+    texts = ["a photo of a tench, a freshwater dace-like game fish of Europe and western Asia", "a cat",
+             "a photo of a very long description of a goldfish, small golden or orange-red freshwater fishes",
+             "dog", "a photo of a kite"]
+    with torch.inference_mode():
+        one_by_one = torch.cat([model.text_vectors(**model.tokenize([t])) for t in texts])
+        assert torch.allclose(embed_texts(model, texts, batch_size=2), one_by_one, atol=1e-5)
