@@ -211,21 +211,26 @@ def test_feature_cache_serves_every_seeds_holdout_with_the_rows_computed_directl
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _real=real, **k: encoded.append(len(a[1])) or _real(*a, **k))
 
-    def image_inputs(seed: int, cache: bool):
+    def image_inputs(seed: int, cache: bool, splits=("train", "validation", "test"), folder="cache"):
         cfg = load_config(ClipConfig, "clip", "offline", [
             f"model.name={clip_folder}", f"data.path={tree}", "data.val_per_class=2", "model.batch_size=8",
             f"seed={seed}", "lora.target_modules=[q_proj,v_proj]", "lora.towers=both", "lora.layers=[-1]",
-            "objective.train_views=[flip]"] + ([f"model.feature_cache={tmp_path / 'cache'}"] if cache else []))
+            "objective.train_views=[flip]"] + ([f"model.feature_cache={tmp_path / folder}"] if cache else []))
         inputs = clip_inputs.prepare(cfg, "lora")
         start = 1 if source == "trunk" else None
-        return inputs.data, trunks.image_inputs(inputs, cfg, ["train", "validation", "test"], source, start,
-                                                use_cache=cache, progress=False)
+        return inputs.data, trunks.image_inputs(inputs, cfg, list(splits), source, start, use_cache=cache,
+                                                progress=False)
 
+    image_inputs(0, cache=True, splits=("validation", "test"), folder="zeroshot-only")
+    assert encoded == [6, 6]  # a run without train (zeroshot) does not encode the whole training folder
+    encoded.clear()
     image_inputs(0, cache=True)
     assert sum(encoded) == (12 + 6) * (2 if source == "trunk" else 1) + 6  # the folder (and its flips) + test
     encoded.clear()
     data, (embeddings, hidden) = image_inputs(1, cache=True)
     assert encoded == []  # seed 1's hold-out is read from seed 0's cache
+    image_inputs(2, cache=True, splits=("validation",))
+    assert encoded == []  # and so is a validation-only run's (zeroshot), once the training folder is cached
     _, (direct_embeddings, direct_hidden) = image_inputs(1, cache=False)
     assert list(data.validation["image"]) != list(image_inputs(0, cache=False)[0].validation["image"])
     for split in ("train", "validation", "test"):

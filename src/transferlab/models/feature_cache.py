@@ -73,6 +73,11 @@ def save_atomically(path: Path, key_parts: dict, vectors: np.ndarray) -> None:
         tmp_json.unlink(missing_ok=True)
 
 
+def entry_path(folder: str | Path, key_parts: dict) -> Path:
+    """Where the array of this key is (or would be) stored."""
+    return Path(folder) / f"{cache_key(**key_parts)}.npy"
+
+
 def cached(folder: str | Path | None, key_parts: dict, compute: Callable[[], np.ndarray],
            rows: int | None = None) -> tuple[np.ndarray, bool]:
     """(vectors, hit): ``<folder>/<key>.npy`` if it checks out (see :func:`load_checked`; ``rows``: the
@@ -80,7 +85,7 @@ def cached(folder: str | Path | None, key_parts: dict, compute: Callable[[], np.
     if folder is None:
         return compute(), False
     folder = Path(folder)
-    path = folder / f"{cache_key(**key_parts)}.npy"
+    path = entry_path(folder, key_parts)
     vectors = load_checked(path, key_parts, rows) if path.is_file() else None
     if vectors is not None:
         return vectors, True

@@ -83,15 +83,20 @@ def cached_split(folder: Path | None, key: dict, data: ImageData, name: str,
                  compute: Callable[[object, str], np.ndarray]) -> np.ndarray:
     """One split's rows of an array cached in ``folder`` (``compute(dataset, label)`` on a miss; no folder:
     computed for the split alone). Train and validation, one seeded hold-out of ``data.source``, are read
-    from the source's entry, so runs with other seeds (other hold-outs) share one encoding of each image."""
-    from transferlab.models.feature_cache import cached
+    from the source's entry, so runs with other seeds (other hold-outs) share one encoding of each image;
+    the entry is made when train is asked for (most of the source), and a run that needs validation only
+    (``zeroshot``) uses it when it exists, else caches its split alone."""
+    from transferlab.models.feature_cache import cached, entry_path
 
-    if folder is None or data.source is None or name not in data.rows:
-        split = getattr(data, name)
-        key = {**key, "split": name, "data": split_fingerprint(split) if folder else None}
-        return np.asarray(cached(folder, key, lambda: compute(split, name))[0])
-    key = {**key, "split": "holdout-source", "data": split_fingerprint(data.source)}
-    return np.asarray(cached(folder, key, lambda: compute(data.source, "train+validation"))[0])[data.rows[name]]
+    source_key = None
+    if folder is not None and data.source is not None and name in data.rows:
+        source_key = {**key, "split": "holdout-source", "data": split_fingerprint(data.source)}
+    if source_key and (name == "train" or entry_path(folder, source_key).is_file()):
+        values, _ = cached(folder, source_key, lambda: compute(data.source, "train+validation"))
+        return np.asarray(values)[data.rows[name]]
+    split = getattr(data, name)
+    key = {**key, "split": name, "data": split_fingerprint(split) if folder else None}
+    return np.asarray(cached(folder, key, lambda: compute(split, name))[0])
 
 
 def encode_splits(inputs: Inputs, config, names: Sequence[str], use_cache: bool = True,
