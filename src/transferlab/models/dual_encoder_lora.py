@@ -89,23 +89,17 @@ def unfreeze(model: nn.Module, names: Sequence[str]) -> None:
         params[name].requires_grad_(True)
 
 
-def vision_frozen(model: DualEncoder) -> bool:
-    """True when no parameter of the image tower trains (its embeddings can then be computed once)."""
-    prefix = model.towers["vision"]
-    return not any(p.requires_grad for n, p in model.named_parameters() if n.startswith(prefix + "."))
-
-
 def trunk_start(model: DualEncoder, targets: Sequence[str], tower: str = "vision") -> int | None:
     """The first block of ``tower`` an adapter sits in (the head counts as the last block): the frozen
     trunk before it can run once. ``None``: no adapter in that tower (all of it is frozen); 0: an
     adapter in the first block or the stem (nothing to cache: train from pixels / tokens)."""
     prefix = model.towers[tower]
-    vision = [t for t in targets if t.startswith(prefix + ".")]
-    if not vision:
+    adapted = [t for t in targets if t.startswith(prefix + ".")]
+    if not adapted:
         return None
     positions = tower_positions(model, prefix)
     # a module inside a block starts there; one after block k (the head) leaves blocks [0, k] frozen
-    return max(0, min(positions[t] + (block_index(t + ".") is None) for t in vision))
+    return max(0, min(positions[t] + (block_index(t + ".") is None) for t in adapted))
 
 
 def adapter_formula(module: nn.Module, r: int) -> int:

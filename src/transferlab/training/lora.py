@@ -8,6 +8,7 @@ from typing import Sequence
 from torch import nn
 
 from transferlab.errors import TransferlabError
+from transferlab.models.dual_encoder_lora import adapter_formula
 from transferlab.training.config import AdapterSettings, LoraSettings
 
 # Attention projections that get adapters (query and value, as in the LoRA paper), by ``config.model_type``.
@@ -70,10 +71,10 @@ def classifier_lora(model: nn.Module, settings: LoraSettings):
 
 
 def lora_formula(model: nn.Module, targets: Sequence[str], r: int) -> int:
-    """r x (in + out) per adapted linear layer (LoRA's A is r x in, B is out x r); ``targets``: full names."""
+    """LoRA's added parameters over the ``targets`` (full names): r x (in + out) per linear layer (A is
+    r x in, B is out x r), r x (in x k x k + out) per convolution (``adapter_formula``)."""
     modules = dict(model.named_modules())
-    return sum(r * (modules[t].in_features + modules[t].out_features) for t in targets
-               if isinstance(modules[t], nn.Linear))
+    return sum(adapter_formula(getattr(modules[t], "base_layer", modules[t]), r) for t in targets)
 
 
 def count_parameters(model: nn.Module) -> dict[str, int | float]:
