@@ -14,12 +14,13 @@ from transferlab.pipeline import STAGES
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "transferlab"
 # Layer -> the modules it must not import (the layers above it).
 FORBIDDEN = {
-    "data": ("models", "training", "evaluation", "experiments", "pipeline", "reporting", "cli", "predict"),
-    "models": ("training", "evaluation", "experiments", "pipeline", "reporting", "cli", "predict"),
-    "tracking": ("models", "training", "evaluation", "experiments", "pipeline", "reporting", "cli", "predict"),
-    "training": ("evaluation", "experiments", "pipeline", "reporting", "cli", "predict"),
-    "evaluation": ("training", "experiments", "pipeline", "reporting", "cli", "predict"),
-    "experiments": ("pipeline", "reporting", "cli", "predict"),
+    "data": ("models", "training", "evaluation", "experiments", "studies", "pipeline", "reporting", "cli", "predict"),
+    "models": ("training", "evaluation", "experiments", "studies", "pipeline", "reporting", "cli", "predict"),
+    "tracking": ("models", "training", "evaluation", "experiments", "studies", "pipeline", "reporting", "cli", "predict"),
+    "training": ("evaluation", "experiments", "studies", "pipeline", "reporting", "cli", "predict"),
+    "evaluation": ("training", "experiments", "studies", "pipeline", "reporting", "cli", "predict"),
+    "experiments": ("studies", "pipeline", "reporting", "cli", "predict"),
+    "studies": ("pipeline", "reporting", "cli", "predict"),
 }
 MAX_FUNCTION_LINES = 60
 
