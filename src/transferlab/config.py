@@ -41,6 +41,25 @@ class TrackingConfig:
     wandb_project: str = "transferlab"
 
 
+@dataclasses.dataclass
+class EvaluationConfig:
+    """How each figure's uncertainty is reported (``transferlab.evaluation.statistics``): a seeded
+    percentile bootstrap over test examples; ``calibrate`` adds temperature scaling fitted on validation."""
+
+    calibrate: bool = False
+    n_resamples: int = 2000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not 0 < self.confidence < 1:
+            raise TransferlabError(f"evaluation.confidence must lie strictly between 0 and 1, got {self.confidence}: "
+                                   f"use e.g. 0.95")
+        if self.n_resamples < 100:
+            raise TransferlabError(f"evaluation.n_resamples must be at least 100, got {self.n_resamples}: "
+                                   f"use 2000 or more for a stable 95% interval")
+
+
 def read_yaml(spec: str | Path | None, experiment: str) -> tuple[dict, str]:
     """The raw mapping for ``experiment`` from a preset name or a YAML file, and where it came from."""
     spec = DEFAULT_PRESET if spec is None else str(spec)
@@ -233,6 +252,8 @@ def load_config(cls: type[T], experiment: str, spec: str | Path | None = None,
     validate = getattr(config, "validate", None)
     if validate is not None:
         validate()
+    if isinstance(getattr(config, "evaluation", None), EvaluationConfig):
+        config.evaluation.validate()
     return config
 
 

@@ -69,3 +69,27 @@ def plot_top_confusions(matrix: np.ndarray, label_names: Sequence[str], path: st
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def plot_reliability(table: dict, path: str | Path, title: str = "Reliability diagram", ece: float | None = None) -> Path:
+    """Accuracy against mean confidence per bin (``calibration.reliability``), the diagonal for perfect
+    calibration, and below it how many predictions fall in each bin."""
+    edges, count = np.asarray(table["edges"]), np.asarray(table["count"])
+    centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    filled = count > 0
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.8, 5.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.bar(centres[filled], np.asarray(table["accuracy"])[filled], width=width[filled], color="tab:blue",
+           edgecolor="white", alpha=0.85, label="accuracy in the bin")
+    ax.plot(np.asarray(table["confidence"])[filled], np.asarray(table["accuracy"])[filled], "o", color="tab:orange",
+            markersize=3, label="(mean confidence, accuracy)")
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfectly calibrated")
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy",
+           title=title + (f" (ECE {ece:.3f})" if ece is not None else ""))
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    hist.bar(centres, count, width=width, color="tab:gray", edgecolor="white")
+    hist.set(xlabel="confidence (probability of the predicted class)", ylabel="predictions")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

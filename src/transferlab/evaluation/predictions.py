@@ -1,10 +1,12 @@
 """Per-example predictions on disk: ``predictions/<method>.jsonl``, one JSON object per example and split.
 
 Fields: ``split``, ``id`` (row index in the split), ``example`` (the text, or the image path, when
-known), ``label`` and ``prediction`` (class names), ``probability`` (of the predicted class) and, for
-more than two classes, ``top5`` (``[[name, probability], ...]``). Scores that are not probabilities
-(logits, decision values, log-probabilities) are turned into probabilities with a softmax.
-``transferlab predict`` prints the same fields.
+known), ``label`` and ``prediction`` (class names), ``probability`` (of the predicted class),
+``label_probability`` (of the true label, 6 significant digits, so NLL and, for two classes, the
+Brier score are exact; files written before schema version 2 lack it) and, for more than two
+classes, ``top5`` (``[[name, probability], ...]``). Scores that are not probabilities (logits,
+decision values, log-probabilities) are turned into probabilities with a softmax.
+``transferlab predict`` prints the same fields (without ``label`` and ``label_probability``).
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ def one_hot(y_pred: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def prediction_record(index: int, example, probs: np.ndarray, label_names: Sequence[str],
-                      predicted: int | None = None) -> dict:
-    """One example's ``id``, ``example``, ``prediction``, ``probability`` and (more than 2 classes) ``top5``;
-    ``predicted`` defaults to the most probable class."""
+                      predicted: int | None = None, label: int | None = None) -> dict:
+    """One example's ``id``, ``example``, ``prediction``, ``probability``, ``label_probability`` (when the
+    true ``label`` is given) and (more than 2 classes) ``top5``; ``predicted`` defaults to the most probable class."""
     predicted = int(np.argmax(probs)) if predicted is None else int(predicted)
     row = {"id": index, "example": example, "prediction": label_names[predicted],
            "probability": round(float(probs[predicted]), 6)}
+    if label is not None:
+        row["label_probability"] = float(f"{float(probs[int(label)]):.6g}")
     if len(label_names) > 2:
         row["top5"] = [[label_names[int(j)], round(float(probs[j]), 6)]
                        for j in np.argsort(-probs, kind="stable")[:5]]
@@ -52,7 +56,8 @@ def prediction_rows(split: str, y_true: Sequence[int], y_pred: Sequence[int], sc
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     probs = probabilities(scores) if scores is not None else one_hot(y_pred, len(label_names))
     for i in range(len(y_true)):
-        record = prediction_record(i, examples[i] if examples is not None else None, probs[i], label_names, y_pred[i])
+        record = prediction_record(i, examples[i] if examples is not None else None, probs[i], label_names,
+                                   y_pred[i], label=y_true[i] if scores is not None else None)
         yield {"split": split, "label": label_names[int(y_true[i])], **record}
 
 

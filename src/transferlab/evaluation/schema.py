@@ -3,7 +3,7 @@
 .. code-block:: text
 
     {
-      "schema_version": 1,
+      "schema_version": 2,
       "experiment": "lora",                      # the registry name of the experiment
       "model": {"name": "...", ...},             # the model actually used (name required)
       "primary": "lora",                         # the method that is this run's headline result
@@ -20,7 +20,20 @@
     }
 
 ``SPLIT`` is what :func:`transferlab.evaluation.metrics.classification_metrics` returns: ``accuracy``,
-macro ``precision`` / ``recall`` / ``f1``, ``n_examples``, optional ``top{k}_accuracy``, ``per_class``.
+macro ``precision`` / ``recall`` / ``f1``, ``n_examples``, optional ``top{k}_accuracy``, ``per_class``;
+since version 2 also
+
+.. code-block:: text
+
+      "intervals": {"accuracy": [lo, hi], "f1": [lo, hi], "top5_accuracy": [lo, hi],   # top-5 where scored
+                    "confidence": 0.95, "method": "percentile bootstrap ...", "n_resamples": 2000, "seed": 0},
+      "calibration": {"ece": ..., "brier": ..., "nll": ..., "n_bins": 15, "method": "..."},  # with scores
+      "calibrated": {"temperature": ..., "ece": ..., "nll": ..., "brier": ..., "fitted_on": "validation"}
+                                                  # only with evaluation.calibrate=true
+
+Version 1 files (no ``intervals`` or ``calibration``) stay readable: the report computes both from the
+run's ``predictions/<method>.jsonl``. Every method has a ``validation`` split; ``test`` is absent from
+every method of a run told not to score it (``score_test=false``, a search's trials).
 Method names in use: ``features``, ``finetune``, ``zero_shot``, ``linear_probe``, ``lora``.
 """
 
@@ -32,7 +45,8 @@ from typing import Any
 
 from transferlab.errors import TransferlabError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SPLITS = ("validation", "test")
 
 
@@ -55,16 +69,18 @@ class RunMetrics:
 
     def check(self, source: str = "metrics") -> None:
         """Raise a one-line error naming what is wrong with this record."""
-        if self.schema_version != SCHEMA_VERSION:
+        if self.schema_version not in READABLE_VERSIONS:
             raise TransferlabError(f"{source} has schema_version {self.schema_version!r}, this transferlab reads "
-                                   f"{SCHEMA_VERSION}: rerun the experiment with this version")
+                                   f"{', '.join(map(str, READABLE_VERSIONS))}: rerun the experiment with this version")
         if not isinstance(self.model, dict) or not self.model.get("name"):
             raise TransferlabError(f"{source}: 'model' must be a mapping with a 'name'")
         if not isinstance(self.methods, dict) or self.primary not in self.methods:
             raise TransferlabError(f"{source}: primary method {self.primary!r} is not among its methods "
                                    f"{sorted(self.methods) if isinstance(self.methods, dict) else self.methods!r}")
+        # Test is scored by every method or by none (a run with score_test=false, e.g. a search's trial).
+        scored = SPLITS if any(isinstance(r, dict) and "test" in r for r in self.methods.values()) else SPLITS[:1]
         for name, result in self.methods.items():
-            for split in SPLITS:
+            for split in scored:
                 if not isinstance(result, dict) or not isinstance(result.get(split), dict) \
                         or not isinstance(result[split].get("accuracy"), (int, float)):
                     raise TransferlabError(f"{source}: method {name!r} has no {split} accuracy")

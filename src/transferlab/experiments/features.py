@@ -13,10 +13,10 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from transferlab.config import TrackingConfig, to_dict
+from transferlab.config import EvaluationConfig, TrackingConfig, to_dict
 from transferlab.data.text import TextDataConfig, load_text_data
 from transferlab.errors import TransferlabError
-from transferlab.evaluation.results import write_results
+from transferlab.evaluation.results import summary_line, write_results
 from transferlab.evaluation.schema import RunMetrics
 from transferlab.experiments.lifecycle import open_run, set_seed
 from transferlab.models.classifiers import ClassifierConfig, predict_proba, select_classifier
@@ -38,6 +38,7 @@ class FeaturesConfig:
     cache: bool = True
     cache_dir: str | None = None  # default: <output_dir>/cache/features
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     source: str = ""  # where the config came from (filled by the loader)
 
     def validate(self) -> None:
@@ -84,13 +85,13 @@ def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", *, resume
             model={"name": cfg.encoder.model, "pooling": cfg.encoder.pooling, "dim": int(vectors["train"].shape[1]),
                    "precision": precision, "classifier": cfg.classifier.name},
             methods=write_results(ctx.path, ctx.tracker, {EXPERIMENT: predictions}, data.label_names,
-                                  primary=EXPERIMENT, examples={s: data.splits[s]["text"] for s in predictions}),
+                                  primary=EXPERIMENT, examples={s: data.splits[s]["text"] for s in predictions},
+                                  evaluation=cfg.evaluation),
             n_classes=len(data.label_names), n_examples={s: len(data.splits[s]) for s in data.splits},
             parameters={"total": count_parameters(model)["total"], "trainable": 0}, timings=timings,
             details={"selection": selection}, notes=data.notes)
         ctx.save_metrics(metrics)
-        print(f"validation accuracy {metrics.result['validation']['accuracy']:.4f}, "
-              f"test accuracy {metrics.result['test']['accuracy']:.4f}")
+        print("accuracy (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in ("validation", "test")))
     return ctx.path
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from transferlab.config import TrackingConfig
+from transferlab.config import EvaluationConfig, TrackingConfig
 from transferlab.errors import TransferlabError
 from transferlab.training.config import AdapterSettings, TrainingConfig
 
@@ -94,6 +94,7 @@ class ClipConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def validate(self) -> None:
         if self.data.path and self.data.hub_id:

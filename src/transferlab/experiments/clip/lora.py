@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from transferlab.evaluation.metrics import split_accuracy
-from transferlab.evaluation.results import write_results
+from transferlab.evaluation.results import summary_line, write_results
 from transferlab.evaluation.schema import RunMetrics
 from transferlab.experiments.clip.inputs import (SPLITS, Inputs, image_paths, model_record, open_clip_run,
                                                  prepare)
@@ -200,12 +200,12 @@ def lora_metrics(ctx: RunContext, config, inputs: Inputs, methods: dict, step: i
     return RunMetrics(
         experiment=EXPERIMENT, model=model_record(config, inputs, processes=ctx.num_processes), primary="lora",
         methods=write_results(ctx.path, ctx.tracker, methods, data.class_names, primary="lora", step=step,
-                              top_k=(1, 5), examples=image_paths(data)),
+                              top_k=(1, 5), examples=image_paths(data), evaluation=config.evaluation),
         n_classes=len(data.class_names), parameters=parameters, timings=timings, details=details,
         n_examples={"train": len(data.train), **{s: len(getattr(data, s)) for s in SPLITS}})
 
 
 def print_summary(metrics: RunMetrics) -> None:
     for method, result in metrics.methods.items():
-        print(f"{method}: validation top-1 {result['validation']['accuracy']:.4f}, "
-              f"test top-1 {result['test']['accuracy']:.4f}, test top-5 {result['test']['top5_accuracy']:.4f}")
+        print(f"{method} (95% intervals): top-1 {summary_line(result, 'validation')}, {summary_line(result)}, "
+              f"top-5 {summary_line(result, metric='top5_accuracy')}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from transferlab.evaluation.results import write_results
+from transferlab.evaluation.results import summary_line, write_results
 from transferlab.evaluation.schema import RunMetrics
 from transferlab.experiments.clip.inputs import (SPLITS, Inputs, encode_splits, image_paths, model_record,
                                                  open_clip_run, prepare)
@@ -43,11 +43,11 @@ def evaluate(ctx: RunContext, config, inputs: Inputs, progress: bool) -> RunMetr
     metrics = RunMetrics(
         experiment=EXPERIMENT, model=model_record(config, inputs), primary=METHOD,
         methods=write_results(ctx.path, ctx.tracker, methods, data.class_names, primary=METHOD, top_k=(1, 5),
-                              examples=image_paths(data)),
+                              examples=image_paths(data), evaluation=config.evaluation),
         n_classes=len(data.class_names), n_examples={s: len(y) for s, (_, y) in encoded.items()},
         timings={"encode_images_s": round(encode_s, 2), "zero_shot_s": round(zero_shot_s, 3)},
         details={"prompts": inputs.prompt_sets[0][:3], "skipped_unreadable_images": data.skipped,
                  "images_per_second": round(n_images / max(encode_s, 1e-9), 1)})
-    print(f"zero-shot top-1: validation {metrics.result['validation']['accuracy']:.4f}, "
-          f"test {metrics.result['test']['accuracy']:.4f} ({len(data.class_names)} classes)")
+    print("zero-shot top-1 (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in SPLITS)
+          + f" ({len(data.class_names)} classes)")
     return metrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from transferlab.config import TrackingConfig
+from transferlab.config import EvaluationConfig, TrackingConfig
 from transferlab.data.text import TextDataConfig
 from transferlab.errors import TransferlabError
 from transferlab.training.config import LoraSettings, TrainingConfig
@@ -22,6 +22,7 @@ class FinetuneConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     source: str = ""  # where the config came from (filled by the loader)
 
     def validate(self) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from transferlab.config import to_dict
 from transferlab.data.text import load_text_data
 from transferlab.evaluation.metrics import split_accuracy
-from transferlab.evaluation.results import write_results
+from transferlab.evaluation.results import summary_line, write_results
 from transferlab.evaluation.schema import RunMetrics
 from transferlab.experiments.finetune.config import FinetuneConfig
 from transferlab.experiments.finetune.data import check_max_length, tokenize_splits
@@ -83,15 +83,14 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
                        "max_length": cfg.max_length, "device": device, "precision": precision,
                        "processes": ctx.num_processes},
                 methods=write_results(ctx.path, ctx.tracker, {EXPERIMENT: predictions}, data.label_names,
-                                      primary=EXPERIMENT, step=trainer.state.global_step,
+                                      primary=EXPERIMENT, step=trainer.state.global_step, evaluation=cfg.evaluation,
                                       examples={s: data.splits[s]["text"] for s in predictions}),
                 n_classes=len(data.label_names), n_examples={s: len(data.splits[s]) for s in data.splits},
                 parameters=params, timings=timings, notes=data.notes,
                 details={"training": training_record(trainer, result, timings["train_s"], checkpoint)})
             save_final_model(ctx.path, trainer.accelerator.unwrap_model(trainer.model), tokenizer, cfg, metrics)
             ctx.save_metrics(metrics)
-            print(f"validation accuracy {metrics.result['validation']['accuracy']:.4f}, "
-                  f"test accuracy {metrics.result['test']['accuracy']:.4f}")
+            print("accuracy (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in ("validation", "test")))
     return ctx.path if ctx.is_main else None  # the CLI prints the run directory once
 
 
