@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that are not one-experiment runs register themselves: module with add_parser(sub) and main(args).
-EXTRA_COMMANDS: list[str] = ["transferlab.pipeline", "transferlab.predict", "transferlab.reporting.command"]
+EXTRA_COMMANDS: list[str] = ["transferlab.pipeline", "transferlab.predict", "transferlab.reporting.command",
+                             "transferlab.reporting.tune_report"]
 
 
 def run_experiment(args: argparse.Namespace) -> Path | None:

@@ -39,6 +39,7 @@ class FeaturesConfig:
     cache_dir: str | None = None  # default: <output_dir>/cache/features
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    score_test: bool = True  # false: validation only (a search's trials); the search's final run scores test once
     source: str = ""  # where the config came from (filled by the loader)
 
     def validate(self) -> None:
@@ -77,7 +78,7 @@ def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", *, resume
         for i, (C, acc) in enumerate(zip(selection["grid_C"], selection["validation_accuracy"])):
             ctx.tracker.log_metrics({"selection/validation_accuracy": acc, "selection/C": C}, step=i)
         predictions = {split: (labels[split], clf.predict(vectors[split]), predict_proba(clf, vectors[split]))
-                       for split in ("validation", "test")}
+                       for split in (("validation", "test") if cfg.score_test else ("validation",))}
         joblib.dump({"pipeline": clf, "label_names": data.label_names, "encoder": to_dict(cfg.encoder),
                      "precision": precision}, ctx.path / "classifier.joblib")
         metrics = RunMetrics(
@@ -91,7 +92,7 @@ def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", *, resume
             parameters={"total": count_parameters(model)["total"], "trainable": 0}, timings=timings,
             details={"selection": selection}, notes=data.notes)
         ctx.save_metrics(metrics)
-        print("accuracy (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in ("validation", "test")))
+        print("accuracy (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in predictions))
     return ctx.path
 
 

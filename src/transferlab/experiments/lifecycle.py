@@ -111,7 +111,8 @@ class RunContext:
             return
         if self.tracker is not None:
             final = {f"{method}/{split}_accuracy": result[split]["accuracy"]
-                     for method, result in metrics.methods.items() for split in ("validation", "test")}
+                     for method, result in metrics.methods.items() for split in ("validation", "test")
+                     if split in result}  # a run with score_test=false has no test
             self.tracker.log_hparams({k: v for k, v in self.config.items() if k != "environment"}, final)
         self.run.save_metrics(metrics.to_dict())
 

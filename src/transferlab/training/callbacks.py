@@ -1,18 +1,26 @@
-"""Trainer callbacks: TensorBoard curves written once per (tag, step), checkpoint provenance, and the best
-state of a run that keeps no checkpoints (``KeepBest``)."""
+"""Trainer callbacks: TensorBoard curves written once per (tag, step), checkpoint provenance, the best
+state of a run that keeps no checkpoints (``KeepBest``), early stopping that records where it stopped, and
+``run_callbacks``: what every Trainer run adds (early stopping when configured, and the callbacks a caller
+installed with ``extra_callbacks``, e.g. a hyper-parameter search reporting each evaluation to its trial)."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
-from transformers import TrainerCallback
+from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
 from transferlab.training.checkpoints import CHECKPOINT_INFO
+from transferlab.training.config import TrainingConfig
+
+_EXTRA: contextvars.ContextVar[tuple[TrainerCallback, ...]] = contextvars.ContextVar("extra_callbacks", default=())
 
 
 class OncePerStepTensorBoard(TensorBoardCallback):
@@ -97,3 +105,53 @@ class KeepBest(TrainerCallback):
 
     def restore(self, model: nn.Module) -> None:
         model.load_state_dict(self.best.state, strict=False)
+
+
+class EarlyStopping(EarlyStoppingCallback):
+    """transformers' ``EarlyStoppingCallback`` (stop after ``patience`` evaluations that do not beat the best
+    by more than ``threshold``), recording ``stopped_step``: the step whose evaluation stopped the run, or
+    ``None`` if it ran to the end. The Trainer tracks the best value (``metric_for_best_model``) for every run;
+    the best state comes back either way: the best checkpoint reloaded (fine-tuning) or ``KeepBest``
+    (runs without checkpoints), so the base class's warning about ``load_best_model_at_end`` does not apply."""
+
+    def __init__(self, patience: int, threshold: float = 0.0):
+        super().__init__(early_stopping_patience=patience, early_stopping_threshold=threshold)
+        self.stopped_step: int | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if args.metric_for_best_model is None or args.eval_strategy == "no":
+            raise ValueError("early stopping needs an evaluation schedule and metric_for_best_model")
+
+    def on_evaluate(self, args, state, control, metrics, **kwargs):
+        super().on_evaluate(args, state, control, metrics, **kwargs)
+        exhausted = self.early_stopping_patience_counter >= self.early_stopping_patience
+        if exhausted and self.stopped_step is None and state.global_step < state.max_steps:
+            self.stopped_step = state.global_step
+
+    def record(self) -> dict:
+        return {"patience": self.early_stopping_patience, "threshold": self.early_stopping_threshold,
+                "stopped_at_step": self.stopped_step}
+
+
+@contextlib.contextmanager
+def extra_callbacks(*callbacks: TrainerCallback) -> Iterator[None]:
+    """Inside: every Trainer run built here also gets ``callbacks`` (through ``run_callbacks``)."""
+    token = _EXTRA.set(_EXTRA.get() + callbacks)
+    try:
+        yield
+    finally:
+        _EXTRA.reset(token)
+
+
+def run_callbacks(training: TrainingConfig) -> list[TrainerCallback]:
+    """Early stopping when ``training.early_stopping_patience`` is set, then the callbacks installed by
+    ``extra_callbacks`` (after the run's own, so they see each evaluation last)."""
+    stopping = [EarlyStopping(training.early_stopping_patience, training.early_stopping_threshold)] \
+        if training.early_stopping_patience else []
+    return stopping + list(_EXTRA.get())
+
+
+def early_stopping_record(trainer) -> dict | None:
+    """``{patience, threshold, stopped_at_step}`` of the run's early stopping, or ``None`` when it had none."""
+    found = [c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStopping)]
+    return found[0].record() if found else None

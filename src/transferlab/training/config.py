@@ -33,6 +33,8 @@ class TrainingConfig:
     gradient_checkpointing: bool = False
     num_workers: int = 0  # data loader workers
     torch_threads: int | None = None  # CPU threads for torch; default: torch's choice
+    early_stopping_patience: int | None = None  # stop after this many evaluations without improvement (null: off)
+    early_stopping_threshold: float = 0.0  # an evaluation improves only if it beats the best by more than this
 
     def validate(self, prefix: str = "training") -> None:
         positive = {"batch_size": self.batch_size, "gradient_accumulation_steps": self.gradient_accumulation_steps,
@@ -48,6 +50,12 @@ class TrainingConfig:
             raise TransferlabError(f"{prefix}.epochs must be positive (or set {prefix}.max_steps); got {self.epochs}")
         if self.learning_rate <= 0:
             raise TransferlabError(f"{prefix}.learning_rate must be positive; got {self.learning_rate}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise TransferlabError(f"{prefix}.early_stopping_patience must be at least 1 (or null for no early "
+                                   f"stopping); got {self.early_stopping_patience}")
+        if self.early_stopping_threshold < 0:
+            raise TransferlabError(f"{prefix}.early_stopping_threshold must be at least 0; got "
+                                   f"{self.early_stopping_threshold}")
         if self.warmup < 0 or (self.warmup >= 1 and self.warmup != int(self.warmup)):
             raise TransferlabError(f"{prefix}.warmup must be a fraction in [0, 1) or a whole number of steps; "
                                    f"got {self.warmup}")

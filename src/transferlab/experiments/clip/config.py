@@ -95,6 +95,7 @@ class ClipConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    score_test: bool = True  # false: validation only (a search's trials); the search's final run scores test once
 
     def validate(self) -> None:
         if self.data.path and self.data.hub_id:

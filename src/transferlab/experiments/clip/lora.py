@@ -32,7 +32,7 @@ from transferlab.models.prompt_classifier import EmbeddingDataset, PromptClassif
 from transferlab.models.zero_shot import zero_shot_predictions
 from transferlab.tracking.tracker import configure_wandb_env, trainer_report_to
 from transferlab.training.arguments import training_arguments
-from transferlab.training.callbacks import KeepBest, use_tensorboard_dir
+from transferlab.training.callbacks import KeepBest, early_stopping_record, run_callbacks, use_tensorboard_dir
 from transferlab.training.lora import apply_lora, count_parameters, lora_parameters
 from transferlab.training.trainer import EvaluatingTrainer, train
 
@@ -61,14 +61,14 @@ def run_lora(config, output_dir: str | Path = "logs", *, resume: str | None = No
         cached = {"embeddings": encoded, "trunk": trunks}.get(source)
         trainer, keep = timed(timings, "train_s", train_adapters, classifier, cached, inputs, config, ctx.path,
                               precision, progress)
-        methods["lora"] = {s: score(classifier, s, cached, inputs, config) for s in SPLITS}
+        methods["lora"] = {s: score(classifier, s, cached, inputs, config) for s in evaluated_splits(config)}
         report_process(ctx, methods["lora"], keep)
         if ctx.is_main:
             save_adapter(ctx.path, peft_model, inputs.model, projection, config.lora.save_merged)
             details = {"linear_probe": probe_search, "best_step": keep.best.step, "loss": config.objective.loss,
                        "best_validation_accuracy": keep.best.value, "global_step": trainer.state.global_step,
                        "lora_targets": len(targets), "image_features_cached": cached is not None,
-                       "training_source": source, "trunk_start_block": start if source == "trunk" else None,
+                       "training_source": source, "early_stopping": early_stopping_record(trainer), "trunk_start_block": start if source == "trunk" else None,
                        "train_views": list(config.objective.train_views) if source == "trunk" else [],
                        "training_rows": len(cached["train"][1]) if cached else len(inputs.data.train),
                        "lora_by_tower": parameters.pop("lora_by_tower"),
@@ -88,15 +88,20 @@ def timed(timings: dict, key: str, fn, *args, **kwargs):
     return out
 
 
+def evaluated_splits(config) -> tuple[str, ...]:
+    """Validation and test; validation alone with ``score_test=false`` (a search's trials)."""
+    return SPLITS if config.score_test else ("validation",)
+
+
 def splits_to_encode(config) -> list[str]:
     needs_train = config.probe.enabled or config.objective.cache_image_features
-    return (["train"] if needs_train else []) + list(SPLITS)
+    return (["train"] if needs_train else []) + list(evaluated_splits(config))
 
 
 def baselines(inputs: Inputs, encoded: dict, config, timings: dict) -> tuple[dict, dict | None]:
     """``{method: {split: predictions}}`` of the zero-shot baseline and (if enabled) the linear probe, with
     the probe's C search."""
-    evaluated = {s: encoded[s] for s in SPLITS}
+    evaluated = {s: encoded[s] for s in evaluated_splits(config)}
     methods = {"zero_shot": timed(timings, "zero_shot_s", zero_shot_predictions, inputs.model, inputs.prompt_sets,
                                   evaluated, config.model.batch_size, inputs.precision)}
     if len(inputs.prompt_sets) > 1:  # the ensemble's first template alone, for comparison
@@ -107,7 +112,7 @@ def baselines(inputs: Inputs, encoded: dict, config, timings: dict) -> tuple[dic
     (tx, ty), (vx, vy) = encoded["train"], encoded["validation"]
     probe, search = timed(timings, "linear_probe_s", fit_linear_probe, (tx.numpy(), ty), (vx.numpy(), vy),
                           config.probe.c_grid, config.probe.max_iter, config.seed)
-    methods["linear_probe"] = {s: probe_predictions(probe, encoded[s][0].numpy(), encoded[s][1]) for s in SPLITS}
+    methods["linear_probe"] = {s: probe_predictions(probe, encoded[s][0].numpy(), encoded[s][1]) for s in evaluated}
     return methods, search
 
 
@@ -160,7 +165,7 @@ def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: In
     keep = KeepBest("eval_accuracy")
     trainer = EvaluatingTrainer(
         model=classifier, args=args, train_dataset=train_set, eval_dataset=eval_set, optimizers=(optimizer, None),
-        callbacks=[keep], evaluator=lambda model: {"accuracy": split_accuracy(score(model, "validation", cached, inputs,
+        callbacks=[keep, *run_callbacks(t)], evaluator=lambda model: {"accuracy": split_accuracy(score(model, "validation", cached, inputs,
                                                                                config))})
     use_tensorboard_dir(trainer, run_dir / "tensorboard")
     train(trainer, None, "training.batch_size", run_dir)
@@ -174,8 +179,9 @@ def report_process(ctx: RunContext, lora: dict, keep: KeepBest) -> None:
     """Under a multi-process launch, each process states what it computed (they must agree)."""
     if ctx.num_processes > 1:
         checksum = sum(float(t.double().abs().sum()) for t in keep.best.state.values())
-        print(f"process {ctx.process_index}: validation accuracy {split_accuracy(lora['validation']):.6f}, "
-              f"test accuracy {split_accuracy(lora['test']):.6f}, best step {keep.best.step}, "
+        print(f"process {ctx.process_index}: "
+              + ", ".join(f"{s} accuracy {split_accuracy(lora[s]):.6f}" for s in lora)
+              + f", best step {keep.best.step}, "
               f"trained weights checksum {checksum:.6f}", flush=True)
 
 

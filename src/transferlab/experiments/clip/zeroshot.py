@@ -33,7 +33,8 @@ def run_zeroshot(config, output_dir: str | Path = "logs", *, resume: str | None 
 def evaluate(ctx: RunContext, config, inputs: Inputs, progress: bool) -> RunMetrics:
     data = inputs.data
     start = time.perf_counter()
-    encoded = encode_splits(inputs, config, SPLITS, progress=progress)
+    splits = SPLITS if config.score_test else ("validation",)  # score_test=false: validation only
+    encoded = encode_splits(inputs, config, splits, progress=progress)
     encode_s = time.perf_counter() - start
     start = time.perf_counter()
     methods = {METHOD: zero_shot_predictions(inputs.model, inputs.prompt_sets, encoded, config.model.batch_size,
@@ -48,6 +49,6 @@ def evaluate(ctx: RunContext, config, inputs: Inputs, progress: bool) -> RunMetr
         timings={"encode_images_s": round(encode_s, 2), "zero_shot_s": round(zero_shot_s, 3)},
         details={"prompts": inputs.prompt_sets[0][:3], "skipped_unreadable_images": data.skipped,
                  "images_per_second": round(n_images / max(encode_s, 1e-9), 1)})
-    print("zero-shot top-1 (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in SPLITS)
+    print("zero-shot top-1 (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in splits)
           + f" ({len(data.class_names)} classes)")
     return metrics

@@ -23,6 +23,7 @@ class FinetuneConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    score_test: bool = True  # false: validation only (a search's trials); the search's final run scores test once
     source: str = ""  # where the config came from (filled by the loader)
 
     def validate(self) -> None:

@@ -27,7 +27,8 @@ from transferlab.models.resolve import from_pretrained
 from transferlab.tracking.tracker import configure_wandb_env, trainer_report_to
 from transferlab.training import checkpoints as ckpt
 from transferlab.training.arguments import training_arguments
-from transferlab.training.callbacks import CheckpointInfoCallback, use_tensorboard_dir
+from transferlab.training.callbacks import (CheckpointInfoCallback, early_stopping_record, run_callbacks,
+                                            use_tensorboard_dir)
 from transferlab.training.lora import classifier_lora, count_parameters
 from transferlab.training.trainer import GuardedTrainer, train
 
@@ -71,11 +72,12 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
                  f"to keep the effective batch) or max_length (now {cfg.max_length})")
         result = train(trainer, checkpoint, hints, ctx.path)
         timings = {"train_s": round(time.perf_counter() - start, 2)}
-        predictions = predict_splits(trainer, tokenized, data, timings)  # the best checkpoint, every process
+        splits = ("validation", "test") if cfg.score_test else ("validation",)  # a search's trials: validation only
+        predictions = predict_splits(trainer, tokenized, data, timings, splits)  # the best checkpoint, every process
         if ctx.num_processes > 1:
-            print(f"process {ctx.process_index}: validation accuracy "
-                  f"{split_accuracy(predictions['validation']):.6f}, test accuracy "
-                  f"{split_accuracy(predictions['test']):.6f}, weights checksum {weights_checksum(trainer.model):.6f}", flush=True)
+            print(f"process {ctx.process_index}: "
+                  + ", ".join(f"{s} accuracy {split_accuracy(predictions[s]):.6f}" for s in splits)
+                  + f", weights checksum {weights_checksum(trainer.model):.6f}", flush=True)
         if ctx.is_main:
             metrics = RunMetrics(
                 experiment=EXPERIMENT, primary=EXPERIMENT,
@@ -90,7 +92,7 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
                 details={"training": training_record(trainer, result, timings["train_s"], checkpoint)})
             save_final_model(ctx.path, trainer.accelerator.unwrap_model(trainer.model), tokenizer, cfg, metrics)
             ctx.save_metrics(metrics)
-            print("accuracy (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in ("validation", "test")))
+            print("accuracy (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in splits))
     return ctx.path if ctx.is_main else None  # the CLI prints the run directory once
 
 
@@ -130,18 +132,19 @@ def make_trainer(cfg: FinetuneConfig, run_dir: Path, model, tokenizer, tokenized
     trainer = GuardedTrainer(model=model, args=args, train_dataset=tokenized["train"],
                              eval_dataset=tokenized["validation"], processing_class=tokenizer,
                              data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=accuracy,
-                             callbacks=[CheckpointInfoCallback(info)])
+                             callbacks=[CheckpointInfoCallback(info), *run_callbacks(cfg.training)])
     use_tensorboard_dir(trainer, run_dir / "tensorboard",
                         purge_step=ckpt.checkpoint_step(checkpoint) + 1 if checkpoint else None)
     return trainer
 
 
-def predict_splits(trainer, tokenized, data, timings: dict) -> dict[str, tuple]:
-    """``{split: (y_true, y_pred, probabilities)}`` on validation and test, timed."""
+def predict_splits(trainer, tokenized, data, timings: dict,
+                   splits: tuple[str, ...] = ("validation", "test")) -> dict[str, tuple]:
+    """``{split: (y_true, y_pred, probabilities)}`` on ``splits``, timed."""
     import torch
 
     out = {}
-    for split in ("validation", "test"):
+    for split in splits:
         start = time.perf_counter()
         logits = logits_of(trainer.predict(tokenized[split]))
         timings[f"predict_{split}_s"] = round(time.perf_counter() - start, 2)
@@ -176,6 +179,7 @@ def training_record(trainer, result, seconds: float, resumed_from) -> dict:
             "best_checkpoint": str(Path(best).relative_to(Path(trainer.args.output_dir).parent)) if best else None,
             "best_validation_accuracy": state_.best_metric,
             "resumed_from": Path(resumed_from).name if resumed_from else None,
+            "early_stopping": early_stopping_record(trainer),
             "seconds_per_epoch": round(seconds / epochs, 2), "history": history}
 
 

@@ -1,0 +1,174 @@
+"""``transferlab tune``: the search (``transferlab.studies.tune``), then the study's report in its directory:
+``report.md`` with the trials table, the optimisation history, the parameter importances and the
+intermediate values (Optuna's matplotlib visualisations), and the final run's test figure with its 95%
+interval (from its ``metrics.json`` when it carries one, else a bootstrap over its test predictions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+from transferlab.cli_options import add_threads_argument
+from transferlab.reporting.document import to_markdown
+
+EXPERIMENTS = ("features", "finetune", "lora")
+
+
+def add_parser(sub) -> None:
+    text = "Search an experiment's hyper-parameters with Optuna (validation only), then score the best on test once."
+    more = (" Running the same command again continues the study; workers on other machines join it with the same "
+            "command and --storage URL.")
+    tune = sub.add_parser("tune", help=text, description=text + more)
+    experiments = tune.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+    for name in EXPERIMENTS:
+        add_arguments(experiments.add_parser(name, help=f"search the settings of transferlab {name}",
+                                             description=text + more))
+    tune.set_defaults(func=main)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trials", type=int, default=20, metavar="N",
+                   help="trials this command adds to the study, over all its --jobs (default: 20)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="stop starting trials after S seconds (each worker)")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="an RDB URL (postgresql://..., mysql://..., sqlite:///...) or a journal file, shared by "
+                        "every worker; default: <output-dir>/tune/<study>/study.journal")
+    p.add_argument("--study-name", default=None, metavar="NAME",
+                   help="default: <experiment>-<preset or config file name>")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="worker processes on this machine, each with threads = cores // N (default: 1)")
+    p.add_argument("--search", default=None, metavar="FILE",
+                   help="search space YAML (default: the preset's search/<experiment>.yaml)")
+    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median",
+                   help="stops trials whose intermediate validation accuracy is poor (finetune, lora)")
+    p.add_argument("--config", default=None, metavar="PRESET_OR_FILE",
+                   help="preset name (offline [default], paper, base) or a YAML file")
+    p.add_argument("--output-dir", default="logs", metavar="DIR", help="studies go to DIR/tune/<study>/")
+    add_threads_argument(p)
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by --jobs for its workers
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides for every trial")
+
+
+def main(args: argparse.Namespace) -> Path | None:
+    from transferlab.studies.tune import run_tune
+
+    outcome = run_tune(args)
+    if outcome is None:  # a worker of --jobs: the command that started it reports
+        return None
+    report = write_tune_report(outcome)
+    print(f"best config: {outcome.best_config}\nreport: {report}")
+    return outcome.plan.directory
+
+
+def test_figure(run_dir: Path) -> dict:
+    """The final run's test accuracy and its interval: ``metrics.json``'s ``intervals`` when present (schema 2),
+    else a bootstrap (``evaluation.statistics.accuracy_interval``) over its test predictions."""
+    import numpy as np
+
+    from transferlab.evaluation.predictions import read_predictions
+    from transferlab.evaluation.statistics import accuracy_interval
+    from transferlab.tracking.rundir import load_run
+
+    _, metrics = load_run(run_dir)
+    primary = metrics["primary"]
+    test = metrics["methods"][primary]["test"]
+    out = {"method": primary, "validation": metrics["methods"][primary]["validation"]["accuracy"],
+           "test": test["accuracy"], "n": test.get("n_examples")}
+    intervals = test.get("intervals") or {}
+    if "accuracy" in intervals:
+        out.update(interval=tuple(intervals["accuracy"]), confidence=intervals.get("confidence", 0.95),
+                   how=intervals.get("method", "recorded"))
+        return out
+    rows = [r for r in read_predictions(run_dir, primary) if r["split"] == "test"]
+    correct = np.array([r["label"] == r["prediction"] for r in rows], dtype=bool)
+    out.update(interval=accuracy_interval(correct), confidence=0.95, how="bootstrap over the test predictions")
+    return out
+
+
+def plots(study, folder: Path) -> list[tuple]:
+    """Optuna's matplotlib figures that the study has the data for, as report blocks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as ovm
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    wanted = [("optimization_history", ovm.plot_optimization_history, "Validation accuracy of each trial and the "
+               "best so far", 1),
+              ("param_importances", ovm.plot_param_importances, "Parameter importances (PED-ANOVA) over the "
+               "completed trials", 2),
+              ("intermediate_values", ovm.plot_intermediate_values, "Validation accuracy reported at each "
+               "evaluation step (pruned trials end early)", 1)]
+    blocks = []
+    for stem, plot, caption, least in wanted:
+        if len(complete) < least or (stem == "intermediate_values" and not any(
+                t.intermediate_values for t in study.get_trials(deepcopy=False))):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna marks its matplotlib figures experimental
+            try:
+                ax = plot(study, target_name="validation accuracy") if stem != "intermediate_values" else plot(study)
+            except (ValueError, RuntimeError) as exc:  # e.g. importances of parameters that never varied
+                blocks.append(("p", f"({stem.replace('_', ' ')} not drawn: {exc})"))
+                continue
+        fig = ax.figure
+        fig.set_size_inches(7, 4)
+        fig.tight_layout()
+        fig.savefig(folder / f"{stem}.png", dpi=100)
+        plt.close(fig)
+        blocks.append(("img", folder / f"{stem}.png", caption))
+    return blocks
+
+
+def trials_table(rows: list[dict]) -> tuple[list[str], list[list]]:
+    names = sorted({k for r in rows for k in r["params"]})
+    headers = ["trial", "state", "validation acc", "last step", "seconds", *names, "run directory"]
+    table = []
+    for r in rows:
+        table.append([r["number"], r["state"] + (f" ({r['error']})" if r["error"] else ""),
+                      f"{r['value']:.4f}" if r["value"] is not None else "–",
+                      r["last_step"] if r["last_step"] is not None else "–",
+                      f"{r['seconds']:.0f}" if r["seconds"] is not None else "–",
+                      *[fmt_param(r["params"].get(n)) for n in names], r["run_dir"] or "–"])
+    return headers, table
+
+
+def fmt_param(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def write_tune_report(outcome) -> Path:
+    """``report.md`` and its figures in the study's directory."""
+    from transferlab.studies.tune import trial_rows
+
+    plan, study = outcome.plan, outcome.study
+    folder = plan.directory
+    rows = trial_rows(study)
+    best = study.best_trial
+    final = test_figure(outcome.final_run)
+    low, high = final["interval"]
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("complete", "pruned", "fail")}
+    blocks = [("h1", f"Study {plan.name}: transferlab tune {plan.experiment.name}"),
+              ("p", f"{len(rows)} trials ({counts['complete']} completed, {counts['pruned']} pruned, "
+                    f"{counts['fail']} failed); objective: validation accuracy (test never scored by a trial). "
+                    f"Search space: `{plan.space.source}`; storage: `{plan.storage}`."),
+              ("h2", "Result"),
+              ("p", f"Best trial {best.number}: validation accuracy {best.value:.4f} with "
+                    + ", ".join(f"`{k}={fmt_param(v)}`" for k, v in best.params.items())
+                    + f". Its config: `{outcome.best_config.name}` (`--config {outcome.best_config}`)."),
+              ("p", f"Final run (`{outcome.final_run.relative_to(folder)}`), the one that scores test: "
+                    f"validation {final['validation']:.4f}, **test {final['test']:.4f}** "
+                    f"({final['confidence']:.0%} interval {low:.4f} to {high:.4f}, {final['how']}; "
+                    f"{final['n']} test examples)."),
+              ("h2", "Trials"), ("table", *trials_table(rows)),
+              ("h2", "Figures"), *plots(study, folder)]
+    path = folder / "report.md"
+    path.write_text(to_markdown(blocks, folder))
+    return path

@@ -1,0 +1,310 @@
+"""Hyper-parameter search: one Optuna study (TPE, seeded; median or Hyperband pruning) over an experiment's
+search space, each trial a normal run directory, validation accuracy the only objective.
+
+``transferlab tune EXPERIMENT --trials N [--timeout S] [--storage URL] [--study-name NAME] [--jobs N]``.
+The study lives in ``<output-dir>/tune/<study>/``: its journal file (Optuna's file storage, safe for several
+processes; ``--storage`` names an RDB URL instead, e.g. ``postgresql://...``, for workers on many machines),
+one run directory per trial (``<experiment>/trial-0003``; test is never scored: ``score_test=false``), and,
+at the end, ``best.yaml`` (the experiment's full config with the best trial's settings, for ``--config``) and
+its one run that scores test (``<experiment>/final-trial-0003``). Running the same command again adds
+``--trials`` more trials to the same study. ``--jobs N`` starts N worker processes (the same command with
+``--worker I``), each with its share of the threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import TrainerCallback
+
+from transferlab.config import load_config, merge, parse_overrides, to_dict
+from transferlab.errors import TransferlabError
+from transferlab.experiments.registry import EXPERIMENTS, Experiment
+from transferlab.studies.search_space import SearchSpace, flatten, load_search_space, nest, search_file
+from transferlab.tracking.rundir import Run, load_run
+from transferlab.training.callbacks import extra_callbacks
+
+TUNABLE = ("features", "finetune", "lora")
+JOURNAL = "study.journal"
+BEST = "best.yaml"
+PRUNED = "pruned"
+# Where a trial of each experiment keeps what it may share with the others (filled in only when unset).
+SHARED_CACHES = {"features": ("cache_dir", "features"), "lora": ("model.feature_cache", "clip")}
+
+
+@dataclass
+class Plan:
+    """Everything a study needs, checked before anything is written."""
+
+    experiment: Experiment
+    config_spec: str | None
+    overrides: dict  # the user's overrides (nested)
+    space: SearchSpace
+    name: str
+    directory: Path
+    storage: str  # an RDB URL or a journal file path
+    output_dir: Path
+    pruner: str
+    base: dict  # the flattened base config (fixed settings and overrides applied), read by ``when`` conditions
+
+    def config(self, values: dict, *, trial: bool, run_name: str | None, caches: bool = True):
+        """The experiment's config with ``values`` applied: a trial's (validation only) or the final one."""
+        extra = merge(nest(self.space.fixed), nest(self.space.trials) if trial else {})
+        extra = merge(merge(extra, self.overrides), nest(values))
+        extra = merge(extra, {"run_name": run_name, "score_test": not trial})
+        if caches and self.experiment.name in SHARED_CACHES:
+            key, folder = SHARED_CACHES[self.experiment.name]
+            if self.base.get(key) is None:
+                extra = merge(extra, nest({key: str(self.output_dir / "cache" / folder)}))
+        return load_config(self.experiment.config_class(), self.experiment.section, self.config_spec, extra)
+
+
+def plan_study(args: argparse.Namespace) -> Plan:
+    """The checked plan: arguments, search space and every searched key against the config (one-line errors)."""
+    for flag, value, least in (("--trials", args.trials, 0), ("--jobs", args.jobs, 1)):
+        if value < least:
+            raise TransferlabError(f"{flag} must be at least {least}; got {value}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise TransferlabError(f"--timeout must be positive (seconds); got {args.timeout}")
+    experiment = EXPERIMENTS[args.experiment]
+    space = load_search_space(search_file(args.search, args.config, args.experiment))
+    overrides = parse_overrides(args.overrides)
+    clash = sorted(set(flatten(overrides)) & {p.name for p in space.params})
+    if clash:
+        raise TransferlabError(f"{clash[0]!r} is both overridden and searched: drop the override, or give a search "
+                               f"space without it (--search FILE)")
+    spec = args.config
+    name = args.study_name or f"{args.experiment}-{Path(spec).stem if spec else 'offline'}"
+    directory = Path(args.output_dir) / "tune" / name
+    plan = Plan(experiment, spec, overrides, space, name, directory, args.storage or str(directory / JOURNAL),
+                Path(args.output_dir), args.pruner, {})
+    plan.base = flatten(to_dict(plan.config({}, trial=True, run_name=None, caches=False)))
+    for param in space.params:  # each key known and each bound of the right type, before any trial runs
+        for value in param.choices[::max(1, len(param.choices) - 1)] if param.choices else (param.low, param.high):
+            plan.config({param.name: value}, trial=True, run_name=None)
+    return plan
+
+
+def storage_of(plan: Plan):
+    """Optuna's storage: an RDB URL as is; otherwise a journal file (its lock makes local processes safe)."""
+    if "://" in plan.storage:
+        return plan.storage
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    Path(plan.storage).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(plan.storage))
+
+
+def open_study(plan: Plan, worker: int = 0):
+    """The study (created, or loaded to continue), with a TPE sampler seeded by the config's seed, the worker
+    and the trials already run (so a continued study or a second worker does not repeat the first draws)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruners = {"median": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
+               "hyperband": optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto"),
+               "none": optuna.pruners.NopPruner()}
+    storage = storage_of(plan)
+    study = optuna.create_study(storage=storage, study_name=plan.name, direction="maximize", load_if_exists=True,
+                                pruner=pruners[plan.pruner])
+    recorded = study.user_attrs.get("experiment")
+    if recorded not in (None, plan.experiment.name):
+        raise TransferlabError(f"study {plan.name!r} searches {recorded}, not {plan.experiment.name}: "
+                               f"choose another --study-name")
+    if recorded is None:
+        study.set_user_attr("experiment", plan.experiment.name)
+    seed = int(plan.base.get("seed", 0)) + 1000 * worker + len(study.trials)
+    study.sampler = optuna.samplers.TPESampler(seed=seed)
+    return study
+
+
+class ReportToTrial(TrainerCallback):
+    """Each validation evaluation goes to the trial (``trial.report(value, step)``); when the pruner says so,
+    the run stops with ``optuna.TrialPruned`` (the objective then marks its run directory ``pruned``)."""
+
+    def __init__(self, trial, metric: str = "eval_accuracy"):
+        self.trial, self.metric = trial, metric
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        import optuna
+
+        value = float(metrics[self.metric])
+        self.trial.report(value, state.global_step)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at step {state.global_step} (validation accuracy {value:.4f})")
+
+
+def objective(trial, plan: Plan) -> float:
+    """One trial: the suggested settings, one run (validation only), its validation accuracy."""
+    import optuna
+
+    values = plan.space.suggest(trial, plan.base)
+    cfg = plan.config(values, trial=True, run_name=f"trial-{trial.number:04d}")
+    callbacks = [] if plan.experiment.name == "features" else [ReportToTrial(trial)]
+    try:
+        with extra_callbacks(*callbacks):
+            run_dir = plan.experiment.run(cfg, plan.directory, progress=False)
+    except optuna.TrialPruned as exc:
+        where = getattr(exc, "run_dir", None)
+        if where is not None:  # the lifecycle recorded "failed: TrialPruned"; the truth is "pruned"
+            Run(Path(where), plan.experiment.name).set_status(PRUNED, reason=str(exc))
+            trial.set_user_attr("run_dir", str(Path(where).relative_to(plan.directory)))
+            drop_checkpoints(Path(where))
+        raise
+    except Exception as exc:
+        if getattr(exc, "run_dir", None) is not None:
+            trial.set_user_attr("run_dir", str(Path(exc.run_dir).relative_to(plan.directory)))
+        trial.set_user_attr("error", f"{exc.__class__.__name__}: {exc}")
+        raise
+    trial.set_user_attr("run_dir", str(Path(run_dir).relative_to(plan.directory)))
+    drop_checkpoints(Path(run_dir))
+    _, metrics = load_run(run_dir)
+    return float(metrics["methods"][metrics["primary"]]["validation"]["accuracy"])
+
+
+def drop_checkpoints(run_dir: Path) -> None:
+    """A finished trial keeps its metrics, predictions and model; its resume checkpoints go (disk)."""
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+
+def optimize(plan: Plan, n_trials: int, timeout: float | None, worker: int = 0):
+    """Run ``n_trials`` trials in this process; a trial that raises is recorded as failed and the study goes on."""
+    study = open_study(plan, worker)
+    if n_trials:
+        study.optimize(lambda trial: objective(trial, plan), n_trials=n_trials, timeout=timeout,
+                       catch=(Exception,), callbacks=[say_trial], gc_after_trial=True)
+    return study
+
+
+def say_trial(study, trial) -> None:
+    value = f" validation accuracy {trial.value:.4f}" if trial.value is not None else ""
+    print(f"trial {trial.number}: {trial.state.name.lower()}{value} {trial.params}", flush=True)
+
+
+def shares(total: int, jobs: int) -> list[int]:
+    """``total`` trials over ``jobs`` workers, as evenly as possible."""
+    return [total // jobs + (i < total % jobs) for i in range(jobs)]
+
+
+def run_workers(plan: Plan, args: argparse.Namespace) -> None:
+    """``--jobs N``: N processes of this same command (``--worker I``, their share of the trials and threads)
+    against the one storage; waits for all, and fails if any failed."""
+    from transferlab.models.device import available_cores
+
+    threads = max(1, (args.threads or available_cores()) // args.jobs)
+    base = [sys.executable, "-m", "transferlab.cli", "tune", args.experiment, "--storage", plan.storage,
+            "--study-name", plan.name, "--output-dir", str(plan.output_dir), "--threads", str(threads),
+            "--search", plan.space.source, "--pruner", plan.pruner]
+    base += (["--config", args.config] if args.config else []) + \
+            (["--timeout", str(args.timeout)] if args.timeout else [])
+    procs = [subprocess.Popen(base + ["--worker", str(i), "--trials", str(n), *args.overrides])
+             for i, n in enumerate(shares(args.trials, args.jobs)) if n]
+    try:
+        codes = [p.wait() for p in procs]
+    except BaseException:
+        for p in procs:  # ours alone, by their own handles
+            with contextlib.suppress(OSError):
+                p.terminate()
+        raise
+    if any(codes):
+        raise TransferlabError(f"{sum(1 for c in codes if c)} of {len(procs)} workers failed (exit codes {codes}): "
+                               f"see their messages above; rerun the command to continue the study")
+
+
+@dataclass
+class Outcome:
+    study: Any  # optuna.Study
+    plan: Plan
+    best_config: Path
+    final_run: Path
+
+
+def finish(plan: Plan, study) -> Outcome:
+    """``best.yaml`` (the full config with the best trial's settings) and its one run scoring test."""
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise TransferlabError(f"no trial of study {plan.name!r} completed (see the trials' status.json under "
+                               f"{plan.directory}): fix the cause, then run the command again")
+    best = study.best_trial
+    values = plan.space.decode(best.params)
+    path = write_best_config(plan, values, best)
+    final = final_run(plan, best.number, path)
+    study.set_user_attr("final_run", str(final.relative_to(plan.directory)))
+    return Outcome(study, plan, path, final)
+
+
+def write_best_config(plan: Plan, values: dict, best) -> Path:
+    config = to_dict(plan.config(values, trial=False, run_name=None, caches=False))
+    config.pop("source", None)
+    config.pop("run_name", None)
+    header = (f"# transferlab {plan.experiment.name}: the best of study {plan.name!r} (trial {best.number}, "
+              f"validation accuracy {best.value:.4f}).\n# Searched: "
+              + ", ".join(f"{k}={v!r}" for k, v in values.items())
+              + f"\n# Use: transferlab {plan.experiment.name} --config {plan.directory / BEST}\n")
+    path = plan.directory / BEST
+    path.write_text(header + yaml.safe_dump({plan.experiment.section: config}, sort_keys=False))
+    return path
+
+
+def final_run(plan: Plan, number: int, best_config: Path) -> Path:
+    """The best config's run that scores test: reused when it already completed (test is scored once)."""
+    base = f"final-trial-{number:04d}"
+    for i in range(1, 100):
+        name = base if i == 1 else f"{base}-{i}"
+        folder = plan.directory / plan.experiment.name / name
+        if (folder / "metrics.json").is_file():
+            print(f"final run of trial {number} already scored: {folder}")
+            return folder
+        if not folder.exists():
+            break
+    cfg = load_config(plan.experiment.config_class(), plan.experiment.section, str(best_config),
+                      {"run_name": name, **cache_override(plan)})
+    return Path(plan.experiment.run(cfg, plan.directory, progress=False))
+
+
+def cache_override(plan: Plan) -> dict:
+    if plan.experiment.name not in SHARED_CACHES or plan.base.get(SHARED_CACHES[plan.experiment.name][0]):
+        return {}
+    key, folder = SHARED_CACHES[plan.experiment.name]
+    return nest({key: str(plan.output_dir / "cache" / folder)})
+
+
+def run_tune(args: argparse.Namespace) -> Outcome | None:
+    """The command: plan, trials (here or in ``--jobs`` workers), then the best config and its test run.
+    A worker (``--worker I``) runs its trials only and returns ``None``."""
+    plan = plan_study(args)
+    if args.worker is not None:
+        optimize(plan, args.trials, args.timeout, args.worker)
+        return None
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.jobs > 1:
+        open_study(plan)  # created once, before the workers join it
+        run_workers(plan, args)
+        study = open_study(plan)
+    else:
+        study = optimize(plan, args.trials, args.timeout)
+    return finish(plan, study)
+
+
+def trial_rows(study) -> list[dict]:
+    """One row per trial: number, state, validation accuracy, last reported step, settings, run directory."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({"number": t.number, "state": t.state.name.lower(), "value": t.value,
+                     "last_step": max(t.intermediate_values) if t.intermediate_values else None,
+                     "seconds": t.duration.total_seconds() if t.duration else None,
+                     "params": dict(t.params), "run_dir": t.user_attrs.get("run_dir"),
+                     "error": t.user_attrs.get("error")})
+    return rows
+
