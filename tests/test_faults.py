@@ -289,16 +289,30 @@ def test_full_disk_while_caching_features(capsys, tmp_path, tiny_distilbert, mon
 
 @pytest.mark.slow
 def test_full_disk_while_writing_the_metrics(capsys, tmp_path, tiny_distilbert, monkeypatch):
-    """write_json's temporary file gets half its content, then the disk is full: it is removed again."""
-    original = Path.write_text
+    """write_json's temporary file gets part of its content, then the disk is full: it is removed again."""
+    from transferlab.tracking import rundir
 
-    def full_for_metrics(self, data, *args, **kwargs):
-        if self.name == "metrics.json.tmp":
-            original(self, data[:20])
-            raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return original(self, data, *args, **kwargs)
+    original = os.fdopen
 
-    monkeypatch.setattr(Path, "write_text", full_for_metrics)
+    class FullFile:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            self.handle.write(data[:20])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def full_for_metrics(fd, *args, **kwargs):
+        handle = original(fd, *args, **kwargs)
+        return FullFile(handle) if ".metrics.json." in os.readlink(f"/proc/self/fd/{fd}") else handle
+
+    monkeypatch.setattr(rundir.os, "fdopen", full_for_metrics)
     logs = tmp_path / "logs"
     code, _, err = cli(capsys, *features_args(logs, tiny_distilbert, "cache=false"))
     assert "disk full while writing" in one_line_error(code, err) and "metrics.json" in err
@@ -428,8 +442,8 @@ PREDICT = {  # id: (argv after `predict RUN`, how to damage a copy of the run (o
     "blank-text": (["--text", "   "], None, "--text number 1 is empty"),
     "batch-size-0": (["--text", "fine", "--batch-size", "0"], None, "--batch-size must be at least 1; got 0"),
     "latin1-file": (["--file", "{tmp}/latin1.txt"], None, "latin1.txt' is not UTF-8 (line 1 holds byte 0xe9"),
-    "classifier-deleted": (["--text", "fine"], lambda run: (run / "classifier.joblib").unlink(), "has no saved model"),
-    "classifier-truncated": (["--text", "fine"], lambda run: (run / "classifier.joblib").write_bytes(b"\x80\x04"),
+    "classifier-deleted": (["--text", "fine"], lambda run: (run / "classifier.skops").unlink(), "has no saved model"),
+    "classifier-truncated": (["--text", "fine"], lambda run: (run / "classifier.skops").write_bytes(b"PK\x03\x04"),
                              "cannot load the model saved in"),
 }
 

@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import joblib
 import pytest
 import yaml
 
@@ -13,6 +12,7 @@ from transferlab.evaluation.predictions import read_predictions
 
 from helpers import make_csv
 from transferlab.cli import main
+from transferlab.models.classifiers import load_classifier_file
 
 
 def run_cli(args, capsys):
@@ -69,7 +69,7 @@ def test_end_to_end_run_directory(base_args, capsys, tmp_path):
     run = Path(out.strip().splitlines()[-1])  # the last line is the run directory
     assert run.parent == tmp_path / "logs" / "features"
     for name in ["config.yaml", "metrics.json", "classification_report.txt", "confusion_matrix.png",
-                 "classifier.joblib", "status.json"]:
+                 "classifier.skops", "status.json"]:
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     for split in ("validation", "test"):
@@ -89,7 +89,7 @@ def test_end_to_end_run_directory(base_args, capsys, tmp_path):
     assert config["encoder"]["pooling"] == "cls" and config["seed"] == 0
     assert "transformers" in config["environment"]["packages"] and "git_commit" in config["environment"]
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
-    bundle = joblib.load(run / "classifier.joblib")  # the fitted classifier reloads
+    bundle = load_classifier_file(run / "classifier.skops")  # the fitted classifier reloads (skops, no pickle)
     assert bundle["label_names"] == ["neg", "pos"] and hasattr(bundle["pipeline"], "predict")
     tags = event_tags(run / "tensorboard")
     assert tags["features/test/accuracy"] == [0] and tags["features/validation/f1"] == [0]  # each logged exactly once

@@ -3,17 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+
+SEED_RANGE = (0, 2**32 - 1)  # what numpy and torch accept as a seed
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` -> ``[0, 1, 2]`` (distinct integers), or a one-line error."""
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (distinct integers from 0 to 2**32 - 1), or a one-line error."""
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers (e.g. 0,1,2); got {text!r}") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"--seeds needs distinct integers (e.g. 0,1,2); got {text!r}")
+    bad = [s for s in seeds if not SEED_RANGE[0] <= s <= SEED_RANGE[1]]
+    if bad:
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: seed {bad[0]} is outside 0..{SEED_RANGE[1]} "
+                                         f"(numpy and torch take no other seeds)")
     return seeds
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def parse_threads(text: str) -> int:
+    """A thread count; above the cores this process may use, accepted with a warning (threads beyond the
+    cores only take turns, and are often several times slower)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threads takes a whole number (e.g. 4); got {text!r}") from None
+    cores = available_cores()  # below 1 is refused with one line by models.device.set_threads
+    if n > cores:
+        print(f"warning: --threads {n} is more than the {cores} core(s) available to this process: the threads "
+              f"will take turns on them, which is usually slower; use --threads {cores} or fewer", file=sys.stderr)
+    return n
 
 
 def add_seeds_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -21,6 +50,6 @@ def add_seeds_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", type=parse_threads, default=None, metavar="N",
                         help="threads for torch, BLAS and the tokenizers together (default: the cores available; "
                              "recorded in the run's config.yaml under environment)")

@@ -241,12 +241,42 @@ def describe(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+NAME_MAX = 100  # characters of a name that becomes a folder (run_name; the pipeline adds -seed<N> suffixes)
+
+
+def check_run_name(name: str, what: str = "run_name") -> str:
+    """``name`` if it can be one folder's name: one path component (no ``/`` or ``\\``, not ``.`` or ``..``),
+    printable (no newline: a command's last line is its run directory), at most ``NAME_MAX`` characters."""
+    problem = ("holds a path separator" if "/" in name or "\\" in name else
+               "holds a newline or another unprintable character" if not name.isprintable() else
+               f"is longer than {NAME_MAX} characters" if len(name) > NAME_MAX else
+               "is not a folder name" if name.strip() in (".", "..") else None)
+    if problem:
+        raise TransferlabError(f"{what} {name!r} {problem}: give one folder name of printable characters "
+                               f"(e.g. {what}=baseline-1)")
+    return name
+
+
+def check_seeds(config: Any, prefix: str = "") -> None:
+    """Every ``seed`` setting (nested too) within 0..2**32 - 1, the seeds numpy and torch accept."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            check_seeds(value, f"{prefix}{f.name}.")
+        elif f.name == "seed" and isinstance(value, int) and not 0 <= value < 2**32:
+            raise TransferlabError(f"config key '{prefix}seed' must be from 0 to {2**32 - 1} (the seeds numpy and "
+                                   f"torch accept); got {value}")
+
+
 def load_config(cls: type[T], experiment: str, spec: str | Path | None = None,
                 overrides: list[str] | dict | None = None) -> T:
     """The typed config of ``experiment`` from a preset/file and overrides. Errors are one line."""
     data, source = read_yaml(spec, experiment)
     extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
     config = build(cls, merge(data, extra))
+    if getattr(config, "run_name", None):
+        check_run_name(config.run_name)
+    check_seeds(config)
     if hasattr(config, "source"):
         config.source = source
     validate = getattr(config, "validate", None)

@@ -6,26 +6,42 @@ Stages: features, finetune, zeroshot, lora. Overrides name their stage's config 
 ``pipeline.json`` records each stage's status and run directory (relative to the pipeline directory);
 a failed stage leaves the finished stages, a report that names the failure, and ``transferlab run
 --resume DIR`` continues from it. A resume may add overrides only for stages that have not completed.
+
+One process at a time works on a pipeline directory (a lock on ``pipeline.lock``). A stage's run directory
+is recorded the moment it exists, so a run killed outright (SIGKILL, a lost machine) resumes its fine-tune
+stage from the last complete checkpoint, and the killed stage is marked ``failed: killed``. Data and model
+paths are recorded resolved (``paths`` in ``pipeline.json`` keeps the form given), so a resume from another
+working directory reads the same files.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import gc
+import os
 import time
 import traceback
 from pathlib import Path
 
 from transferlab.cli_options import add_seeds_argument, add_threads_argument
-from transferlab.config import load_config, parse_overrides, to_dict
+from transferlab.config import check_run_name, load_config, parse_overrides, to_dict
 from transferlab.errors import TransferlabError
-from transferlab.experiments.lifecycle import sigterm_as_interrupt, sigterm_held
+from transferlab.experiments.lifecycle import announce_runs, mark_killed, sigterm_as_interrupt, sigterm_held
 from transferlab.experiments.registry import EXPERIMENTS
-from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Run, read_json, write_json
+from transferlab.tracking.rundir import (COMPLETED, FAILED, RUNNING, Heartbeat, Run, describe_status, is_dead,
+                                        read_json, write_json)
 
 STAGES = ("features", "finetune", "zeroshot", "lora")
 STATE = "pipeline.json"
+LOCK = "pipeline.lock"
+# Settings naming a file or folder, per config section: recorded resolved against the directory they were given in.
+PATH_KEYS = {"features": ("data.path", "data.train_file", "data.validation_file", "data.test_file", "cache_dir"),
+             "finetune": ("data.path", "data.train_file", "data.validation_file", "data.test_file"),
+             "clip": ("data.path", "data.class_names_file", "model.feature_cache")}
+MODEL_KEYS = {"features": ("encoder.model",), "finetune": ("model",), "clip": ("model.name", "model.text_model")}
 
 
 def add_parser(sub) -> None:
@@ -49,6 +65,8 @@ def split_overrides(pairs: list[str], stages: list[str]) -> tuple[dict[str, dict
     known = sorted({EXPERIMENTS[s].section for s in STAGES})
     tree = parse_overrides(pairs)
     run_name = tree.pop("run_name", None)
+    if run_name is not None:
+        run_name = check_run_name(str(run_name))
     for key in tree:
         if key not in known:
             raise TransferlabError(f"override {key!r}... names no stage section: prefix overrides with one of "
@@ -66,22 +84,86 @@ def load_stage_configs(spec: str | None, pairs: list[str], stages: list[str]) ->
     return configs, run_name
 
 
-def check_stages(stages: list[str]) -> list[str]:
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown or not stages:
-        raise TransferlabError(f"unknown stage(s) {', '.join(unknown) or '(none given)'}: choose from "
-                               f"{', '.join(STAGES)}")
+def parse_stages(text: str) -> list[str]:
+    """``--stages features,lora`` -> ``["features", "lora"]``; empty, unknown or repeated names are refused."""
+    stages = [s.strip() for s in text.split(",")]
+    unknown = list(dict.fromkeys(s or "(an empty name)" for s in stages if s not in STAGES))
+    if unknown:
+        raise TransferlabError(f"--stages {text!r}: unknown stage(s) {', '.join(unknown)}: give a comma-separated "
+                               f"subset of {','.join(STAGES)}")
+    repeated = sorted({s for s in stages if stages.count(s) > 1})
+    if repeated:
+        raise TransferlabError(f"--stages {text!r} names {', '.join(repeated)} more than once: give each stage once "
+                               f"(--seeds runs a stage several times)")
     return stages
+
+
+def check_stages(stages: list[str]) -> list[str]:
+    return parse_stages(",".join(stages))
+
+
+def value_at(config, dotted: str):
+    for part in dotted.split("."):
+        config = getattr(config, part, None)
+    return config
+
+
+def replace_at(config, dotted: str, value):
+    head, _, rest = dotted.partition(".")
+    return dataclasses.replace(config, **{head: replace_at(getattr(config, head), rest, value) if rest else value})
+
+
+def resolve_path(value: str | None, base: Path, model: bool = False) -> str | None:
+    """``value`` as an absolute path against ``base``; a model reference only when it names an existing folder
+    there (else it is a Hub id or ``pypi:`` reference, kept as is)."""
+    if not value or ":" in value.split("/")[0]:
+        return value
+    path = Path(value).expanduser()
+    target = path if path.is_absolute() else base / path
+    if model and not target.exists():
+        return value
+    return os.path.normpath(target)
+
+
+def absolute_paths(configs: dict, base: Path) -> tuple[dict, dict]:
+    """Every stage config with its path settings resolved against ``base``, and ``{stage: {key: {"given",
+    "resolved"}}}`` for the ones that changed."""
+    out, record = {}, {}
+    for stage, config in configs.items():
+        section = EXPERIMENTS[stage].section
+        for key in PATH_KEYS[section] + MODEL_KEYS[section]:
+            given = value_at(config, key)
+            resolved = resolve_path(given, base, model=key in MODEL_KEYS[section])
+            if resolved != given:
+                config = replace_at(config, key, resolved)
+                record.setdefault(stage, {})[key] = {"given": given, "resolved": resolved}
+        out[stage] = config
+    return out, record
+
+
+def absolute_overrides(pairs: list[str]) -> list[str]:
+    """``section.key=relative/path`` overrides of path settings made absolute against the working directory."""
+    out = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        section, _, rest = key.strip().partition(".")
+        if sep and rest in PATH_KEYS.get(section, ()) + MODEL_KEYS.get(section, ()):
+            value = resolve_path(value, Path.cwd(), model=rest in MODEL_KEYS[section]) or value
+        out.append(f"{key}{sep}{value}")
+    return out
 
 
 def start(spec: str | None, output_dir, pairs: list[str], stages: list[str],
           seeds: list[int] | None = None) -> tuple[Run, dict, dict]:
     configs, run_name = load_stage_configs(spec, pairs, check_stages(stages))
+    configs, paths = absolute_paths(configs, Path.cwd())
     run = Run.create(output_dir, "run", run_name, {s: to_dict(c) for s, c in configs.items()},
                      default_name=Path(spec).stem if spec else "offline")
     records = [{"name": s, "status": "pending"} for s in stages] if not seeds else \
         [{"name": s, "seed": seed, "status": "pending"} for s in stages for seed in seeds]
-    state = {"config": spec, "overrides": list(pairs), "seeds": seeds, "stages": records}
+    config_file = spec and (Path(spec).suffix in (".yaml", ".yml") or Path(spec).is_file())
+    state = {"config": str(Path(spec).resolve()) if config_file else spec, "config_given": spec,
+             "cwd": str(Path.cwd()), "overrides": list(pairs), "seeds": seeds, "stages": records, "paths": paths}
     return run, state, configs
 
 
@@ -109,8 +191,9 @@ def reopen(pipe_dir: Path, pairs: list[str]) -> tuple[Run, dict, dict]:
     if done:
         raise TransferlabError(f"--resume: the new overrides change the config of completed stage(s) "
                                f"{', '.join(done)}: resume without them, or start a new `transferlab run`")
-    state["overrides"] = state["overrides"] + list(pairs)
+    state["overrides"] = state["overrides"] + absolute_overrides(pairs)  # new ones are the new directory's
     configs, _ = load_stage_configs(state["config"], state["overrides"], stages)
+    configs, _ = absolute_paths(configs, Path(state.get("cwd") or Path.cwd()))  # old ones, where they were given
     run = Run(pipe_dir, "run")
     if pairs:
         run.write_config({s: to_dict(c) for s, c in configs.items()})
@@ -124,23 +207,24 @@ def run_pipeline(spec: str | None, output_dir: str | Path, pairs: list[str], res
                  stages: list[str] | None = None, seeds: list[int] | None = None) -> Path:
     if resume and seeds:
         raise TransferlabError("--seeds cannot change on --resume: the run keeps the seeds it started with")
-    with sigterm_as_interrupt(), sigterm_held() as release:  # status.json never says "running" unguarded
-        run, state, configs = reopen(Path(resume), pairs) if resume else start(spec, output_dir, pairs,
-                                                                              stages or list(STAGES), seeds)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(sigterm_as_interrupt())
+        release = stack.enter_context(sigterm_held())  # status.json never says "running" unguarded
+        if resume:
+            stack.enter_context(locked(Path(resume)))
+            run, state, configs = reopen(Path(resume), pairs)
+            take_over(run, state)
+        else:
+            run, state, configs = start(spec, output_dir, pairs, stages or list(STAGES), seeds)
+            write_json(run.path / STATE, state)
+            stack.enter_context(locked(run.path))
         write_json(run.path / STATE, state)
         print(f"pipeline directory: {run.path}")
         run.set_status(RUNNING)
+        stack.enter_context(Heartbeat(run))
         try:
             release()
-            for i, record in enumerate(state["stages"], 1):
-                if record["status"] == COMPLETED:
-                    print(f"== stage {i}/{len(state['stages'])}: {label(record)} already completed "
-                          f"({record['run_dir']})")
-                    continue
-                print(f"== stage {i}/{len(state['stages'])}: {label(record)}", flush=True)
-                run_stage(run, state, record, stage_config(configs, record))
-                print(f"== {label(record)} done in {record['elapsed_s']:.1f}s: {record['run_dir']}", flush=True)
-            report = write_pipeline_report(run.path, state)
+            report = run_stages(run, state, configs)
             run.set_status(COMPLETED)
         except KeyboardInterrupt as exc:  # between stages or in the report (a stage records its own)
             if run.status().get("status") == RUNNING:
@@ -150,8 +234,58 @@ def run_pipeline(spec: str | None, output_dir: str | Path, pairs: list[str], res
     return run.path
 
 
+def run_stages(run: Run, state: dict, configs: dict) -> Path:
+    for i, record in enumerate(state["stages"], 1):
+        if record["status"] == COMPLETED:
+            print(f"== stage {i}/{len(state['stages'])}: {label(record)} already completed ({record['run_dir']})")
+            continue
+        print(f"== stage {i}/{len(state['stages'])}: {label(record)}", flush=True)
+        run_stage(run, state, record, stage_config(configs, record))
+        print(f"== {label(record)} done in {record['elapsed_s']:.1f}s: {record['run_dir']}", flush=True)
+    return write_pipeline_report(run.path, state)
+
+
+@contextlib.contextmanager
+def locked(pipe_dir: Path):
+    """Inside: this process alone works on ``pipe_dir`` (``flock`` on its ``pipeline.lock``); a second
+    ``transferlab run --resume`` of it is refused with one line."""
+    if not (pipe_dir / STATE).is_file():  # not a pipeline directory (yet): nothing to lock, reopen says so
+        yield
+        return
+    fd = os.open(pipe_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = Run(pipe_dir, "run").status()
+            raise TransferlabError(f"{pipe_dir} is in use by another `transferlab run` (pid {holder.get('pid', '?')} "
+                                   f"on {holder.get('host', '?')}): wait for it to finish, then resume") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def take_over(run: Run, state: dict) -> None:
+    """Before a resume works on a pipeline: refuse one still running elsewhere; a killed one (and its killed
+    stage) is recorded as failed: killed."""
+    status = run.status()
+    if status.get("status") == RUNNING and not is_dead(status):
+        raise TransferlabError(f"--resume {run.path}: the pipeline is still {describe_status(status)}: wait for "
+                               f"it, or stop that process first")
+    if status.get("status") == RUNNING:
+        mark_killed(run, status)
+    for record in state["stages"]:
+        stage_dir = run.path / record["run_dir"] if record.get("run_dir") else None
+        if record["status"] == RUNNING:
+            record.update(status=FAILED, error="killed: the process ended without recording it")
+        if stage_dir is not None and stage_dir.is_dir():
+            stage = Run(stage_dir, record["name"])
+            if is_dead(stage.status()):
+                mark_killed(stage, stage.status())
+
+
 def run_stage(run: Run, state: dict, record: dict, config) -> None:
-    """One stage; its run directory comes from the runner (or, on failure, from the exception it raised)."""
+    """One stage; its run directory is recorded as soon as the runner creates it (see ``announce_runs``)."""
     experiment = EXPERIMENTS[record["name"]]
     previous = run.path / record["run_dir"] if record.get("run_dir") else None
     resume = previous if experiment.resumable and previous and any(previous.glob("checkpoints/checkpoint-*")) else None
@@ -160,8 +294,14 @@ def run_stage(run: Run, state: dict, record: dict, config) -> None:
     begin = time.perf_counter()
     record.update(status=RUNNING, error=None)
     write_json(run.path / STATE, state)
+
+    def created(path: Path) -> None:
+        record["run_dir"] = relative(path, run.path)
+        write_json(run.path / STATE, state)
+
     try:
-        stage_dir = experiment.run(config, run.path, resume=str(resume) if resume else None)
+        with announce_runs(created):
+            stage_dir = experiment.run(config, run.path, resume=str(resume) if resume else None)
     except (Exception, KeyboardInterrupt) as exc:
         stage_dir = getattr(exc, "run_dir", None)
         record.update(status=FAILED, error=f"{exc.__class__.__name__}: {exc}",
@@ -198,14 +338,21 @@ def stage_dirs(pipe_dir: Path, state: dict) -> list[Path]:
     return [pipe_dir / s["run_dir"] for s in state["stages"] if s.get("run_dir") and (pipe_dir / s["run_dir"]).is_dir()]
 
 
-def write_pipeline_report(pipe_dir: Path, state: dict) -> Path:
-    from transferlab.reporting.report import write_report
-
+def pipeline_summary(pipe_dir: Path, state: dict) -> tuple[list[dict], list[str]]:
+    """The stage table and the notes (the resume hint) of a pipeline's report; ``transferlab report
+    PIPELINE_DIR`` rebuilds the same from pipeline.json."""
     stages = [{"stage": label(s), "status": s["status"], "elapsed_s": s.get("elapsed_s"),
                "run_dir": s.get("run_dir"), "error": s.get("error")} for s in state["stages"]]
     notes = []
     if any(s["status"] == FAILED for s in state["stages"]):
         notes.append(f"Continue from the failed stage with: transferlab run --resume {pipe_dir}")
+    return stages, notes
+
+
+def write_pipeline_report(pipe_dir: Path, state: dict) -> Path:
+    from transferlab.reporting.report import write_report
+
+    stages, notes = pipeline_summary(pipe_dir, state)
     return write_report(stage_dirs(pipe_dir, state), pipe_dir, notes, stages=stages)
 
 
@@ -223,5 +370,5 @@ def fail(run: Run, state: dict, record: dict, exc: BaseException) -> None:
 
 
 def main(args: argparse.Namespace) -> Path:
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    return run_pipeline(args.config, args.output_dir, args.overrides, args.resume, stages, args.seeds)
+    return run_pipeline(args.config, args.output_dir, args.overrides, args.resume, parse_stages(args.stages),
+                        args.seeds)

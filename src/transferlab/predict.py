@@ -32,6 +32,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, ...")
     p.add_argument("--format", choices=("tsv", "jsonl"), default="tsv",
                    help="tsv: label, probability, text; jsonl: one JSON object per text (default: tsv)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="also load a classifier.joblib of a run made before skops: a pickle runs any code it "
+                        "holds, so only for runs you made yourself")
     p.set_defaults(func=main)
     return p
 
@@ -44,7 +47,7 @@ def main(args: argparse.Namespace) -> None:
     if blank:
         raise TransferlabError(f"--text number {blank[0]} is empty: a model labels any input, so an empty one "
                                f"would get a meaningless label; give the text to classify")
-    predictor = load_predictor(args.run_dir, args.device, args.batch_size)
+    predictor = load_predictor(args.run_dir, args.device, args.batch_size, args.trust_pickle)
     from transferlab.evaluation.predictions import prediction_record
 
     probabilities, names = predictor(texts)
@@ -82,8 +85,13 @@ def read_texts(file: str, column: str = "text") -> list[str]:
     return texts
 
 
-def load_predictor(run_dir: str | Path, device: str = "auto", batch_size: int = 32) -> Predictor:
-    """A function texts -> (probability of every class, the class names) for the model a run saved."""
+def load_predictor(run_dir: str | Path, device: str = "auto", batch_size: int = 32,
+                   trust_pickle: bool = False) -> Predictor:
+    """A function texts -> (probability of every class, the class names) for the model a run saved. Nothing
+    in the run directory runs code: weights are safetensors, the classifier a skops file (an old pickle is
+    loaded only with ``trust_pickle``)."""
+    from transferlab.models.classifiers import CLASSIFIER_FILE, PICKLE_FILE
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TransferlabError(f"{run_dir} is not a folder: pass a run directory printed by transferlab "
@@ -91,14 +99,15 @@ def load_predictor(run_dir: str | Path, device: str = "auto", batch_size: int = 
     config, _ = load_run(run_dir)
     if (run_dir / "model" / "config.json").is_file():
         saved, load = run_dir / "model", lambda: finetuned_predictor(run_dir / "model", device, batch_size)
-    elif (run_dir / "classifier.joblib").is_file():
-        saved, load = run_dir / "classifier.joblib", lambda: features_predictor(run_dir, device)
+    elif (run_dir / CLASSIFIER_FILE).is_file() or (run_dir / PICKLE_FILE).is_file():
+        saved = run_dir / (CLASSIFIER_FILE if (run_dir / CLASSIFIER_FILE).is_file() else PICKLE_FILE)
+        load = lambda: features_predictor(run_dir, device, trust_pickle)  # noqa: E731
     else:
-        raise TransferlabError(f"run {run_dir} has no saved model (no model/ or classifier.joblib): "
+        raise TransferlabError(f"run {run_dir} has no saved model (no model/ or {CLASSIFIER_FILE}): "
                                f"predict takes runs of transferlab features or finetune")
     try:
         return load()
-    except (OSError, ValueError, EOFError, KeyError, pickle.UnpicklingError) as exc:  # deleted weights, a cut pickle
+    except (OSError, ValueError, EOFError, KeyError, pickle.UnpicklingError) as exc:  # deleted weights, a cut file
         raise TransferlabError(f"cannot load the model saved in {saved} ({exc.__class__.__name__}: "
                                f"{(str(exc) or 'unreadable').splitlines()[0]}): the run directory is damaged; "
                                f"rerun the experiment") from None
@@ -111,8 +120,11 @@ def finetuned_predictor(model_dir: Path, device: str, batch_size: int) -> Predic
     from transferlab.models.device import resolve_device
 
     dev = resolve_device(device, "--device")
+    if not list(model_dir.glob("*.safetensors")) and list(model_dir.glob("*.bin")):
+        raise TransferlabError(f"{model_dir} holds pickled weights ({next(model_dir.glob('*.bin')).name}), and "
+                               f"loading a pickle can run code: predict reads safetensors only; rerun the experiment")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(dev).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).to(dev).eval()
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     max_length = min(getattr(model.config, "max_position_embeddings", 512) or 512, 512)
 
@@ -128,13 +140,13 @@ def finetuned_predictor(model_dir: Path, device: str, batch_size: int) -> Predic
     return predict
 
 
-def features_predictor(run_dir: Path, device: str) -> Predictor:
+def features_predictor(run_dir: Path, device: str, trust_pickle: bool = False) -> Predictor:
     from transferlab.experiments.features import load_classifier
     from transferlab.models.classifiers import predict_proba
     from transferlab.models.device import bf16_supported, resolve_device
     from transferlab.models.text_encoder import encode, load_encoder
 
-    bundle = load_classifier(run_dir)
+    bundle = load_classifier(run_dir, trust_pickle)
     enc = bundle["encoder"]
     dev = resolve_device(device if device != "auto" else enc.get("device", "auto"), "--device")
     precision = bundle.get("precision", "fp32")

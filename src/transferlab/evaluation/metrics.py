@@ -12,6 +12,9 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], label_n
                            scores: np.ndarray | None = None, top_k: Sequence[int] = ()) -> dict:
     """Accuracy, macro precision/recall/F1, per-class figures and ``n_examples``.
 
+    Macro scores average over the classes present in ``y_true``: a class with no example here has no
+    recall to measure, and averaging in its 0 would score a split by what it lacks. When some are absent,
+    ``missing_classes`` names them and ``macro_over`` says so (their per-class entries stay, support 0).
     ``scores`` (n_examples x n_classes) adds ``top{k}_accuracy`` for each k in ``top_k``.
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
@@ -20,13 +23,17 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], label_n
     labels = np.arange(len(label_names))
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
+    present = support > 0 if support.any() else np.ones_like(support, bool)
     out = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "precision": float(precision.mean()),
-        "recall": float(recall.mean()),
-        "f1": float(f1.mean()),
+        "precision": float(precision[present].mean()),
+        "recall": float(recall[present].mean()),
+        "f1": float(f1[present].mean()),
         "n_examples": int(len(y_true)),
     }
+    if not present.all():
+        out["missing_classes"] = [str(label_names[i]) for i in np.flatnonzero(~present)]
+        out["macro_over"] = f"the {int(present.sum())} of {len(label_names)} classes present"
     if scores is not None:
         ranked = np.argsort(-np.asarray(scores), axis=1)
         for k in top_k:

@@ -6,20 +6,22 @@ on validation, score validation and test once, write everything into the run dir
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import joblib
 import numpy as np
 
 from transferlab.config import EvaluationConfig, TrackingConfig, to_dict
+from transferlab.data.checks import checked_notes
 from transferlab.data.text import TextDataConfig, load_text_data
 from transferlab.errors import TransferlabError
 from transferlab.evaluation.results import summary_line, write_results
 from transferlab.evaluation.schema import RunMetrics
 from transferlab.experiments.lifecycle import open_run, set_seed
-from transferlab.models.classifiers import ClassifierConfig, predict_proba, select_classifier
+from transferlab.models.classifiers import (CLASSIFIER_FILE, PICKLE_FILE, ClassifierConfig, load_classifier_file,
+                                            predict_proba, save_classifier, select_classifier)
 from transferlab.models.device import resolve_device, resolve_precision
 from transferlab.models.feature_cache import cached, weights_fingerprint
 from transferlab.models.text_encoder import EncoderConfig, encode, load_encoder
@@ -54,8 +56,7 @@ def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", *, resume
                                "cached): run the command again without --resume")
     set_seed(cfg.seed)
     data = load_text_data(cfg.data)
-    for note in data.notes:
-        print(f"note: {note}")
+    data.notes = checked_notes(data)  # the loader's notes and the checks across splits, printed
     device = resolve_device(cfg.encoder.device, "encoder.device")
     precision = resolve_precision(cfg.encoder.precision, device, cpu_auto="bf16", key="encoder.precision")
     tokenizer, model = load_encoder(cfg.encoder.model, device)
@@ -79,8 +80,8 @@ def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", *, resume
             ctx.tracker.log_metrics({"selection/validation_accuracy": acc, "selection/C": C}, step=i)
         predictions = {split: (labels[split], clf.predict(vectors[split]), predict_proba(clf, vectors[split]))
                        for split in (("validation", "test") if cfg.score_test else ("validation",))}
-        joblib.dump({"pipeline": clf, "label_names": data.label_names, "encoder": to_dict(cfg.encoder),
-                     "precision": precision}, ctx.path / "classifier.joblib")
+        save_classifier({"pipeline": clf, "label_names": data.label_names, "encoder": to_dict(cfg.encoder),
+                         "precision": precision}, ctx.path / CLASSIFIER_FILE)
         metrics = RunMetrics(
             experiment=EXPERIMENT, primary=EXPERIMENT,
             model={"name": cfg.encoder.model, "pooling": cfg.encoder.pooling, "dim": int(vectors["train"].shape[1]),
@@ -115,6 +116,19 @@ def embed_splits(cfg: FeaturesConfig, data, tokenizer, model, precision: str, ca
     return vectors, timings
 
 
-def load_classifier(run_dir: str | Path) -> dict:
-    """The saved classifier bundle of a features run: pipeline, label names, encoder settings."""
-    return joblib.load(Path(run_dir) / "classifier.joblib")
+def load_classifier(run_dir: str | Path, trust_pickle: bool = False) -> dict:
+    """The saved classifier bundle of a features run: pipeline, label names, encoder settings. A run from before
+    skops (``classifier.joblib``, a pickle: loading it runs whatever code it holds) only with ``trust_pickle``."""
+    run_dir = Path(run_dir)
+    if (run_dir / CLASSIFIER_FILE).is_file() or not (run_dir / PICKLE_FILE).is_file():
+        return load_classifier_file(run_dir / CLASSIFIER_FILE)
+    if not trust_pickle:
+        raise TransferlabError(f"{run_dir / PICKLE_FILE} is a pickle, and loading a pickle runs any code it holds: "
+                               f"pass --trust-pickle only if you made this run yourself, or rerun the experiment")
+    import joblib
+
+    print(f"warning: loading the pickle {run_dir / PICKLE_FILE} (--trust-pickle): it can run code", file=sys.stderr)
+    bundle = joblib.load(run_dir / PICKLE_FILE)
+    if not isinstance(bundle, dict) or "pipeline" not in bundle:
+        raise TransferlabError(f"{run_dir / PICKLE_FILE} does not hold a transferlab classifier bundle")
+    return bundle

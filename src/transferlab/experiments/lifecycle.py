@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 from transferlab.config import TrackingConfig
 from transferlab.errors import TransferlabError
 from transferlab.evaluation.schema import RunMetrics
-from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Run
+from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Heartbeat, Run, describe_status, is_dead
 from transferlab.tracking.tracker import Tracker
 from transferlab.training import checkpoints as ckpt
 from transferlab.training.distributed import broadcast, state
@@ -136,9 +136,12 @@ def create_or_reopen(proc, experiment: str, output_dir, run_name: str | None, re
         try:
             if resume_dir is not None:
                 run = Run(Path(resume_dir), experiment)
+                check_not_running(run)
                 run.set_status(RUNNING, resumed=True)
             else:
                 run = Run.create(output_dir, experiment, run_name, resolved, default_name=default_name)
+            for listener in RUN_CREATED:
+                listener(run.path)
             message = ("ok", str(run.path))
         except TransferlabError as exc:
             message = ("error", str(exc))
@@ -146,6 +149,39 @@ def create_or_reopen(proc, experiment: str, output_dir, run_name: str | None, re
     if status == "error":
         raise TransferlabError(value)
     return Run(Path(value), experiment) if proc.is_main_process else Path(value)
+
+
+RUN_CREATED: list[Callable[[Path], None]] = []  # told each run directory as soon as it exists (the pipeline)
+
+
+@contextlib.contextmanager
+def announce_runs(listener: Callable[[Path], None]) -> Iterator[None]:
+    """Inside: ``listener(path)`` learns the run directory a runner opens the moment it exists, so a caller
+    killed before the runner returns still knows where the run (and its checkpoints) is."""
+    RUN_CREATED.append(listener)
+    try:
+        yield
+    finally:
+        RUN_CREATED.remove(listener)
+
+
+def check_not_running(run: Run) -> None:
+    """Refuse to resume a run whose process still works on it; a dead one (killed) is marked failed first."""
+    status = run.status()
+    if status.get("status") != RUNNING:
+        return
+    if not is_dead(status):
+        raise TransferlabError(f"--resume {run.path}: the run is still {describe_status(status)}: wait for it, or "
+                               f"stop that process first")
+    mark_killed(run, status)
+
+
+def mark_killed(run: Run, status: dict) -> None:
+    """Record a run whose process died without a word (SIGKILL, a lost machine) as failed: killed."""
+    said = describe_status(status)
+    run.set_status(FAILED, error=f"killed: {said[len('running ('):-1]}",
+                   note="the process ended without recording it (SIGKILL or a lost machine)")
+    print(f"note: {run.path} was {said}: marked failed (killed)")
 
 
 @contextlib.contextmanager
@@ -166,7 +202,7 @@ def open_run(experiment: str, *, seed: int, output_dir: str | Path, run_name: st
             release()  # a SIGTERM sent while the directory was being created arrives here, and is recorded
             if run:
                 print(f"run directory: {path}", flush=True)
-            with Tracker(path, tracking, resolved) if run else contextlib.nullcontext() as tr:
+            with Heartbeat(run), Tracker(path, tracking, resolved) if run else contextlib.nullcontext() as tr:
                 yield RunContext(path, run, tr, resolved, proc.process_index, proc.num_processes)
             if run:
                 run.set_status(COMPLETED, elapsed_s=round(time.perf_counter() - start, 2))

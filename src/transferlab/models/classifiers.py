@@ -118,3 +118,43 @@ def predict_proba(pipe: Pipeline, x: np.ndarray) -> np.ndarray:
     scores = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(scores)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+# --- saving: skops, a format that holds data only (no pickle, so no code runs on load) ---------------------------
+
+CLASSIFIER_FILE = "classifier.skops"
+PICKLE_FILE = "classifier.joblib"  # written by transferlab before skops: read only behind --trust-pickle
+# What make_classifier and fit_warm_started build. skops trusts these (and numpy arrays, builtins) by default;
+# they are named here so that a file holding anything else is refused, whatever skops' defaults become.
+TRUSTED_TYPES = ["sklearn.pipeline.Pipeline", "sklearn.preprocessing._data.StandardScaler", "sklearn.svm._classes.SVC",
+                 "sklearn.svm._classes.LinearSVC", "sklearn.linear_model._logistic.LogisticRegression"]
+TRUSTED_CLASSES = (Pipeline, StandardScaler, SVC, LinearSVC, LogisticRegression)
+
+
+def save_classifier(bundle: dict, path) -> None:
+    """``bundle`` (the fitted pipeline and plain settings) as a skops file."""
+    import skops.io as sio
+
+    sio.dump(bundle, path)
+
+
+def load_classifier_file(path) -> dict:
+    """A bundle saved by :func:`save_classifier`: refused with one line if it holds any type outside
+    ``TRUSTED_TYPES`` and skops' safe defaults (nothing is constructed before the check)."""
+    import zipfile
+
+    import skops.io as sio
+
+    try:
+        untrusted = [t for t in sio.get_untrusted_types(file=path) if t not in TRUSTED_TYPES]
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ValueError(f"not a skops file ({exc.__class__.__name__})") from None
+    if untrusted:
+        raise TransferlabError(f"{path} holds types transferlab never saves ({', '.join(untrusted[:5])}): it was "
+                               f"not written by transferlab features, so it is not loaded; rerun the experiment")
+    bundle = sio.load(path, trusted=TRUSTED_TYPES)
+    steps = bundle.get("pipeline").steps if isinstance(bundle, dict) and isinstance(bundle.get("pipeline"), Pipeline) \
+        else None
+    if steps is None or not all(isinstance(step, TRUSTED_CLASSES) for _, step in steps):
+        raise TransferlabError(f"{path} does not hold a transferlab classifier bundle: rerun the experiment")
+    return bundle

@@ -56,3 +56,16 @@ def from_pretrained(loader, ref: str, **kwargs):
             f"model {ref!r} is neither a local folder nor in the local Hugging Face cache, and the Hub cannot be "
             f"reached (or has no such model): use --config offline (packaged stand-in models) or a local path "
             f"to a saved model") from None
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json", "adapter_model.safetensors")
+
+
+def check_weights(ref: str) -> None:
+    """Refuse a local model folder without weights (a ``config.json`` alone) before any run directory exists;
+    from_pretrained would fail only once the run has started. Hub ids and packaged models are not checked."""
+    target = Path(resolve_model(ref))
+    if target.is_dir() and not any((target / name).is_file() for name in WEIGHT_FILES):
+        raise TransferlabError(f"model folder {ref!r} has no weights (none of {', '.join(WEIGHT_FILES[:3])}): give "
+                               f"a folder written by save_pretrained with its weights")

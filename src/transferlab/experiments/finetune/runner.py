@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from transferlab.config import to_dict
+from transferlab.data.checks import checked_notes
 from transferlab.data.text import load_text_data
 from transferlab.evaluation.metrics import split_accuracy
 from transferlab.evaluation.results import summary_line, write_results
@@ -23,7 +24,7 @@ from transferlab.experiments.finetune.data import check_max_length, tokenize_spl
 from transferlab.experiments.finetune.model_card import write_model_card
 from transferlab.experiments.lifecycle import open_run, set_seed
 from transferlab.models.device import resolve_device, resolve_precision
-from transferlab.models.resolve import from_pretrained
+from transferlab.models.resolve import check_weights, from_pretrained
 from transferlab.tracking.tracker import configure_wandb_env, trainer_report_to
 from transferlab.training import checkpoints as ckpt
 from transferlab.training.arguments import training_arguments
@@ -46,10 +47,10 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
         torch.set_num_threads(cfg.training.torch_threads)
     set_seed(cfg.seed)
     data = load_text_data(cfg.data)
-    for note in data.notes:
-        print(f"note: {note}")
+    data.notes = checked_notes(data)  # the loader's notes and the checks across splits, printed
     tokenizer = from_pretrained(AutoTokenizer, cfg.model)
     model_config = from_pretrained(AutoConfig, cfg.model)
+    check_weights(cfg.model)
     check_max_length(model_config, cfg.max_length)
     precision = resolve_precision(cfg.training.precision, device, key="training.precision")
     resolved = dict(to_dict(cfg), resolved={"device": device, "precision": precision})
