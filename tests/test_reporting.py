@@ -70,7 +70,8 @@ def test_report_reads_at_a_glance(feature_runs, tmp_path, capsys):
     page = parse((tmp_path / "report.html").read_text())
     assert page.srcs and all(s.startswith("data:image/png;base64,") and base64.b64decode(s.split(",", 1)[1])[:4]
                              == b"\x89PNG" for s in page.srcs)  # self-contained
-    assert page.captions[0].startswith("Test accuracy of each method beside the reference lab's figure")
+    assert page.captions[0].startswith("Test accuracy of each method (one bar per method; several seeds averaged) "
+                                       "with its 95% bootstrap interval")
     selection = [c for c in page.captions if "for each C tried" in c]
     assert len(selection) == 4 and not any("curves" in c.lower() for c in page.captions)  # no step axis for C
     # the three seeds of one setting are summarised; the logreg run stands alone
@@ -125,4 +126,4 @@ def yaml_seed(run: Path) -> int:
 def test_the_same_run_twice_is_not_a_seed_study(feature_runs, tmp_path):
     assert main(["report", str(feature_runs[0]), str(feature_runs[0]), "--output", str(tmp_path)]) == 0
     md = (tmp_path / "report.md").read_text()
-    assert "Over several seeds" not in md and md.count("| features | s00 |") == 2
+    assert "Over several seeds" not in md and md.count("| features | s00 |") == 6  # runs, results, calibration

@@ -136,3 +136,20 @@ def test_bad_options_are_one_line_errors():
         accuracy_interval([True, False], confidence=1.5)
     with pytest.raises(TransferlabError, match="empty"):
         accuracy_interval([])
+
+
+def test_seeds_difference_is_paired_by_example_and_centred_on_the_difference_of_means():
+    from transferlab.evaluation.statistics import seeds_difference
+
+    base = correct_vector(1500, 0.70, seed=2)
+    better = []
+    for s in range(3):  # each seed fixes 45 (3%) of the base's mistakes, different ones per seed
+        b = base.copy()
+        b[np.flatnonzero(~base)[s * 45:(s + 1) * 45]] = True
+        better.append(b)
+    result = seeds_difference(better, [base, base, base])
+    assert result["difference"] == pytest.approx(0.03)
+    assert 0 < result["ci_low"] < 0.03 < result["ci_high"] < 0.06
+    assert result["n_seeds"] == (3, 3) and result["n"] == 1500
+    with pytest.raises(TransferlabError, match="same examples"):
+        seeds_difference([[True, False]], [[True, False, True]])

@@ -39,8 +39,8 @@ def split_result(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray | No
     if scores is not None:
         ranked = np.argsort(-np.asarray(scores), axis=1)
         topk = {f"top{k}_accuracy": (ranked[:, :k] == y_true[:, None]).any(axis=1) for k in top_k if k > 1}
-    result["intervals"] = split_intervals(y_true, y_pred, labels=np.arange(len(label_names)), topk_correct=topk,
-                                          **options)
+    # macro F1 over the classes present in y_true, as classification_metrics averages it
+    result["intervals"] = split_intervals(y_true, y_pred, labels=np.unique(y_true), topk_correct=topk, **options)
     if scores is not None:
         result["calibration"] = calibration_record(probabilities(scores), y_true, y_pred)
     return result

@@ -15,6 +15,8 @@ memory. The same seed gives the same interval.
   and, independently, test examples resampled with replacement; each replicate is the mean accuracy of
   the drawn seeds on the drawn examples). Seeds and test examples are crossed (every seed is scored on
   the same examples), so the examples are drawn once per replicate for all seeds.
+  :func:`seeds_difference` compares two methods over their seeds the same way, the examples drawn
+  once per replicate for both.
 - :func:`holm`: Holm's step-down adjustment of a family of p-values.
 """
 
@@ -147,6 +149,44 @@ def paired_comparison(correct_a: Sequence[bool], correct_b: Sequence[bool], *, c
             "n": int(a.size), "a_only": a_only, "b_only": b_only}
 
 
+def _seed_matrix(correct_by_seed: Sequence[Sequence[bool]], what: str) -> np.ndarray:
+    lengths = {len(np.ravel(vector)) for vector in correct_by_seed}
+    correct = np.asarray(correct_by_seed, dtype=np.float64) if len(lengths) == 1 else None
+    if correct is None or correct.ndim != 2:
+        raise TransferlabError(f"{what} needs one equally long vector per seed, scored on the same "
+                               f"examples: match the seeds' predictions by example id first")
+    return correct
+
+
+def two_way_replicates(groups: Sequence[np.ndarray], n_resamples: int, seed: int) -> np.ndarray:
+    """``(len(groups), n_resamples)`` bootstrap replicates of each group's mean accuracy over seeds.
+
+    Each group is a seeds x examples matrix over the same examples. Per replicate, every group's seeds
+    are drawn with replacement (independently per group) and the examples once, for all groups alike
+    (so differences between groups stay paired by example)."""
+    n = groups[0].shape[1]
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(groups), n_resamples))
+    for start in range(0, n_resamples, BATCH):
+        size = min(BATCH, n_resamples - start)
+        per_example = []
+        for correct in groups:
+            k = correct.shape[0]
+            drawn = rng.integers(0, k, size=(size, k))                     # seeds, with replacement
+            weights = (drawn[:, :, None] == np.arange(k)).sum(axis=1) / k  # how often each seed was drawn
+            per_example.append(weights @ correct)                         # mean over the drawn seeds
+        examples = rng.integers(0, n, size=(size, n))                    # examples, with replacement
+        for g, values in enumerate(per_example):
+            out[g, start:start + size] = np.take_along_axis(values, examples, axis=1).mean(axis=1)
+    return out
+
+
+def _percentiles(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    alpha = (1 - confidence) / 2
+    low, high = np.percentile(replicates, [100 * alpha, 100 * (1 - alpha)])
+    return float(low), float(high)
+
+
 def seeds_interval(correct_by_seed: Sequence[Sequence[bool]], *, confidence: float = CONFIDENCE,
                    n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict:
     """One method over several seeds, each scored on the same test examples (a seeds x examples matrix).
@@ -154,28 +194,29 @@ def seeds_interval(correct_by_seed: Sequence[Sequence[bool]], *, confidence: flo
     Returns ``mean`` and ``sd`` (ddof=1; 0 for one seed) of the per-seed accuracies, ``ci_low``/``ci_high``
     from the two-way bootstrap described in the module docstring, ``n_seeds``, ``n`` and ``method``.
     """
-    lengths = {len(np.ravel(vector)) for vector in correct_by_seed}
-    correct = np.asarray(correct_by_seed, dtype=np.float64) if len(lengths) == 1 else None
-    if correct is None or correct.ndim != 2:
-        raise TransferlabError("seeds_interval needs one equally long vector per seed, scored on the same "
-                               "examples: match the seeds' predictions by example id first")
+    correct = _seed_matrix(correct_by_seed, "seeds_interval")
     k, n = correct.shape
     _check(confidence, n_resamples, k * n, "correct_by_seed")
-    rng = np.random.default_rng(seed)
-    replicates = np.empty(n_resamples)
-    for start in range(0, n_resamples, BATCH):
-        size = min(BATCH, n_resamples - start)
-        drawn = rng.integers(0, k, size=(size, k))                       # seeds, with replacement
-        weights = (drawn[:, :, None] == np.arange(k)).sum(axis=1) / k   # how often each seed was drawn
-        per_example = weights @ correct                                   # mean over the drawn seeds
-        examples = rng.integers(0, n, size=(size, n))                    # examples, with replacement
-        replicates[start:start + size] = np.take_along_axis(per_example, examples, axis=1).mean(axis=1)
-    alpha = (1 - confidence) / 2
-    low, high = np.percentile(replicates, [100 * alpha, 100 * (1 - alpha)])
+    low, high = _percentiles(two_way_replicates([correct], n_resamples, seed)[0], confidence)
     accuracies = correct.mean(axis=1)
     return {"mean": float(accuracies.mean()), "sd": float(accuracies.std(ddof=1)) if k > 1 else 0.0,
-            "ci_low": float(low), "ci_high": float(high), "n_seeds": int(k), "n": int(n), "method": SEEDS_METHOD,
+            "ci_low": low, "ci_high": high, "n_seeds": int(k), "n": int(n), "method": SEEDS_METHOD,
             "confidence": confidence, "n_resamples": n_resamples, "seed": seed}
+
+
+def seeds_difference(correct_a: Sequence[Sequence[bool]], correct_b: Sequence[Sequence[bool]], *,
+                     confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict:
+    """Method A against method B, each over its seeds, on the same examples: the difference of the mean
+    accuracies with a two-way bootstrap interval (seeds of each method drawn independently, examples drawn
+    once for both). No test statistic: McNemar's test applies to one pair of runs, not to seed averages."""
+    a, b = _seed_matrix(correct_a, "seeds_difference"), _seed_matrix(correct_b, "seeds_difference")
+    if a.shape[1] != b.shape[1]:
+        raise TransferlabError(f"seeds_difference needs the same examples: {a.shape[1]} vs {b.shape[1]} scored")
+    _check(confidence, n_resamples, a.size, "correct_a")
+    replicates = two_way_replicates([a, b], n_resamples, seed)
+    low, high = _percentiles(replicates[0] - replicates[1], confidence)
+    return {"difference": float(a.mean() - b.mean()), "ci_low": low, "ci_high": high, "n": int(a.shape[1]),
+            "n_seeds": (int(a.shape[0]), int(b.shape[0])), "method": SEEDS_METHOD}
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:

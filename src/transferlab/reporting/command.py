@@ -24,33 +24,58 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main)
 
 
-def expand(paths: list[str]) -> list[Path]:
-    """Stage runs of a `transferlab run` directory (its pipeline.json), or the run directories as given."""
-    from transferlab.pipeline import STATE, stage_dirs
+def pipeline_state(pipe_dir: Path) -> dict:
+    """A pipeline's pipeline.json, checked for the shape the report reads (it is data from the run folder)."""
+    from transferlab.pipeline import STATE
     from transferlab.tracking.rundir import read_json
 
-    out = []
+    state = read_json(pipe_dir / STATE, "pipeline state")
+    stages = state.get("stages") if isinstance(state, dict) else None
+    if not isinstance(stages, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str)
+                                               and isinstance(s.get("status"), str) for s in stages):
+        raise TransferlabError(f"{pipe_dir / STATE} is not a pipeline state (a list of stages with name and "
+                               f"status): pass the directory `transferlab run` printed, or its stage directories")
+    return state
+
+
+def checked_stage_dir(stage_dir: Path, pipe_dir: Path) -> Path:
+    """A stage directory named by pipeline.json, refused when it lies outside the pipeline's directory."""
+    if pipe_dir.resolve() not in stage_dir.resolve().parents:
+        raise TransferlabError(f"{pipe_dir / 'pipeline.json'} names the stage directory {stage_dir}, outside "
+                               f"{pipe_dir}: the file was edited; report the stage directories themselves")
+    return stage_dir
+
+
+def expand(paths: list[str]) -> tuple[list[Path], list[dict], list[str]]:
+    """The run directories to report, with the stage table and notes of each `transferlab run` directory
+    among them (from its pipeline.json, as the pipeline's own report shows them)."""
+    from transferlab.pipeline import STATE, pipeline_summary, stage_dirs
+
+    runs, stages, notes = [], [], []
     for p in map(Path, paths):
         if not p.is_dir():
             raise TransferlabError(f"{p} is not a directory: pass run directories printed by transferlab commands")
         if (p / STATE).is_file():
-            out += stage_dirs(p, read_json(p / STATE, "pipeline state"))
+            state = pipeline_state(p)
+            runs += [checked_stage_dir(d, p) for d in stage_dirs(p, state)]
+            more_stages, more_notes = pipeline_summary(p, state)
+            stages, notes = stages + more_stages, notes + more_notes
         else:
-            out.append(p)
-    return out
+            runs.append(p)
+    return runs, stages, notes
 
 
 def main(args: argparse.Namespace) -> Path:
     from transferlab.reporting.report import write_report
 
-    runs = expand(args.run_dirs)
+    runs, stages, notes = expand(args.run_dirs)
     if args.output:
         out = Path(args.output)
     elif len(args.run_dirs) == 1:
         out = Path(args.run_dirs[0])
     else:
         out = Path("logs") / "reports" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    html = write_report(runs, out)
+    html = write_report(runs, out, notes, stages=stages)
     if args.readme:
         from transferlab.reporting.report import update_readme
 

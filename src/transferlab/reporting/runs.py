@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from transferlab.evaluation.predictions import read_predictions
 from transferlab.evaluation.schema import RunMetrics
-from transferlab.tracking.rundir import read_run
+from transferlab.tracking.rundir import describe_status, read_run
 
 # The reference lab's reported numbers, per evaluated method: (what it ran, {metric: value}).
 REFERENCE = {
@@ -24,6 +25,17 @@ class RunRecord:
     metrics: RunMetrics | None  # None while (or because) metrics.json was never written
     status: dict
     scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # predictions and figures, read once
+
+    def rows(self, method: str, split: str = "test") -> list[dict]:
+        """This run's ``predictions/<method>.jsonl`` rows of ``split`` (``[]`` without a file)."""
+        if ("rows", method) not in self.cache:
+            self.cache[("rows", method)] = read_predictions(self.path, method)
+        return [r for r in self.cache[("rows", method)] if r.get("split") == split]
+
+    @property
+    def seed(self):
+        return self.config.get("seed")
 
     @property
     def name(self) -> str:
@@ -37,6 +49,7 @@ class RunRecord:
     def state(self) -> str:
         """The status to show: a run that says completed but has no metrics is not passed off as a result."""
         status = self.status.get("status", "unknown")
+        status = describe_status(self.status) if status == "running" else status  # alive, or gone without a word
         return f"{status} (no metrics.json)" if self.metrics is None and status == "completed" else status
 
     @property

@@ -1,22 +1,26 @@
-"""The report's tables: results per run and method, several seeds summarised, stages, best and worst classes."""
+"""The report's tables: runs (the model described once), results with intervals, seeds, comparisons, the
+lab, calibration, stages, best and worst classes."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import statistics
 from typing import Sequence
 
 from transferlab.reporting.runs import REFERENCE, RunRecord
+from transferlab.reporting.uncertainty import calibration, figures, interval, lab_figure, lab_relation
 
 STANDINS = {"standin": "offline stand-in: EfficientNet-Lite0 (ImageNet) image tower + all-MiniLM-L6-v2 text tower"}
-RESULT_HEADERS = ["experiment", "run", "method", "model used", "classes / test examples", "val acc", "test acc",
-                  "test F1 (macro)", "test top-5", "reference lab (its model)", "trainable params", "wall time (s)",
-                  "status"]
-SEED_HEADERS = ["experiment", "method", "model used", "classes", "seeds", "val acc (mean ± sd)",
-                "test acc (mean ± sd)", "test acc per seed", "reference lab"]
+RUN_HEADERS = ["experiment", "run", "model used", "classes / test examples", "trainable params", "wall time (s)",
+               "status"]
+RESULT_HEADERS = ["experiment", "run", "method", "val acc", "test acc [95% CI]", "test F1 (macro) [95% CI]",
+                  "test top-5 [95% CI]", "lab test acc", "ours vs lab"]
+SEED_HEADERS = ["experiment", "method", "classes", "seeds", "val acc (mean ± sd)", "test acc (mean ± sd)",
+                "test acc [95% CI, seeds and test]", "test acc per seed", "lab test acc", "ours vs lab"]
+COMPARISON_HEADERS = ["comparison (A − B)", "seed", "test acc difference [95% CI]", "McNemar p", "Holm p",
+                      "n", "only A right / only B right", "verdict"]
+LAB_HEADERS = ["method", "ours: test acc [95% CI]", "lab: test acc (its model)", "ours vs lab"]
+CALIBRATION_HEADERS = ["experiment", "run", "method", "test ECE", "test Brier", "test NLL",
+                       "temperature-scaled: T, ECE, NLL", "computed from"]
 STAGE_HEADERS = ["stage", "status", "wall time (s)", "run directory", "error"]
-NOT_SETTINGS = ("seed", "run_name", "source", "environment", "resolved")
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -29,19 +33,35 @@ def fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
-def reference_text(method: str) -> str:
-    if method not in REFERENCE:
+def with_interval(value: float | None, found: Sequence[float] | None, digits: int = 4) -> str:
+    """``0.7683 [0.742, 0.793]``; the value alone where no interval could be computed."""
+    if value is None:
         return "–"
-    what, numbers = REFERENCE[method]
-    return f"{what}: " + ", ".join(f"{k.replace('/accuracy', ' acc').replace('/f1', ' F1')} {v}"
-                                   for k, v in numbers.items())
+    if not found:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{found[0]:.{digits - 1}f}, {found[1]:.{digits - 1}f}]"
 
 
-def data_size(record: RunRecord, test: dict) -> str:
+def signed(value: float, low: float, high: float) -> str:
+    return f"{value:+.4f} [{low:+.3f}, {high:+.3f}]"
+
+
+def p_text(p: float | None) -> str:
+    return "–" if p is None else f"{p:.2g}"
+
+
+def data_size(record: RunRecord) -> str:
     """``classes / test examples``, so a 20-class demo is never read against a 200-class figure unawares."""
     if record.metrics is None:
         return "–"
+    test = record.metrics.result.get("test", {})
     return f"{record.metrics.n_classes} / {fmt(test.get('n_examples'))}"
+
+
+def run_rows(records: Sequence[RunRecord]) -> list[list[str]]:
+    """One row per run: what it ran, on how much data, what it trained, how long, how it ended."""
+    return [[r.experiment, r.name, STANDINS.get(r.model, r.model), data_size(r), fmt(r.trainable_parameters),
+             fmt(r.status.get("elapsed_s"), 1), r.state] for r in records]
 
 
 def results_rows(records: Sequence[RunRecord]) -> list[list[str]]:
@@ -50,50 +70,80 @@ def results_rows(records: Sequence[RunRecord]) -> list[list[str]]:
     for r in records:
         evaluations = r.evaluations() or {r.experiment: {}}
         for i, (method, m) in enumerate(evaluations.items()):
-            val, test = m.get("validation", {}), m.get("test", {})
-            primary = r.metrics is not None and method == r.metrics.primary
+            f = figures(r, method) if r.metrics else None
+            found = interval(r, method) if f else None
             rows.append([r.experiment if i == 0 else "", r.name if i == 0 else "", method,
-                         STANDINS.get(r.model, r.model) if i == 0 else "", data_size(r, test),
-                         fmt(val.get("accuracy")), fmt(test.get("accuracy")), fmt(test.get("f1")),
-                         fmt(test.get("top5_accuracy")) if "top5_accuracy" in test else "–",
-                         reference_text(method), fmt(r.trainable_parameters) if primary else "–",
-                         fmt(r.status.get("elapsed_s"), 1) if i == 0 else "", r.state if i == 0 else ""])
+                         fmt(m.get("validation", {}).get("accuracy")),
+                         with_interval(f["accuracy"], found) if f else "not scored" if r.metrics else "–",
+                         with_interval(f["f1"], interval(r, method, "f1")) if f else "–",
+                         with_interval(f["top5_accuracy"], interval(r, method, "top5_accuracy"))
+                         if f and f.get("top5_accuracy") is not None else "–",
+                         fmt(lab_figure(method), 3),
+                         lab_relation(*(found or (None, None)), method) if f else "–"])
     return rows
 
 
-def settings_key(record: RunRecord) -> str:
-    """Runs that differ only in their seed (and names) share this key."""
-    settings = {k: v for k, v in record.config.items() if k not in NOT_SETTINGS}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def method_groups(records: Sequence[RunRecord]) -> list[dict]:
-    """One entry per (experiment, method, settings): the seeds' test and validation accuracies, mean and sd."""
-    groups: dict[tuple, dict] = {}
-    for r in records:
-        for method, m in r.evaluations().items():
-            key = (r.experiment, method, settings_key(r))
-            g = groups.setdefault(key, {"experiment": r.experiment, "method": method, "model": r.model,
-                                        "n_classes": r.metrics.n_classes, "seeds": [], "test": [], "validation": []})
-            if r.config.get("seed") in g["seeds"]:  # the same seed again (a rerun): one value per seed
-                continue
-            g["seeds"].append(r.config.get("seed"))
-            g["test"].append(m["test"]["accuracy"])
-            g["validation"].append(m["validation"]["accuracy"])
-    for g in groups.values():
-        g["n_seeds"] = len(g["test"])
-        g["test_mean"], g["val_mean"] = statistics.fmean(g["test"]), statistics.fmean(g["validation"])
-        g["test_sd"] = statistics.stdev(g["test"]) if g["n_seeds"] > 1 else 0.0
-        g["val_sd"] = statistics.stdev(g["validation"]) if g["n_seeds"] > 1 else 0.0
-    return list(groups.values())
-
-
 def seed_rows(groups: Sequence[dict]) -> list[list[str]]:
-    """Rows for the groups that rest on more than one seed: mean ± sd and each seed's value."""
-    return [[g["experiment"], g["method"], STANDINS.get(g["model"], g["model"]), str(g["n_classes"]),
-             f"{g['n_seeds']} ({', '.join(map(str, g['seeds']))})", f"{g['val_mean']:.4f} ± {g['val_sd']:.4f}",
-             f"{g['test_mean']:.4f} ± {g['test_sd']:.4f}", ", ".join(f"{v:.4f}" for v in g["test"]),
-             reference_text(g["method"])] for g in groups if g["n_seeds"] > 1]
+    """Rows for the groups that rest on more than one seed: mean ± sd, the interval for seeds and test
+    sampling together, and each seed's value."""
+    rows = []
+    for g in groups:
+        if g["n_seeds"] < 2:
+            continue
+        found = g["interval"]
+        rows.append([g["experiment"], g["label"], str(g["n_classes"]), f"{g['n_seeds']} ({', '.join(map(str, g['seeds']))})",
+                     f"{g['val_mean']:.4f} ± {g['val_sd']:.4f}", f"{g['test_mean']:.4f} ± {g['test_sd']:.4f}",
+                     with_interval(g["test_mean"], (found["low"], found["high"]) if found else None),
+                     ", ".join(f"{v:.4f}" for v in g["test"]), fmt(lab_figure(g["method"]), 3),
+                     lab_relation(found["low"], found["high"], g["method"]) if found else "–"])
+    return rows
+
+
+def verdict(row: dict) -> str:
+    if row["ci_low"] > 0:
+        return "A above B"
+    if row["ci_high"] < 0:
+        return "B above A"
+    return "no clear difference"
+
+
+def comparison_rows(found: Sequence[dict]) -> list[list[str]]:
+    return [[f"{r['a']} − {r['b']}", fmt(r["seed"]), signed(r["difference"], r["ci_low"], r["ci_high"]),
+             p_text(r["mcnemar_p"]), p_text(r.get("holm_p")), fmt(r["n"]),
+             f"{r['a_only']:,} / {r['b_only']:,}" if r["a_only"] is not None else "–", verdict(r)]
+            for r in found]
+
+
+def lab_rows(groups: Sequence[dict]) -> list[list[str]]:
+    rows = []
+    for g in groups:
+        lab = lab_figure(g["method"])
+        if lab is None:
+            continue
+        found = g["interval"]
+        rows.append([g["label"] + (f" ({g['n_seeds']} seeds)" if g["n_seeds"] > 1 else ""),
+                     with_interval(g["test_mean"], (found["low"], found["high"]) if found else None),
+                     f"{lab:.4f} ({REFERENCE[g['method']][0]})",
+                     lab_relation(found["low"], found["high"], g["method"]) if found else "–"])
+    return rows
+
+
+def calibration_rows(records: Sequence[RunRecord]) -> list[list[str]]:
+    """One row per method with probabilities; a run's methods grouped under its name (on its first row)."""
+    rows = []
+    for r in records:
+        first = True
+        for method in r.evaluations():
+            c = calibration(r, method)
+            if c is None:
+                continue
+            scaled = c.get("calibrated")
+            rows.append([r.experiment if first else "", r.name if first else "", method, fmt(c["ece"]),
+                         fmt(c["brier"]), fmt(c["nll"]),
+                         f"T={scaled['temperature']:.3f}, {scaled['ece']:.4f}, {scaled['nll']:.4f}" if scaled else "–",
+                         c["source"] + (f" ({c['unavailable']})" if c.get("unavailable") else "")])
+            first = False
+    return rows
 
 
 def stage_rows(stages: Sequence[dict]) -> list[list[str]]:
@@ -107,3 +157,4 @@ def per_class_rows(m: dict, k: int = 5) -> list[list[str]]:
     picked = ranked if len(ranked) <= 2 * k else ranked[:k] + ranked[-k:]
     return [[("best" if i < min(k, len(picked) // 2 or 1) else "worst"), name, fmt(v["recall"]), fmt(v["f1"]),
              fmt(v["support"])] for i, (name, v) in enumerate(picked)]
+
