@@ -38,6 +38,7 @@ def training_arguments(cfg: TrainingConfig, output_dir: str | Path, *, seed: int
         warmup_steps=int(cfg.warmup) if cfg.warmup >= 1 else cfg.warmup,
         lr_scheduler_type=cfg.lr_scheduler,
         max_grad_norm=cfg.max_grad_norm,
+        optim=cfg.optim,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         eval_strategy=strategy,
         save_strategy=strategy if checkpoints else "no",

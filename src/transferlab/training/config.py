@@ -24,6 +24,7 @@ class TrainingConfig:
                           "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
                           "warmup_stable_decay", "greedy"] = "linear"  # transformers.SchedulerType's values
     max_grad_norm: float = 1.0
+    optim: Literal["adamw_torch", "adamw_torch_fused"] = "adamw_torch"  # fine-tuning's AdamW (the CLIP run builds its own)
     group_by_length: bool = False  # batches of similar lengths (less padding), still shuffled
     eval_steps: int | None = None  # evaluate and checkpoint every N steps; default: every epoch
     save_total_limit: int = 2  # checkpoints kept (the best one is always kept in addition)
