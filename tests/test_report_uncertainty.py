@@ -100,7 +100,7 @@ def v1_runs(tmp_path_factory) -> dict[str, Path]:
 
 
 def cells(html: str) -> list[str]:
-    return [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td>(.*?)</td>", html, re.S)]
+    return [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", html, re.S)]
 
 
 def correct_of(run: Path, method: str) -> np.ndarray:
@@ -223,3 +223,42 @@ def test_schema_versions_read_and_refused():
     assert RunMetrics.from_dict({**record, "schema_version": 2}).schema_version == 2
     with pytest.raises(TransferlabError, match="schema_version 3"):
         RunMetrics.from_dict({**record, "schema_version": 3})
+
+
+def test_predictions_that_disagree_with_metrics_give_no_interval_and_say_so(v1_runs, tmp_path):
+    import shutil
+
+    from transferlab.reporting.runs import load_record
+    from transferlab.reporting.uncertainty import figures, missing_intervals
+
+    run = tmp_path / "features" / "edited"
+    shutil.copytree(v1_runs["features0"], run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["methods"]["features"]["test"]["accuracy"] = 0.99  # edited: the predictions say otherwise
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    record = load_record(run)
+    assert figures(record, "features")["intervals"] is None
+    assert missing_intervals([record]) == [
+        "No interval for features / edited / features: predictions/features.jsonl disagrees with metrics.json."]
+    assert figures(load_record(v1_runs["features0"]), "features")["intervals"]["accuracy"][0] > 0.6
+
+
+@pytest.mark.slow
+def test_a_run_with_calibrate_records_temperature_and_keeps_its_accuracy(tmp_path, tiny_distilbert, capsys):
+    args = ["features", "--output-dir", str(tmp_path), f"encoder.model={tiny_distilbert}", "data.limit=60",
+            "classifier.C_grid=[1.0]", "classifier.name=logreg", "run_name=cal", "evaluation.calibrate=true",
+            "evaluation.n_resamples=500"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "features" / "cal" / "metrics.json").read_text())
+    test = metrics["methods"]["features"]["test"]
+    assert metrics["schema_version"] == 2 and test["intervals"]["n_resamples"] == 500
+    assert f"test {test['accuracy']:.4f} [{test['intervals']['accuracy'][0]:.3f}, " in out  # the printed summary
+    assert test["calibrated"]["temperature"] > 0 and test["calibrated"]["fitted_on"] == "validation"
+    text = (tmp_path / "features" / "cal" / "predictions" / "features.jsonl").read_text()
+    rows = [json.loads(line) for line in text.split("\n") if line]  # not splitlines: texts hold \u2028
+    test_rows = [r for r in rows if r["split"] == "test"]
+    assert np.mean([r["label"] == r["prediction"] for r in test_rows]) == pytest.approx(test["accuracy"])
+    assert all(0 <= r["label_probability"] <= 1 for r in test_rows)
+    assert main(["features", "evaluation.confidence=1.5"]) == 2
+    assert "evaluation.confidence" in capsys.readouterr().err

@@ -4,7 +4,7 @@
   in ``N_BINS`` = 15 equal-width bins ``(i/15, (i+1)/15]`` (a confidence of 0 falls in the first bin):
   ``ECE = sum_b |B_b| / n * |accuracy(B_b) - mean confidence(B_b)|``.
 - Brier is the multi-class score: the mean over examples of ``sum_c (p_c - [y = c])^2`` (0 is perfect,
-  2 the worst); it needs the whole distribution.
+  2 the worst; for two classes it is twice the binary ``mean (p_1 - y)^2``); it needs the whole distribution.
 - NLL is ``-mean(log p_y)``, the probability of the true label clipped at :data:`EPS`.
 - Temperature scaling divides the log-probabilities by one ``T > 0`` fitted by minimising the NLL on
   validation (``scipy.optimize.minimize_scalar`` over ``log T``); a positive ``T`` keeps every
@@ -23,8 +23,8 @@ from transferlab.errors import TransferlabError
 
 N_BINS = 15
 EPS = 1e-15
-METHOD = (f"top-label ECE over {N_BINS} equal-width bins; multi-class Brier score; NLL of the true label "
-          f"(probabilities clipped at {EPS:g})")
+METHOD = (f"top-label ECE over {N_BINS} equal-width bins; multi-class Brier score (summed over classes, so twice "
+          f"the binary score for two classes); NLL of the true label (probabilities clipped at {EPS:g})")
 
 
 def bin_index(confidence: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:

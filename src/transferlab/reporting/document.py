@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .5em;
-text-align:left;vertical-align:top}th{background:#f3f3f3}td{overflow-wrap:anywhere}
+text-align:left;vertical-align:top}th{background:#f3f3f3}td{overflow-wrap:break-word}td.nowrap{white-space:nowrap}
 img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em;white-space:pre-wrap}
 figcaption{color:#555;font-size:.9em}
@@ -107,6 +107,14 @@ def figure(path: str | Path, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+NOWRAP = 32  # a table cell this short (a figure with its interval) is kept on one line
+
+
+def cell(value) -> str:
+    text = str(value)
+    return f'<td class="nowrap">{html.escape(text)}</td>' if len(text) <= NOWRAP else f"<td>{html.escape(text)}</td>"
+
+
 def to_html(blocks: list[tuple], title: str) -> str:
     body = []
     for kind, *args in blocks:
@@ -119,7 +127,7 @@ def to_html(blocks: list[tuple], title: str) -> str:
         elif kind == "table":
             headers, rows = args
             head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-            cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+            cells = "".join("<tr>" + "".join(cell(c) for c in row) + "</tr>" for row in rows)
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
         elif kind == "img":
             body.append(figure(*args))
