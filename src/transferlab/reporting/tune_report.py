@@ -48,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="preset name (offline [default], paper, base) or a YAML file")
     p.add_argument("--output-dir", default="logs", metavar="DIR", help="studies go to DIR/tune/<study>/")
     add_threads_argument(p)
+    p.add_argument("--no-final", action="store_true",
+                   help="run trials only: no best.yaml, final run or report (workers on other machines)")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by --jobs for its workers
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides for every trial")
 

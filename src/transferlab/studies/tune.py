@@ -282,7 +282,7 @@ def cache_override(plan: Plan) -> dict:
 
 def run_tune(args: argparse.Namespace) -> Outcome | None:
     """The command: plan, trials (here or in ``--jobs`` workers), then the best config and its test run.
-    A worker (``--worker I``) runs its trials only and returns ``None``."""
+    A worker (``--worker I``) or ``--no-final`` runs trials only and returns ``None``."""
     plan = plan_study(args)
     if args.worker is not None:
         optimize(plan, args.trials, args.timeout, args.worker)
@@ -294,6 +294,11 @@ def run_tune(args: argparse.Namespace) -> Outcome | None:
         study = open_study(plan)
     else:
         study = optimize(plan, args.trials, args.timeout)
+    if args.no_final:  # trials only (a worker machine): another command writes the result
+        done = [t.value for t in study.trials if t.value is not None]
+        print(f"study {plan.name}: {len(study.trials)} trials; best validation accuracy "
+              + (f"{max(done):.4f}" if done else "none yet"))
+        return None
     return finish(plan, study)
 
 
