@@ -7,7 +7,9 @@ training and evaluation alike. Images are decoded lazily, per batch (:func:`with
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,19 +145,32 @@ def read_imagefolder(path: Path) -> tuple[list[str], list, list]:
     return classes, rows(root), test
 
 
-def find_corrupt(paths: Sequence[str]) -> list[int]:
-    """Indices of files that cannot be decoded (checked up front, so an epoch never stops halfway). Each is
-    decoded in full: ``verify()`` reads the header only and passes a truncated JPEG."""
+_DECODED: dict[tuple[str, int, int], bool] = {}  # (path, size, mtime) -> readable, for this process's later runs
+
+
+def readable(path: str) -> bool:
+    """Whether the file decodes in full (``verify()`` reads the header only and passes a truncated JPEG);
+    remembered per path, size and modification time, so the cells of a study check each file once."""
     from PIL import Image
 
-    bad = []
-    for i, p in enumerate(paths):
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DECODED:
         try:
-            with Image.open(p) as im:
+            with Image.open(path) as im:
                 im.load()
+            _DECODED[key] = True
         except Exception:  # noqa: BLE001 - any decoder failure means "unreadable"
-            bad.append(i)
-    return bad
+            _DECODED[key] = False
+    return _DECODED[key]
+
+
+def find_corrupt(paths: Sequence[str]) -> list[int]:
+    """Indices of files that cannot be decoded (checked up front, so an epoch never stops halfway)."""
+    return [i for i, p in enumerate(paths) if not readable(p)]
 
 
 def drop_corrupt(rows: list, on_corrupt: str, split: str) -> tuple[list, int]:
@@ -302,9 +317,31 @@ def load_hub(hub_id: str, test_id: str | None, train_split: str, test_split: str
 
 
 def load_images(cfg, seed: int = 42) -> ImageData:
-    """The data a :class:`~transferlab.experiments.clip.config.DataConfig` names (default: the vendored demo)."""
+    """The data a :class:`~transferlab.experiments.clip.config.DataConfig` names (default: the vendored demo);
+    with ``cfg.shots``, its K-shot draw (:func:`with_shots`)."""
     if cfg.hub_id:
-        return load_hub(cfg.hub_id, cfg.hub_test_id, cfg.train_split, cfg.test_split, cfg.image_column,
+        data = load_hub(cfg.hub_id, cfg.hub_test_id, cfg.train_split, cfg.test_split, cfg.image_column,
                         cfg.label_column, cfg.val_per_class, seed, cfg.class_names_file)
-    return load_folder(cfg.path or DEMO_PATH, cfg.val_per_class, seed, cfg.on_corrupt,
-                       cfg.max_train_per_class, cfg.max_test_per_class, cfg.class_names_file)
+    else:
+        data = load_folder(cfg.path or DEMO_PATH, cfg.val_per_class, seed, cfg.on_corrupt,
+                           cfg.max_train_per_class, cfg.max_test_per_class, cfg.class_names_file)
+    if cfg.shots is None:
+        return data
+    return with_shots(data, cfg.shots, seed, nested=cfg.nested_shots,
+                      validation_shots=min(cfg.shots, cfg.shots_validation))
+
+
+def with_shots(data: ImageData, shots: int, seed: int, *, nested: bool = True,
+               validation_shots: int | None = None) -> ImageData:
+    """The data with train = ``shots`` images of every class and validation = ``validation_shots`` others of
+    every class, both drawn from the training source (``data.fewshot.fewshot_split``); test unchanged. The
+    rows index ``data.source``, so a cache of the source serves every K and seed."""
+    from transferlab.data.fewshot import fewshot_split
+
+    if data.source is None or "test" in data.rows:
+        raise TransferlabError("data.shots needs a test split apart from the training images (Tiny ImageNet's "
+                               "val/ folder, an imagefolder's test/ or a Hub test split)")
+    train, validation = fewshot_split(data.source["label"], shots, seed, nested=nested,
+                                      validation_shots=validation_shots)
+    return dataclasses.replace(data, train=data.source.select(train), validation=data.source.select(validation),
+                               rows={"train": train, "validation": validation})

@@ -56,11 +56,14 @@ def tower_blocks(positions: dict[str, int], layers: Sequence[int] | None) -> set
 
 
 def lora_targets(model: DualEncoder, target_modules: Sequence[str], towers: str,
-                 layers: Sequence[int] | None = None) -> list[str]:
-    """Full names of the modules LoRA will adapt; a one-line error listing what exists if none match."""
+                 layers: Sequence[int] | None | dict = None) -> list[str]:
+    """Full names of the modules LoRA will adapt; a one-line error listing what exists if none match.
+    ``layers``: block indices of every tower (None: all), or ``{tower: indices or None}`` per tower."""
     prefixes = tower_prefixes(model, towers)
     positions = {p: tower_positions(model, p) for p in prefixes}
-    blocks = {p: tower_blocks(positions[p], layers) for p in prefixes}
+    by_prefix = ({model.towers[t]: v for t, v in layers.items()} if isinstance(layers, dict)
+                 else {p: layers for p in prefixes})
+    blocks = {p: tower_blocks(positions[p], by_prefix.get(p)) for p in prefixes}
     found = [name for name, module in model.named_modules()
              if name.rsplit(".", 1)[-1] in target_modules and isinstance(module, ADAPTABLE)
              and any(name.startswith(p + ".") and (blocks[p] is None or positions[p][name] in blocks[p])
@@ -68,7 +71,7 @@ def lora_targets(model: DualEncoder, target_modules: Sequence[str], towers: str,
     if not found:
         existing = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
                            if in_towers(name, prefixes) and isinstance(module, ADAPTABLE)})
-        where = f" in blocks {list(layers)}" if layers is not None else ""
+        where = f" in blocks {layers if isinstance(layers, dict) else list(layers)}" if layers is not None else ""
         raise TransferlabError(f"lora.target_modules {list(target_modules)} match no layer{where} of the {towers} "
                                f"tower(s) of this model; its layers are named: {', '.join(existing)}")
     return found

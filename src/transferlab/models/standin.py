@@ -197,11 +197,32 @@ class StandInDualEncoder(DualEncoder):
         return model
 
 
+_BUILT: dict[tuple, StandInDualEncoder] = {}  # this process's stand-ins by their settings (a study's cells)
+
+
 def build_standin(text_model: str, templates: Sequence[str], image_size: int = 128, temperature: float = 0.1,
                   exclude_ids: Sequence[str] = (), exclude_names: Sequence[str] = (),
                   image_tower: nn.Module | None = None) -> StandInDualEncoder:
     """Fit the text->image map on the ImageNet-1k classes minus the evaluated ones (by WordNet id, by
-    name) and minus all of Tiny ImageNet's, so that zero-shot stays zero-shot."""
+    name) and minus all of Tiny ImageNet's, so that zero-shot stays zero-shot. With the pretrained image
+    tower, a fresh copy of the one built earlier in this process with the same settings (the map is
+    fitted once per study; each run adapts its own copy)."""
+    import copy
+
+    if image_tower is not None:
+        return fit_standin(text_model, templates, image_size, temperature, exclude_ids, exclude_names, image_tower)
+    key = (text_model, tuple(templates), image_size, temperature, tuple(exclude_ids), tuple(exclude_names))
+    if key not in _BUILT:
+        while len(_BUILT) >= 2:  # the two recipes of a study
+            _BUILT.pop(next(iter(_BUILT)))
+        _BUILT[key] = fit_standin(text_model, templates, image_size, temperature, exclude_ids, exclude_names)
+    return copy.deepcopy(_BUILT[key])
+
+
+def fit_standin(text_model: str, templates: Sequence[str], image_size: int, temperature: float,
+                exclude_ids: Sequence[str], exclude_names: Sequence[str],
+                image_tower: nn.Module | None = None) -> StandInDualEncoder:
+    """The stand-in built now (see :func:`build_standin`)."""
     from transformers import AutoModel, AutoTokenizer
 
     from transferlab.data.images import imagenet_classes

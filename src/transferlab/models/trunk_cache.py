@@ -10,6 +10,7 @@ both); ``head_embeddings`` finishes cached trunk outputs into image embeddings w
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -41,9 +42,39 @@ def flip_crop(images: list, rng: np.random.Generator) -> list:
     return crop(flip(images, rng), rng)
 
 
+def resized_crop_box(width: int, height: int, rng: np.random.Generator, scale=(0.08, 1.0),
+                     ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """torchvision's ``RandomResizedCrop`` box: a random area fraction in ``scale`` and aspect ratio in
+    ``ratio`` (log-uniform), ten tries, else the centred largest square."""
+    for _ in range(10):
+        area = width * height * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w, h = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+            return x, y, x + w, y + h
+    side = min(width, height)
+    x, y = (width - side) // 2, (height - side) // 2
+    return x, y, x + side, y + side
+
+
+def resized_crop_flip(images: list, rng: np.random.Generator) -> list:
+    """CLIP-LoRA's training view: a random resized crop (8-100 % of the area, back to the image's size)
+    and a horizontal flip with probability 1/2."""
+    from PIL import Image
+
+    out = []
+    for im in images:
+        im = im.resize(im.size, Image.BICUBIC, box=resized_crop_box(*im.size, rng))
+        out.append(im.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else im)
+    return out
+
+
 VIEWS: dict[str, Callable[[list, np.random.Generator], list]] = {"flip": flip, "crop": crop,
-                                                                  "flip_crop": flip_crop}
-RANDOM_VIEWS = {"crop", "flip_crop"}  # views drawn from the seed (a flip is the same image whatever the seed)
+                                                                  "flip_crop": flip_crop,
+                                                                  "resized_crop_flip": resized_crop_flip}
+RANDOM_VIEWS = {"crop", "flip_crop", "resized_crop_flip"}  # views drawn from the seed (a flip is the same image
+# whatever the seed)
 
 
 class TrunkEncoder:

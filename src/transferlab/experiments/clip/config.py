@@ -31,6 +31,12 @@ class DataConfig:
     max_test_per_class: int | None = None
     on_corrupt: Literal["skip", "fail"] = "skip"  # unreadable images: drop them with a count, or stop
     num_workers: int = 0  # DataLoader workers decoding images
+    # K-shot training (a label-budget study's cell): train on ``shots`` images of every class drawn from the
+    # training folder (or Hub train split), validate (choose settings) on min(shots, shots_validation) others of every class; the
+    # test split stays whole. null: all of the training folder, minus the val_per_class hold-out
+    shots: int | None = None
+    nested_shots: bool = True  # within a seed, the K = 2 draw holds the K = 1 draw (false: independent draws)
+    shots_validation: int = 4
 
 
 @dataclass
@@ -53,8 +59,16 @@ class ClipLoraSettings(AdapterSettings):
     target_modules: list[str] | None = field(default_factory=lambda: ["q_proj", "v_proj"])
     towers: Literal["vision", "text", "both"] = "both"
     layers: list[int] | None = None  # only these block indices of each tower, -1 = the last (null: all)
+    text_layers: list[int] | Literal["same", "all"] = "same"  # the text tower's blocks, when not ``layers``'
+
+    def layers_by_tower(self) -> list[int] | None | dict:
+        """``layers``, or per tower when ``text_layers`` differs (``lora_targets``' argument)."""
+        if self.text_layers == "same":
+            return self.layers
+        return {"vision": self.layers, "text": None if self.text_layers == "all" else self.text_layers}
     train_projection: bool = False  # stand-in: also train the text->image map and the logit scale
     save_merged: bool = False  # also write the merged model folder
+    method: str = "lora"  # the trained method's name in metrics.json: two recipes stay apart in a study
 
 
 @dataclass
@@ -67,7 +81,17 @@ class ObjectiveConfig:
     # adapters only in the image tower's last blocks, the frozen trunk's output before the first adapted block
     cache_text_trunk: bool = True  # the class prompts' hidden states below the first adapted text block, once
     train_views: list[str] = field(default_factory=list)  # cached augmented copies of each training image
-    # (flip, crop, flip_crop), trunk outputs only
+    # (flip, crop, flip_crop, resized_crop_flip), trunk outputs only; a view named twice is drawn twice
+    pixel_view: str | None = None  # training from pixels: each training image through this view at every
+    # access (e.g. resized_crop_flip: CLIP-LoRA's augmentation), drawn anew each time
+    view_seed: int | None = None  # the random views' seed (null: the run's seed); fixed: a study's seeds
+    # share one encoding of each view
+    steps_per_shot: int | None = None  # training steps = this x shots (CLIP-LoRA: 500 x K); full data: x the
+    # training images per class. Overrides training.epochs / max_steps
+    select_step: bool = True  # keep the best evaluated step on validation (false: the last step, a fixed recipe)
+
+
+BASELINE_METHODS = ("zero_shot", "zero_shot_single_template", "linear_probe", "tip_adapter", "tip_adapter_f")
 
 
 def clip_training() -> TrainingConfig:
@@ -83,6 +107,20 @@ class ProbeConfig:
 
 
 @dataclass
+class TipAdapterConfig:
+    """Tip-Adapter (training-free cache of the training features) and Tip-Adapter-F (its keys fine-tuned):
+    alpha (the cache's weight) and beta (its sharpness) chosen on the validation split from these grids."""
+
+    enabled: bool = True
+    alpha_grid: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
+    beta_grid: list[float] = field(default_factory=lambda: [0.5, 1.0, 3.0, 5.5, 7.0])
+    finetune: bool = True  # also Tip-Adapter-F
+    epochs: int = 20  # Tip-Adapter-F: AdamW over the training features, cosine schedule (the paper's 20 epochs)
+    learning_rate: float = 0.001
+    batch_size: int = 256
+
+
+@dataclass
 class ClipConfig:
     seed: int = 42
     run_name: str | None = None
@@ -93,6 +131,7 @@ class ClipConfig:
     training: TrainingConfig = field(default_factory=clip_training)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    tip_adapter: TipAdapterConfig = field(default_factory=TipAdapterConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     score_test: bool = True  # false: validation only (a search's trials); the search's final run scores test once
@@ -115,8 +154,32 @@ class ClipConfig:
                                        f"set it to false")
         from transferlab.models.trunk_cache import VIEWS
 
-        unknown = [v for v in self.objective.train_views if v not in VIEWS]
+        views = self.objective.train_views + ([self.objective.pixel_view] if self.objective.pixel_view else [])
+        unknown = [v for v in views if v not in VIEWS]
         if unknown:
             raise TransferlabError(f"objective.train_views: unknown view(s) {unknown}; choose among {sorted(VIEWS)}")
         if self.objective.projection_learning_rate is not None and self.objective.projection_learning_rate <= 0:
             raise TransferlabError("objective.projection_learning_rate must be positive (or null)")
+        self.validate_shots()
+
+    def validate_shots(self) -> None:
+        """The K-shot, Tip-Adapter and recipe settings."""
+        d = self.data
+        if d.shots is not None and d.shots < 1:
+            raise TransferlabError(f"data.shots must be at least 1 (images per class), or null for all; got {d.shots}")
+        if d.shots_validation < 1:
+            raise TransferlabError(f"data.shots_validation must be at least 1 (the K-shot validation picks the "
+                                   f"settings); got {d.shots_validation}")
+        if self.objective.steps_per_shot is not None and self.objective.steps_per_shot < 1:
+            raise TransferlabError(f"objective.steps_per_shot must be at least 1 (or null); "
+                                   f"got {self.objective.steps_per_shot}")
+        if not self.lora.method.isidentifier() or self.lora.method in BASELINE_METHODS:
+            raise TransferlabError(f"lora.method {self.lora.method!r} must be a name (letters, digits, _) other than "
+                                   f"the baselines' ({', '.join(BASELINE_METHODS)}): e.g. lora or clip_lora")
+        t = self.tip_adapter
+        if not t.alpha_grid or not t.beta_grid or min(t.alpha_grid) < 0 or min(t.beta_grid) <= 0:
+            raise TransferlabError("tip_adapter.alpha_grid (>= 0) and tip_adapter.beta_grid (> 0) must each hold at "
+                                   "least one value")
+        if t.epochs < 1 or t.learning_rate <= 0 or t.batch_size < 1:
+            raise TransferlabError("tip_adapter.epochs and tip_adapter.batch_size must be at least 1 and "
+                                   "tip_adapter.learning_rate positive")

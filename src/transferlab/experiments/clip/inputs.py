@@ -3,7 +3,7 @@ embeddings (computed once per run, and across runs from ``model.feature_cache`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -30,6 +30,7 @@ class Inputs:
     prompt_sets: list[list[str]]  # per template, one prompt per class
     device: torch.device
     precision: str  # resolved encoding precision (model.precision)
+    images_encoded: dict[str, int] = field(default_factory=dict)  # images through a tower in this run, by entry
 
 
 def prepare(config, experiment: str, resume: str | None = None) -> Inputs:
@@ -80,23 +81,31 @@ def split_fingerprint(dataset) -> str:
 
 
 def cached_split(folder: Path | None, key: dict, data: ImageData, name: str,
-                 compute: Callable[[object, str], np.ndarray]) -> np.ndarray:
+                 compute: Callable[[object, str], np.ndarray], encoded: dict | None = None) -> np.ndarray:
     """One split's rows of an array cached in ``folder`` (``compute(dataset, label)`` on a miss; no folder:
     computed for the split alone). Train and validation, one seeded hold-out of ``data.source``, are read
     from the source's entry, so runs with other seeds (other hold-outs) share one encoding of each image;
     the entry is made when train is asked for (most of the source), and a run that needs validation only
-    (``zeroshot``) uses it when it exists, else caches its split alone."""
+    (``zeroshot``) uses it when it exists, else caches its split alone. A K-shot draw (``data.shots``)
+    is rows of the source too. ``encoded`` counts the images actually computed, by label."""
     from transferlab.models.feature_cache import cached, entry_path
+
+    def counted(dataset, label: str) -> np.ndarray:
+        values = compute(dataset, label)
+        if encoded is not None:
+            tag = f"{label} {key.get('view') or ''}".strip()
+            encoded[tag] = encoded.get(tag, 0) + len(values)
+        return values
 
     source_key = None
     if folder is not None and data.source is not None and name in data.rows:
         source_key = {**key, "split": "holdout-source", "data": split_fingerprint(data.source)}
     if source_key and (name == "train" or entry_path(folder, source_key).is_file()):
-        values, _ = cached(folder, source_key, lambda: compute(data.source, "train+validation"))
+        values, _ = cached(folder, source_key, lambda: counted(data.source, "train+validation"))
         return np.asarray(values)[data.rows[name]]
     split = getattr(data, name)
     key = {**key, "split": name, "data": split_fingerprint(split) if folder else None}
-    return np.asarray(cached(folder, key, lambda: compute(split, name))[0])
+    return np.asarray(cached(folder, key, lambda: counted(split, name))[0])
 
 
 def encode_splits(inputs: Inputs, config, names: Sequence[str], use_cache: bool = True,
@@ -114,7 +123,7 @@ def encode_splits(inputs: Inputs, config, names: Sequence[str], use_cache: bool 
     for name in names:
         embeds = cached_split(folder, key, inputs.data, name, lambda split, label: image_embeddings(
             model, split, m.batch_size, config.data.num_workers, inputs.precision, desc=label,
-            progress=progress)[0].numpy())
+            progress=progress)[0].numpy(), inputs.images_encoded)
         out[name] = (torch.from_numpy(embeds), np.asarray(getattr(inputs.data, name)["label"]))
     return out
 

@@ -12,9 +12,11 @@ once; the adapter saved. The library pieces live in ``transferlab.models``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from transferlab.evaluation.metrics import split_accuracy
@@ -29,7 +31,10 @@ from transferlab.models.dual_encoder_lora import (formula_by_tower, lora_by_towe
                                                   projection_parameters, trunk_start, unfreeze)
 from transferlab.models.linear_probe import fit_linear_probe, probe_predictions
 from transferlab.models.prompt_classifier import EmbeddingDataset, PromptClassifier, param_groups, split_predictions
-from transferlab.models.zero_shot import zero_shot_predictions
+from transferlab.models.tip_adapter import cache_model, finetune_keys, search_alpha_beta, tip_logits
+from transferlab.models.trunk_cache import head_embeddings
+from transferlab.models.zero_shot import class_embeddings, predictions, zero_shot_predictions
+from transferlab.models.zero_shot import scores as zero_shot_scores
 from transferlab.tracking.tracker import configure_wandb_env, trainer_report_to
 from transferlab.training.arguments import training_arguments
 from transferlab.training.callbacks import KeepBest, early_stopping_record, run_callbacks, use_tensorboard_dir
@@ -42,18 +47,21 @@ EXPERIMENT = "lora"
 def run_lora(config, output_dir: str | Path = "logs", *, resume: str | None = None,
              progress: bool = True) -> Path | None:
     inputs = prepare(config, EXPERIMENT, resume)
-    targets = lora_targets(inputs.model, config.lora.target_modules, config.lora.towers, config.lora.layers)
+    targets = lora_targets(inputs.model, config.lora.target_modules, config.lora.towers,
+                           config.lora.layers_by_tower())
     plain_convolutions(inputs.model, targets)  # before the run exists: an unsupported target is an input error
     start = trunk_start(inputs.model, targets)
     source = training_source(config, start)
     projection = projection_parameters(inputs.model) if config.lora.train_projection else []
     precision = resolve_precision(config.training.precision, inputs.device,  # auto: the model's faster one
                                   cpu_auto=inputs.model.preferred_cpu_precision, key="training.precision")
-    with open_clip_run(EXPERIMENT, config, inputs, output_dir, training_precision=precision) as ctx:
+    method = config.lora.method
+    with open_clip_run(EXPERIMENT, config, inputs, output_dir, training_precision=precision,
+                       training_steps=training_steps(config, inputs)) as ctx:
         timings: dict[str, float] = {}
         encoded, trunks = timed(timings, "encode_images_s", image_inputs, inputs, config, splits_to_encode(config),
                                 source, start, use_cache=ctx.is_main, progress=progress)  # disk cache: one writer
-        methods, probe_search = baselines(inputs, encoded, config, timings) if ctx.is_main else ({}, None)
+        methods, searches = baselines(inputs, encoded, trunks, start, config, timings) if ctx.is_main else ({}, {})
         peft_model, parameters = add_adapters(inputs.model, config, targets, projection)
         classifier = PromptClassifier(inputs.model, inputs.prompt_sets, config.objective.loss,
                                       start if source == "trunk" else None,
@@ -61,19 +69,20 @@ def run_lora(config, output_dir: str | Path = "logs", *, resume: str | None = No
         cached = {"embeddings": encoded, "trunk": trunks}.get(source)
         trainer, keep = timed(timings, "train_s", train_adapters, classifier, cached, inputs, config, ctx.path,
                               precision, progress)
-        methods["lora"] = {s: score(classifier, s, cached, inputs, config) for s in evaluated_splits(config)}
-        report_process(ctx, methods["lora"], keep)
+        methods[method] = timed(timings, "score_s", lambda: {s: score(classifier, s, cached, inputs, config)
+                                                             for s in evaluated_splits(config)})
+        report_process(ctx, methods[method], keep)
         if ctx.is_main:
             save_adapter(ctx.path, peft_model, inputs.model, projection, config.lora.save_merged)
-            details = {"linear_probe": probe_search, "best_step": keep.best.step, "loss": config.objective.loss,
+            details = {**searches, "best_step": keep.best.step, "loss": config.objective.loss,
                        "best_validation_accuracy": keep.best.value, "global_step": trainer.state.global_step,
-                       "lora_targets": len(targets), "image_features_cached": cached is not None,
-                       "training_source": source, "early_stopping": early_stopping_record(trainer), "trunk_start_block": start if source == "trunk" else None,
+                       "early_stopping": early_stopping_record(trainer), "lora_targets": len(targets), "image_features_cached": cached is not None,
+                       "training_source": source, "trunk_start_block": start if source == "trunk" else None,
                        "train_views": list(config.objective.train_views) if source == "trunk" else [],
                        "training_rows": len(cached["train"][1]) if cached else len(inputs.data.train),
                        "lora_by_tower": parameters.pop("lora_by_tower"),
                        "lora_formula_by_tower": parameters.pop("lora_formula_by_tower"),
-                       "skipped_unreadable_images": inputs.data.skipped}
+                       "skipped_unreadable_images": inputs.data.skipped, **shots_record(config, inputs)}
             metrics = lora_metrics(ctx, config, inputs, methods, trainer.state.global_step, parameters, timings,
                                    details)
             ctx.save_metrics(metrics)
@@ -98,22 +107,100 @@ def splits_to_encode(config) -> list[str]:
     return (["train"] if needs_train else []) + list(evaluated_splits(config))
 
 
-def baselines(inputs: Inputs, encoded: dict, config, timings: dict) -> tuple[dict, dict | None]:
-    """``{method: {split: predictions}}`` of the zero-shot baseline and (if enabled) the linear probe, with
-    the probe's C search."""
+def baselines(inputs: Inputs, encoded: dict, trunks: dict | None, start: int | None, config,
+              timings: dict) -> tuple[dict, dict]:
+    """``({method: {split: predictions}}, {method: its selection record})`` of the zero-shot baseline and
+    (if enabled) the linear probe (its C search) and Tip-Adapter(-F) (alpha and beta), all chosen on
+    the validation split."""
     evaluated = {s: encoded[s] for s in evaluated_splits(config)}
-    methods = {"zero_shot": timed(timings, "zero_shot_s", zero_shot_predictions, inputs.model, inputs.prompt_sets,
-                                  evaluated, config.model.batch_size, inputs.precision)}
+    started = time.perf_counter()
+    class_embeds = class_embeddings(inputs.model, inputs.prompt_sets, config.model.batch_size, inputs.precision)
+    methods = {"zero_shot": {s: predictions(inputs.model, x, y, class_embeds) for s, (x, y) in evaluated.items()}}
+    timings["zero_shot_s"] = round(time.perf_counter() - started, 1)
     if len(inputs.prompt_sets) > 1:  # the ensemble's first template alone, for comparison
         methods["zero_shot_single_template"] = zero_shot_predictions(
             inputs.model, inputs.prompt_sets[:1], evaluated, config.model.batch_size, inputs.precision)
-    if not config.probe.enabled:
-        return methods, None
-    (tx, ty), (vx, vy) = encoded["train"], encoded["validation"]
-    probe, search = timed(timings, "linear_probe_s", fit_linear_probe, (tx.numpy(), ty), (vx.numpy(), vy),
-                          config.probe.c_grid, config.probe.max_iter, config.seed)
-    methods["linear_probe"] = {s: probe_predictions(probe, encoded[s][0].numpy(), encoded[s][1]) for s in evaluated}
-    return methods, search
+    searches = {}
+    if config.probe.enabled:
+        (tx, ty), (vx, vy) = encoded["train"], encoded["validation"]
+        probe, searches["linear_probe"] = timed(timings, "linear_probe_s", fit_linear_probe, (tx.numpy(), ty),
+                                                (vx.numpy(), vy), config.probe.c_grid, config.probe.max_iter,
+                                                config.seed)
+        methods["linear_probe"] = {s: probe_predictions(probe, encoded[s][0].numpy(), encoded[s][1])
+                                   for s in evaluated}
+    if config.tip_adapter.enabled:
+        queries = tip_queries(inputs, config, encoded, trunks, start)
+        tip, tip_searches = tip_adapter_methods(inputs.model, class_embeds, encoded, queries, config, timings)
+        methods.update(tip)
+        searches.update(tip_searches)
+    return methods, searches
+
+
+def tip_queries(inputs: Inputs, config, encoded: dict, trunks: dict | None, start: int | None) -> tuple:
+    """Tip-Adapter-F's training features: the base model's embeddings of the training images and, from
+    the trunk cache, of their augmented views (``objective.train_views``)."""
+    features, labels = encoded["train"]
+    if trunks is None or len(trunks["train"][1]) == len(labels):
+        return features, labels
+    views = head_embeddings(inputs.model, trunks["train"][0][len(labels):], start, config.model.batch_size,
+                            inputs.precision)
+    return torch.cat([features, views]), trunks["train"][1]
+
+
+def tip_adapter_methods(model, class_embeds: torch.Tensor, encoded: dict, queries: tuple, config,
+                        timings: dict) -> tuple[dict, dict]:
+    """Tip-Adapter (keys: the training images' features) and Tip-Adapter-F (keys fine-tuned on the training
+    features for ``tip_adapter.epochs``); alpha and beta searched on validation, before and after."""
+    t, n_classes = config.tip_adapter, class_embeds.shape[0]
+    started = time.perf_counter()
+    zero_shot = {s: torch.from_numpy(zero_shot_scores(model, x, class_embeds)) for s, (x, _) in encoded.items()}
+    keys, values = cache_model(encoded["train"][0], encoded["train"][1], n_classes)
+    (vx, vy) = encoded["validation"]
+    alpha, beta, record = search_alpha_beta(zero_shot["validation"], vx, vy, keys, values, t.alpha_grid, t.beta_grid)
+    methods = {"tip_adapter": tip_predictions(zero_shot, encoded, keys, values, alpha, beta)}
+    searches = {"tip_adapter": record}
+    timings["tip_adapter_s"] = round(time.perf_counter() - started, 1)
+    if t.finetune:
+        started = time.perf_counter()
+        query_zero_shot = torch.from_numpy(zero_shot_scores(model, queries[0], class_embeds))
+        tuned, losses = finetune_keys(keys, values, queries[0], query_zero_shot, queries[1], alpha, beta, t.epochs,
+                                      t.learning_rate, t.batch_size, config.seed)
+        alpha, beta, record = search_alpha_beta(zero_shot["validation"], vx, vy, tuned, values, t.alpha_grid,
+                                                t.beta_grid)
+        methods["tip_adapter_f"] = tip_predictions(zero_shot, encoded, tuned, values, alpha, beta)
+        searches["tip_adapter_f"] = {**record, "epochs": t.epochs, "training_rows": len(queries[1]),
+                                     "loss_per_epoch": losses}
+        timings["tip_adapter_f_s"] = round(time.perf_counter() - started, 1)
+    return methods, searches
+
+
+def tip_predictions(zero_shot: dict, encoded: dict, keys, values, alpha: float, beta: float) -> dict:
+    """``{split: (y_true, y_pred, scores)}`` of the blended logits on the evaluated splits."""
+    out = {}
+    with torch.no_grad():
+        for s in zero_shot:  # the evaluated splits (validation alone with score_test=false)
+            logits = tip_logits(zero_shot[s], encoded[s][0], keys, values, alpha, beta).numpy()
+            out[s] = (encoded[s][1], logits.argmax(1), logits)
+    return out
+
+
+def training_steps(config, inputs: Inputs) -> int | None:
+    """``objective.steps_per_shot`` x the images per class (``data.shots``, or the training split's per
+    class); ``None``: the training settings decide."""
+    if config.objective.steps_per_shot is None:
+        return None
+    shots = config.data.shots or max(1, len(inputs.data.train) // len(inputs.data.class_names))
+    return config.objective.steps_per_shot * shots
+
+
+def shots_record(config, inputs: Inputs) -> dict:
+    """What a label-budget study reads: the images per class trained on and chosen on, and the draw."""
+    d = config.data
+    return {"shots": d.shots, "nested_shots": d.nested_shots if d.shots else None,
+            "validation_per_class": len(inputs.data.validation) // len(inputs.data.class_names),
+            "selection": "validation split" + (f" (min(K, {d.shots_validation}) per class, drawn apart from the "
+                                               f"K-shot train draw)" if d.shots else ""),
+            "images_encoded": dict(inputs.images_encoded)}
 
 
 def add_adapters(model, config, targets: list[str], projection: list[str]):
@@ -154,8 +241,8 @@ def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: In
         key = "image_embeds" if classifier.image_start is None else "image_hidden"
         train_set, eval_set = (EmbeddingDataset(*cached[s], key=key) for s in ("train", "validation"))
     else:
-        train_set, eval_set = with_pixels(inputs.data.train, inputs.model.preprocess), inputs.data.validation
-    t = config.training
+        train_set, eval_set = with_pixels(inputs.data.train, pixel_preprocess(inputs, config)), inputs.data.validation
+    t = recipe_training(config, inputs)
     configure_wandb_env(config.tracking, run_dir)
     args = training_arguments(t, run_dir, seed=config.seed, device=inputs.device, precision=precision,
                               report_to=trainer_report_to(config.tracking), progress=progress,
@@ -173,6 +260,44 @@ def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: In
         trainer.evaluate()  # a max_steps run that stopped between evaluations
     keep.restore(classifier)
     return trainer, keep
+
+
+class ViewedPreprocess:
+    """The model's preprocessing after a seeded random view (``objective.pixel_view``), drawn anew at each
+    access; each data-loader worker draws from its own stream (seed, worker)."""
+
+    def __init__(self, preprocess, view: str, seed: int):
+        from transferlab.models.trunk_cache import VIEWS
+
+        self.preprocess, self.view, self.seed = preprocess, VIEWS[view], seed
+        self.rng, self.worker = None, None
+
+    def __call__(self, images: list) -> torch.Tensor:
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info else -1
+        if self.rng is None or worker != self.worker:
+            self.rng, self.worker = np.random.default_rng([self.seed, worker + 1]), worker
+        return self.preprocess(self.view(images, self.rng))
+
+
+def pixel_preprocess(inputs: Inputs, config):
+    """The model's preprocessing, after ``objective.pixel_view`` if set."""
+    view = config.objective.pixel_view
+    if not view:
+        return inputs.model.preprocess
+    seed = config.seed if config.objective.view_seed is None else config.objective.view_seed
+    return ViewedPreprocess(inputs.model.preprocess, view, seed)
+
+
+def recipe_training(config, inputs: Inputs):
+    """``training`` with the recipe's step count (``objective.steps_per_shot``) and, for a fixed recipe
+    (``objective.select_step: false``), one evaluation, after the last step (that state is kept)."""
+    t, steps = config.training, training_steps(config, inputs)
+    if steps is not None:
+        t = dataclasses.replace(t, max_steps=steps)
+    if not config.objective.select_step:
+        t = dataclasses.replace(t, eval_steps=10**9)  # the Trainer never reaches it: the final evaluation alone
+    return t
 
 
 def report_process(ctx: RunContext, lora: dict, keep: KeepBest) -> None:
@@ -204,8 +329,9 @@ def lora_metrics(ctx: RunContext, config, inputs: Inputs, methods: dict, step: i
                  timings: dict, details: dict) -> RunMetrics:
     data = inputs.data
     return RunMetrics(
-        experiment=EXPERIMENT, model=model_record(config, inputs, processes=ctx.num_processes), primary="lora",
-        methods=write_results(ctx.path, ctx.tracker, methods, data.class_names, primary="lora", step=step,
+        experiment=EXPERIMENT, model=model_record(config, inputs, processes=ctx.num_processes),
+        primary=config.lora.method,
+        methods=write_results(ctx.path, ctx.tracker, methods, data.class_names, primary=config.lora.method, step=step,
                               top_k=(1, 5), examples=image_paths(data), evaluation=config.evaluation),
         n_classes=len(data.class_names), parameters=parameters, timings=timings, details=details,
         n_examples={"train": len(data.train), **{s: len(getattr(data, s)) for s in SPLITS}})

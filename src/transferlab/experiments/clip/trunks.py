@@ -38,24 +38,26 @@ def image_inputs(inputs: Inputs, config, names: list[str], source: str, start: i
     embeddings = {name: (head_embeddings(inputs.model, hidden, start, config.model.batch_size, inputs.precision),
                          labels) for name, (hidden, labels) in trunks.items()}
     if "train" in trunks:
-        views = [trunks["train"]] + [split_trunk(inputs, config, "train", start, view, use_cache, progress)
-                                     for view in config.objective.train_views]
+        views = [trunks["train"]] + [split_trunk(inputs, config, "train", start, view, use_cache, progress, i)
+                                     for i, view in enumerate(config.objective.train_views)]
         trunks["train"] = (torch.cat([h for h, _ in views]), np.concatenate([y for _, y in views]))
     return embeddings, trunks
 
 
 def split_trunk(inputs: Inputs, config, name: str, start: int, view: str | None, use_cache: bool,
-                progress: bool) -> tuple[torch.Tensor, np.ndarray]:
-    """One split's trunk outputs (of one view), from ``model.feature_cache`` when set."""
+                progress: bool, index: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """One split's trunk outputs (of one view, the ``index``-th of ``objective.train_views``: a random view
+    named twice is drawn twice), from ``model.feature_cache`` when set."""
     from transferlab.models.feature_cache import weights_fingerprint
 
     m, model = config.model, inputs.model
     folder = Path(m.feature_cache).expanduser() if m.feature_cache and use_cache else None
     weights = weights_fingerprint(model.get_submodule(model.towers["vision"])) if folder else None  # the trunk's
-    seed = config.seed + (1 + list(config.objective.train_views).index(view) if view else 0)
+    base = config.seed if config.objective.view_seed is None else config.objective.view_seed
+    seed = base + (1 + index if view else 0)
     key = {"kind": "image-trunk", "model": m.name, "weights": weights, "image_size": m.image_size, "start": start,
            "view": view, "seed": seed if view in RANDOM_VIEWS else None, "precision": inputs.precision}
     hidden = cached_split(folder, key, inputs.data, name, lambda split, label: trunk_outputs(
         model, split, start, view, seed, m.batch_size, config.data.num_workers, inputs.precision,
-        desc=f"{label} {view or ''}".strip(), progress=progress)[0].numpy())
+        desc=f"{label} {view or ''}".strip(), progress=progress)[0].numpy(), inputs.images_encoded)
     return torch.from_numpy(hidden), np.asarray(getattr(inputs.data, name)["label"])
