@@ -169,15 +169,17 @@ def two_way_replicates(groups: Sequence[np.ndarray], n_resamples: int, seed: int
     out = np.empty((len(groups), n_resamples))
     for start in range(0, n_resamples, BATCH):
         size = min(BATCH, n_resamples - start)
-        per_example = []
+        weights = []
         for correct in groups:
             k = correct.shape[0]
-            drawn = rng.integers(0, k, size=(size, k))                     # seeds, with replacement
-            weights = (drawn[:, :, None] == np.arange(k)).sum(axis=1) / k  # how often each seed was drawn
-            per_example.append(weights @ correct)                         # mean over the drawn seeds
-        examples = rng.integers(0, n, size=(size, n))                    # examples, with replacement
-        for g, values in enumerate(per_example):
-            out[g, start:start + size] = np.take_along_axis(values, examples, axis=1).mean(axis=1)
+            drawn = rng.integers(0, k, size=(size, k))                        # seeds, with replacement
+            weights.append((drawn[:, :, None] == np.arange(k)).sum(axis=1) / k)  # each seed's share
+        examples = rng.integers(0, n, size=(size, n))                       # examples, with replacement
+        offset = (np.arange(size)[:, None] * n + examples).ravel()
+        counts = np.bincount(offset, minlength=size * n).reshape(size, n) / n  # each example's share
+        for g, correct in enumerate(groups):
+            accuracy = counts @ correct.T                                    # every seed on the drawn examples
+            out[g, start:start + size] = (weights[g] * accuracy).sum(axis=1)  # the drawn seeds' mean
     return out
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from transferlab.evaluation.predictions import read_predictions
 from transferlab.reporting.runs import RunRecord
 
 THUMBNAIL = 64
 
 
 def test_rows(record: RunRecord, method: str) -> list[dict]:
-    return [r for r in read_predictions(record.path, method) if r["split"] == "test"]
+    return record.rows(method, "test")
 
 
 def is_image(example) -> bool:
