@@ -34,7 +34,10 @@ from transferlab.experiments.registry import EXPERIMENTS
 from transferlab.tracking.rundir import (COMPLETED, FAILED, RUNNING, Heartbeat, Run, describe_status, is_dead,
                                         read_json, write_json)
 
-STAGES = ("features", "finetune", "zeroshot", "lora")
+STAGES = ("features", "finetune", "setfit", "zeroshot", "lora")
+# What `transferlab run` runs unless --stages says otherwise: SetFit is a few-shot method (its pairs grow with
+# the training set), so it runs when asked for, e.g. in a label-budget study (--shots).
+DEFAULT_STAGES = ("features", "finetune", "zeroshot", "lora")
 STATE = "pipeline.json"
 LOCK = "pipeline.lock"
 # Settings naming a file or folder, per config section: recorded resolved against the directory they were given in.
@@ -52,7 +55,7 @@ def add_parser(sub) -> None:
     p.add_argument("--output-dir", default="logs", metavar="DIR", help="runs go to DIR/run/<name>/ (default: logs)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a `transferlab run` directory "
                    "from its first unfinished stage (new overrides may only touch unfinished stages)")
-    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    p.add_argument("--stages", default=",".join(DEFAULT_STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     add_threads_argument(p)
     add_seeds_argument(p, "run every stage once per seed (into <stage>/seed<N>/); the report gives mean ± sd")
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
@@ -215,7 +218,7 @@ def run_pipeline(spec: str | None, output_dir: str | Path, pairs: list[str], res
             run, state, configs = reopen(Path(resume), pairs)
             take_over(run, state)
         else:
-            run, state, configs = start(spec, output_dir, pairs, stages or list(STAGES), seeds)
+            run, state, configs = start(spec, output_dir, pairs, stages or list(DEFAULT_STAGES), seeds)
             write_json(run.path / STATE, state)
             stack.enter_context(locked(run.path))
         write_json(run.path / STATE, state)

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
 
+from transferlab.data.fewshot import fewshot_split
 from transferlab.data.hub import offline_unless_reachable
 from transferlab.data.rotten_tomatoes import LABEL_NAMES as RT_LABELS
 from transferlab.data.rotten_tomatoes import load_rotten_tomatoes
@@ -43,12 +45,22 @@ class TextDataConfig:
     empty_texts: Literal["drop", "error"] = "drop"
     validation_fraction: float = 0.1  # held out of train, stratified, when a source has no validation split
     seed: int = 0
+    # Label budget (data/fewshot.py): train on `shots` examples of every class drawn from the train split
+    # (seeded by the run's seed), choose settings on `min(shots, shots_validation)` per class drawn apart from
+    # them out of the same train pool; the validation split is then unused, test stays whole. null: all data.
+    shots: int | None = None
+    nested_shots: bool = True  # within a seed the K-shot draw holds the smaller draws; false: independent draws
+    shots_validation: int = 4
 
     def __post_init__(self) -> None:  # checked wherever the settings come from, before any run starts
         if not 0 < self.validation_fraction < 1:
             raise TransferlabError(f"data.validation_fraction must be a fraction in (0, 1); got {self.validation_fraction}")
         if self.limit is not None and self.limit < 1:
             raise TransferlabError(f"data.limit must be at least 1 (or null for all examples); got {self.limit}")
+        if self.shots is not None and self.shots < 1:
+            raise TransferlabError(f"data.shots must be at least 1 example per class (or null for all); got {self.shots}")
+        if self.shots_validation < 1:
+            raise TransferlabError(f"data.shots_validation must be at least 1; got {self.shots_validation}")
 
 
 @dataclass
@@ -56,18 +68,24 @@ class TextData:
     splits: DatasetDict
     label_names: list[str]
     notes: list[str] = field(default_factory=list)  # what loading changed, e.g. dropped empty texts
+    # With data.shots: the whole train split the draws come from, and each drawn split's rows in it
+    pool: Dataset | None = None
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
+    fewshot: dict | None = None  # shots, nested, validation_shots, seed, pool size: recorded in metrics.json
 
     def fingerprint(self, split: str) -> str:
-        """A content hash of one split's texts and labels (stable across processes)."""
+        """A content hash of one split's texts and labels (stable across processes); ``pool``: the train pool."""
         h = hashlib.sha256()
-        ds = self.splits[split]
+        ds = self.pool if split == "pool" else self.splits[split]
         for text, label in zip(ds["text"], ds["label"]):
             h.update(text.encode("utf-8", "surrogatepass"))
             h.update(b"\x00%d\x01" % label)
         return h.hexdigest()[:16]
 
 
-def load_text_data(cfg: TextDataConfig) -> TextData:
+def load_text_data(cfg: TextDataConfig, seed: int | None = None) -> TextData:
+    """The three splits; with ``cfg.shots``, train and validation are K-shot draws out of train seeded by
+    ``seed`` (the run's seed; default ``cfg.seed``), and test is the whole test split."""
     if cfg.source == "rotten_tomatoes":
         raw, names = load_rotten_tomatoes(cfg.path), list(RT_LABELS)
     elif cfg.source == "hub":
@@ -91,7 +109,30 @@ def load_text_data(cfg: TextDataConfig) -> TextData:
             raise TransferlabError(
                 f"the {split} split holds one class only ({names[classes[0]] if classes else 'none'}): "
                 f"a classifier needs examples of at least two classes; check label_column or the data files")
-    return TextData(raw, list(names), notes)
+    data = TextData(raw, list(names), notes)
+    return draw_shots(data, cfg, cfg.seed if seed is None else seed) if cfg.shots else data
+
+
+def draw_shots(data: TextData, cfg: TextDataConfig, seed: int) -> TextData:
+    """Train on ``cfg.shots`` per class of the train split, validate on a disjoint draw of
+    ``min(shots, shots_validation)`` per class from the same pool; the validation split is not used."""
+    pool = data.splits["train"]
+    validation_shots = min(cfg.shots, cfg.shots_validation)
+    try:
+        train, validation = fewshot_split(pool["label"], cfg.shots, seed, nested=cfg.nested_shots,
+                                          validation_shots=validation_shots)
+    except TransferlabError as exc:
+        raise TransferlabError(f"data.shots: {exc}") from None
+    splits = DatasetDict({"train": pool.select(train), "validation": pool.select(validation),
+                          "test": data.splits["test"]})
+    fewshot = {"shots": cfg.shots, "nested": cfg.nested_shots, "validation_shots": validation_shots, "seed": seed,
+               "pool": len(pool), "pool_per_class": int(np.bincount(pool["label"]).min()),
+               "validation_from": "train pool (the validation split is unused)"}
+    note = (f"label budget: {cfg.shots} training and {validation_shots} validation examples per class, drawn "
+            f"(seed {seed}, {'nested' if cfg.nested_shots else 'independent'}) from the {len(pool)} train examples; "
+            f"test whole")
+    return TextData(splits, data.label_names, data.notes + [note], pool=pool,
+                    rows={"train": train, "validation": validation}, fewshot=fewshot)
 
 
 def load_hub(name: str) -> DatasetDict:

@@ -6,10 +6,12 @@ on validation, score validation and test once, write everything into the run dir
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -37,6 +39,8 @@ class FeaturesConfig:
     data: TextDataConfig = field(default_factory=TextDataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    # more classifiers fitted on the same vectors with the same C search, as methods features_<name>
+    also_classifiers: list[Literal["svc", "linear_svc", "logreg"]] = field(default_factory=list)
     cache: bool = True
     cache_dir: str | None = None  # default: <output_dir>/cache/features
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -47,6 +51,9 @@ class FeaturesConfig:
     def validate(self) -> None:
         self.encoder.validate()
         self.classifier.validate()
+        if self.classifier.name in self.also_classifiers or len(set(self.also_classifiers)) < len(self.also_classifiers):
+            raise TransferlabError(f"also_classifiers={self.also_classifiers} repeats a classifier (the primary is "
+                                   f"classifier.name={self.classifier.name}): list each other classifier once")
 
 
 def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", *, resume: str | None = None,
@@ -55,7 +62,7 @@ def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", *, resume
         raise TransferlabError("features runs do not resume (they are cheap to rerun, and encoded vectors are "
                                "cached): run the command again without --resume")
     set_seed(cfg.seed)
-    data = load_text_data(cfg.data)
+    data = load_text_data(cfg.data, seed=cfg.seed)
     data.notes = checked_notes(data)  # the loader's notes and the checks across splits, printed
     device = resolve_device(cfg.encoder.device, "encoder.device")
     precision = resolve_precision(cfg.encoder.precision, device, cpu_auto="bf16", key="encoder.precision")
@@ -68,51 +75,80 @@ def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", *, resume
         cache_dir = (cfg.cache_dir or Path(output_dir) / "cache" / "features") if cfg.cache else None
         vectors, timings = embed_splits(cfg, data, tokenizer, model, precision, cache_dir, progress)
         labels = {split: np.asarray(data.splits[split]["label"]) for split in vectors}
-        start = time.perf_counter()
-        clf, selection = select_classifier(cfg.classifier, vectors["train"], labels["train"],
-                                           vectors["validation"], labels["validation"], cfg.seed)
-        timings["classifier_s"] = round(time.perf_counter() - start, 3)
-        print(f"classifier {cfg.classifier.name}: C={selection['chosen_C']} "
-              f"(validation accuracy by C: {dict(zip(selection['grid_C'], selection['validation_accuracy']))})")
+        fitted = fit_classifiers(cfg, vectors, labels, timings)
+        clf, selection = fitted[EXPERIMENT]
         if not ctx.is_main:
             return None
         for i, (C, acc) in enumerate(zip(selection["grid_C"], selection["validation_accuracy"])):
             ctx.tracker.log_metrics({"selection/validation_accuracy": acc, "selection/C": C}, step=i)
-        predictions = {split: (labels[split], clf.predict(vectors[split]), predict_proba(clf, vectors[split]))
-                       for split in (("validation", "test") if cfg.score_test else ("validation",))}
+        splits = ("validation", "test") if cfg.score_test else ("validation",)
+        predictions = {method: {split: (labels[split], pipe.predict(vectors[split]), predict_proba(pipe, vectors[split]))
+                                for split in splits} for method, (pipe, _) in fitted.items()}
         save_classifier({"pipeline": clf, "label_names": data.label_names, "encoder": to_dict(cfg.encoder),
                          "precision": precision}, ctx.path / CLASSIFIER_FILE)
         metrics = RunMetrics(
             experiment=EXPERIMENT, primary=EXPERIMENT,
             model={"name": cfg.encoder.model, "pooling": cfg.encoder.pooling, "dim": int(vectors["train"].shape[1]),
                    "precision": precision, "classifier": cfg.classifier.name},
-            methods=write_results(ctx.path, ctx.tracker, {EXPERIMENT: predictions}, data.label_names,
-                                  primary=EXPERIMENT, examples={s: data.splits[s]["text"] for s in predictions},
+            methods=write_results(ctx.path, ctx.tracker, predictions, data.label_names,
+                                  primary=EXPERIMENT, examples={s: data.splits[s]["text"] for s in splits},
                                   evaluation=cfg.evaluation),
             n_classes=len(data.label_names), n_examples={s: len(data.splits[s]) for s in data.splits},
             parameters={"total": count_parameters(model)["total"], "trainable": 0}, timings=timings,
-            details={"selection": selection}, notes=data.notes)
+            details=features_details(fitted, data), notes=data.notes)
         ctx.save_metrics(metrics)
-        print("accuracy (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in predictions))
+        print("accuracy (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in splits))
     return ctx.path
 
 
+def fit_classifiers(cfg: FeaturesConfig, vectors: dict, labels: dict, timings: dict) -> dict[str, tuple]:
+    """``{method: (fitted pipeline, selection)}``: ``features`` (classifier.name), then ``features_<name>`` for
+    each of ``also_classifiers``, each with its C chosen on the validation split (the K-shot draw's own one)."""
+    fitted = {}
+    for name in [cfg.classifier.name, *cfg.also_classifiers]:
+        method = EXPERIMENT if name == cfg.classifier.name else f"{EXPERIMENT}_{name}"
+        start = time.perf_counter()
+        fitted[method] = select_classifier(dataclasses.replace(cfg.classifier, name=name), vectors["train"],
+                                           labels["train"], vectors["validation"], labels["validation"], cfg.seed)
+        timings["classifier_s" if method == EXPERIMENT else f"classifier_{name}_s"] = round(time.perf_counter() - start, 3)
+        selection = fitted[method][1]
+        print(f"classifier {name}: C={selection['chosen_C']} "
+              f"(validation accuracy by C: {dict(zip(selection['grid_C'], selection['validation_accuracy']))})")
+    return fitted
+
+
+def features_details(fitted: dict, data) -> dict:
+    details = {"selection": fitted[EXPERIMENT][1]}
+    details.update({f"selection_{method}": selection for method, (_, selection) in fitted.items() if method != EXPERIMENT})
+    if data.fewshot:
+        details["fewshot"] = data.fewshot
+    return details
+
+
 def embed_splits(cfg: FeaturesConfig, data, tokenizer, model, precision: str, cache_dir, progress: bool):
-    """``{split: vectors}`` for train, validation and test (from the cache when it holds them), and timings."""
+    """``{split: vectors}`` for train, validation and test (from the cache when it holds them), and timings.
+    With a label budget (``data.shots``) the whole train pool is encoded (cached under the same key as a
+    full-data run's train split) and the drawn rows are selected from it: a study encodes each text once."""
     weights = weights_fingerprint(model)
     vectors, timings = {}, {}
-    for split in ("train", "validation", "test"):
-        texts = data.splits[split]["text"]
+    sources = [("train", "pool"), ("test", "test")] if data.pool is not None else \
+        [(split, split) for split in ("train", "validation", "test")]
+    for split, source in sources:
+        texts = (data.pool if source == "pool" else data.splits[split])["text"]
         key = {"weights": weights, "model": cfg.encoder.model, "pooling": cfg.encoder.pooling,
                "max_length": cfg.encoder.max_length, "precision": precision,
-               "data": data.fingerprint(split), "split": split}
+               "data": data.fingerprint(source), "split": split}
         start = time.perf_counter()
         vectors[split], hit = cached(cache_dir, key, lambda: encode(
             texts, tokenizer, model, cfg.encoder.pooling, cfg.encoder.max_length,
             cfg.encoder.batch_size, precision, progress=progress), rows=len(texts))
         timings[f"encode_{split}_s"] = round(time.perf_counter() - start, 3)
-        print(f"{split}: {len(texts)} texts {'from cache' if hit else 'encoded'} "
-              f"in {timings[f'encode_{split}_s']:.1f}s")
+        timings[f"encoded_{split}_texts"] = 0 if hit else len(texts)
+        print(f"{split}{' pool' if source == 'pool' else ''}: {len(texts)} texts "
+              f"{'from cache' if hit else 'encoded'} in {timings[f'encode_{split}_s']:.1f}s")
+    if data.pool is not None:
+        pool = vectors.pop("train")
+        vectors.update(train=pool[data.rows["train"]], validation=pool[data.rows["validation"]])
     return vectors, timings
 
 

