@@ -262,3 +262,23 @@ def test_a_run_with_calibrate_records_temperature_and_keeps_its_accuracy(tmp_pat
     assert all(0 <= r["label_probability"] <= 1 for r in test_rows)
     assert main(["features", "evaluation.confidence=1.5"]) == 2
     assert "evaluation.confidence" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_killed_pipeline_stage_reads_as_dead_in_the_rebuilt_report(v1_runs, tmp_path):
+    import shutil
+    import socket
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    pipe = tmp_path / "pipe"
+    shutil.copytree(v1_runs["features0"], pipe / "features" / "seed0")
+    state = {"stages": [{"name": "features", "seed": 0, "status": "completed", "run_dir": "features/seed0"},
+                        {"name": "finetune", "seed": 0, "status": "running"}]}
+    (pipe / "pipeline.json").write_text(json.dumps(state))
+    (pipe / "status.json").write_text(json.dumps({"status": "running", "pid": gone.pid, "host": socket.gethostname(),
+                                                  "heartbeat": "2026-01-01T14:02:00+00:00"}))
+    assert main(["report", str(pipe), "--output", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert re.search(r"\| finetune \(seed 0\) \| running \(no heartbeat since \d\d:\d\d; process gone\) \|", md)

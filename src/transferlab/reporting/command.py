@@ -46,6 +46,16 @@ def checked_stage_dir(stage_dir: Path, pipe_dir: Path) -> Path:
     return stage_dir
 
 
+def live(stages: list[dict], pipe_dir: Path) -> list[dict]:
+    """A stage recorded as running in a pipeline whose process is gone reads as such (no heartbeat; process gone)."""
+    from transferlab.tracking.rundir import describe_status, is_dead, read_json
+
+    status = read_json(pipe_dir / "status.json", "status file") if (pipe_dir / "status.json").is_file() else {}
+    if not isinstance(status, dict) or not is_dead(status):
+        return stages
+    return [{**s, "status": describe_status(status)} if s["status"] == "running" else s for s in stages]
+
+
 def expand(paths: list[str]) -> tuple[list[Path], list[dict], list[str]]:
     """The run directories to report, with the stage table and notes of each `transferlab run` directory
     among them (from its pipeline.json, as the pipeline's own report shows them)."""
@@ -59,7 +69,7 @@ def expand(paths: list[str]) -> tuple[list[Path], list[dict], list[str]]:
             state = pipeline_state(p)
             runs += [checked_stage_dir(d, p) for d in stage_dirs(p, state)]
             more_stages, more_notes = pipeline_summary(p, state)
-            stages, notes = stages + more_stages, notes + more_notes
+            stages, notes = stages + live(more_stages, p), notes + more_notes
         else:
             runs.append(p)
     return runs, stages, notes
