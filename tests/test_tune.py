@@ -79,8 +79,9 @@ def test_search_writes_the_best_config_scores_test_once_and_a_rerun_continues(tm
     assert len(study.trials) == 4 and len([r for r in run_dirs(folder, "features") if r.name.startswith("trial-")]) == 4
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4  # no draw repeated
     assert (folder / "best.yaml").stat().st_mtime_ns == written  # --no-final: trials only
-    assert main(["tune", "features", "--trials", "0", "--output-dir", str(tmp_path), *FEATURES,
+    assert main(["tune", "features", "--trials", "0", "--compare", str(final), "--output-dir", str(tmp_path), *FEATURES,
                  f"cache_dir={cache}"]) == 0  # the result of all four trials; test scored once per best config
+    assert f"Against `{final}` on the same 60 test examples: difference" in (folder / "report.md").read_text()
     finals = [r for r in run_dirs(folder, "features") if r.name.startswith("final-")]
     assert [r.name for r in finals if r.name == f"final-trial-{study.best_trial.number:04d}"] and len(finals) <= 2
 

@@ -48,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="preset name (offline [default], paper, base) or a YAML file")
     p.add_argument("--output-dir", default="logs", metavar="DIR", help="studies go to DIR/tune/<study>/")
     add_threads_argument(p)
+    p.add_argument("--compare", default=None, metavar="RUN_DIR",
+                   help="a finished run of the same experiment (e.g. today's preset): the report gives the final "
+                        "run's paired difference to it on the same test examples (bootstrap interval, McNemar)")
     p.add_argument("--no-final", action="store_true",
                    help="run trials only: no best.yaml, final run or report (workers on other machines)")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by --jobs for its workers
@@ -56,11 +59,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> Path | None:
     from transferlab.studies.tune import run_tune
+    from transferlab.tracking.rundir import load_run
 
+    if args.compare:
+        load_run(args.compare)  # a finished run, or a one-line error before any trial
     outcome = run_tune(args)
     if outcome is None:  # a worker of --jobs: the command that started it reports
         return None
-    report = write_tune_report(outcome)
+    report = write_tune_report(outcome, Path(args.compare) if args.compare else None)
     print(f"best config: {outcome.best_config}\nreport: {report}")
     return outcome.plan.directory
 
@@ -88,6 +94,32 @@ def test_figure(run_dir: Path) -> dict:
     correct = np.array([r["label"] == r["prediction"] for r in rows], dtype=bool)
     out.update(interval=accuracy_interval(correct), confidence=0.95, how="bootstrap over the test predictions")
     return out
+
+
+def test_correct(run_dir: Path) -> dict[int, tuple[str, bool]]:
+    """``{example id: (label, correct)}`` of a run's primary method on test."""
+    from transferlab.evaluation.predictions import read_predictions
+    from transferlab.tracking.rundir import load_run
+
+    primary = load_run(run_dir)[1]["primary"]
+    return {r["id"]: (r["label"], r["label"] == r["prediction"])
+            for r in read_predictions(run_dir, primary) if r["split"] == "test"}
+
+
+def comparison(final: Path, other: Path) -> tuple:
+    """A report paragraph: the final run against ``other`` on the same test examples (paired)."""
+    from transferlab.errors import TransferlabError
+    from transferlab.evaluation.statistics import paired_comparison
+
+    a, b = test_correct(final), test_correct(other)
+    if a.keys() != b.keys() or any(a[i][0] != b[i][0] for i in a):
+        raise TransferlabError(f"--compare {other}: its test examples are not the final run's (other data or "
+                               f"limit): compare runs of the same test split")
+    ids = sorted(a)
+    c = paired_comparison([a[i][1] for i in ids], [b[i][1] for i in ids])
+    return ("p", f"Against `{other}` on the same {c['n']} test examples: difference {c['difference']:+.4f} "
+                 f"(95% paired bootstrap interval {c['ci_low']:+.4f} to {c['ci_high']:+.4f}); the final run alone "
+                 f"right on {c['a_only']}, the other alone on {c['b_only']}; McNemar exact p = {c['mcnemar_p']:.3g}.")
 
 
 def plots(study, folder: Path) -> list[tuple]:
@@ -146,8 +178,8 @@ def fmt_param(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def write_tune_report(outcome) -> Path:
-    """``report.md`` and its figures in the study's directory."""
+def write_tune_report(outcome, compare: Path | None = None) -> Path:
+    """``report.md`` and its figures in the study's directory (with the paired comparison to ``compare``)."""
     from transferlab.studies.tune import trial_rows
 
     plan, study = outcome.plan, outcome.study
@@ -169,6 +201,7 @@ def write_tune_report(outcome) -> Path:
                     f"validation {final['validation']:.4f}, **test {final['test']:.4f}** "
                     f"({final['confidence']:.0%} interval {low:.4f} to {high:.4f}, {final['how']}; "
                     f"{final['n']} test examples)."),
+              *([comparison(outcome.final_run, compare)] if compare else []),
               ("h2", "Trials"), ("table", *trials_table(rows)),
               ("h2", "Figures"), *plots(study, folder)]
     path = folder / "report.md"
