@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from transferlab.evaluation.plots import plot_top_confusions, top_confusions
+from transferlab.evaluation.plots import plot_reliability, plot_top_confusions, top_confusions
 
 
 def test_top_confusions_orders_off_diagonal_cells():
@@ -18,3 +18,13 @@ def test_plot_top_confusions_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     plot_top_confusions(np.eye(3, dtype=int), ["a", "b", "c"], tmp_path / "none.png")  # no confusions at all
     assert (tmp_path / "none.png").is_file()
+
+
+def test_plot_reliability_writes_a_png_from_the_calibration_table(tmp_path):
+    from transferlab.evaluation.calibration import reliability
+
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.3, 1.0, 500)
+    table = reliability(confidence, rng.random(500) < confidence)
+    path = plot_reliability(table, tmp_path / "r.png", title="m, test", ece=0.05)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

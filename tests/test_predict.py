@@ -111,7 +111,8 @@ def test_jsonl_output_has_the_fields_of_the_predictions_files(capsys, finetuned_
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [r["example"] for r in rows] == TEXTS and [r["id"] for r in rows] == [0, 1, 2]
     stored = read_predictions(finetuned_run, "finetune")[0]
-    assert set(rows[0]) == set(stored) - {"split", "label"}  # the same fields, less what only a labelled split has
+    # the same fields, less what only a labelled split has
+    assert set(rows[0]) == set(stored) - {"split", "label", "label_probability"}
     tsv = predict(capsys, str(finetuned_run), *[a for t in TEXTS for a in ("--text", t)])
     assert [(r["prediction"], r["probability"]) for r in rows] == [(label, pytest.approx(p, abs=1e-4))
                                                                   for label, p, _ in tsv]
