@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import get_args, get_type_hints
@@ -569,3 +570,210 @@ def test_sigterm_in_the_pipeline_features_stage_is_recorded_with_a_report(tmp_pa
     assert "SIGTERM" in read_json(stage_status)["error"]
     report = (pipe / "report.md").read_text()
     assert "features" in report and "failed" in report and f"transferlab run --resume {pipe}" in report
+
+
+# --- status: a dead run does not look alive --------------------------------------------------------------------
+
+def test_a_running_run_records_its_process_and_a_heartbeat(tmp_path):
+    from transferlab.tracking.rundir import Heartbeat, Run, describe_status, is_dead
+
+    run = Run.create(tmp_path, "features", "r", {})
+    first = read_json(run.path / "status.json")
+    assert first["pid"] == os.getpid() and first["host"] == socket.gethostname() and first["heartbeat"]
+    with Heartbeat(run, interval=0.05):
+        time.sleep(0.3)
+    assert read_json(run.path / "status.json")["heartbeat"] > first["heartbeat"]
+    assert not is_dead(run.status())
+    assert describe_status(run.path).startswith(f"running (heartbeat 0 s ago, pid {os.getpid()} on ")
+
+
+def test_a_run_on_another_host_is_judged_by_its_heartbeat(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from transferlab.tracking.rundir import STALE_AFTER_S, describe_status, is_dead
+
+    now = datetime.now(timezone.utc)
+    fresh = {"status": "running", "pid": 1, "host": "elsewhere", "heartbeat": now.isoformat()}
+    stale = dict(fresh, heartbeat=(now - timedelta(seconds=STALE_AFTER_S + 5)).isoformat())
+    assert not is_dead(fresh) and is_dead(stale)
+    assert "running (heartbeat 0 s ago, pid 1 on elsewhere)" == describe_status(fresh)
+    assert describe_status(stale).startswith("running (no heartbeat since ")
+    old = {"status": "running", "updated": stale["heartbeat"]}  # a run from before pids were recorded
+    assert is_dead(old) and not is_dead({"status": "completed"})
+
+
+@pytest.mark.slow
+def test_a_sigkilled_run_reads_as_dead_in_report_and_predict(capsys, tmp_path, tiny_distilbert):
+    proc = start("features", "--output-dir", tmp_path, f"encoder.model={tiny_distilbert}", *SLOW_FEATURES)
+    status_file = wait_for(proc, tmp_path / "features" / "*" / "status.json")
+    proc.kill()  # SIGKILL: nothing is recorded
+    proc.communicate(timeout=60)
+    run = status_file.parent
+    status = read_json(status_file)
+    assert status["status"] == "running" and status["pid"] == proc.pid
+    since = datetime.fromisoformat(status["heartbeat"]).astimezone().strftime("%H:%M")
+    said = f"running (no heartbeat since {since}; process gone)"
+    code, _, err = cli(capsys, "predict", run, "--text", "fine")
+    assert said in one_line_error(code, err) and "rerun or resume it" in err
+    code, _, err = cli(capsys, "report", run, "--output", tmp_path / "report")
+    assert code == 0, err
+    assert said in (tmp_path / "report" / "report.md").read_text()
+
+
+def wait_for(proc: subprocess.Popen, pattern: Path, timeout: float = 120) -> Path:
+    """The first file matching ``pattern`` once it exists (the process still running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(Path(pattern.anchor).glob(str(pattern.relative_to(pattern.anchor))))
+        if found:
+            return found[0]
+        if proc.poll() is not None:
+            pytest.fail(f"ended before {pattern} appeared: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail(f"no {pattern} within {timeout}s")
+
+
+@pytest.mark.slow
+def test_a_second_resume_of_one_pipeline_is_refused_while_the_first_runs(capsys, tmp_path, tiny_distilbert):
+    stage = [f"features.encoder.model={tiny_distilbert}", "features.data.limit=100", "features.encoder.max_length=32",
+             "features.classifier.C_grid=[1.0]", "features.cache=false"]
+    first = start("run", "--output-dir", tmp_path, "--stages", "features", *stage)
+    wait_for(first, tmp_path / "run" / "*" / "features" / "*" / "status.json")
+    (pipe,) = (tmp_path / "run").iterdir()
+    while "run_dir" not in read_json(pipe / "pipeline.json")["stages"][0]:  # recorded the moment it exists
+        time.sleep(0.01)
+    first.kill()
+    first.communicate(timeout=60)
+    assert read_json(pipe / "pipeline.json")["stages"][0]["status"] == "running"  # as the kill left it
+    a = start("run", "--resume", pipe)
+    wait_for(a, pipe / "features" / "*.failed" / "status.json")  # a works on it (set the killed attempt aside)
+    a.send_signal(signal.SIGSTOP)  # held there, however fast this machine is, while b tries
+    try:
+        b = start("run", "--resume", pipe)
+        _, err = b.communicate(timeout=120)
+    finally:
+        a.send_signal(signal.SIGCONT)
+    assert b.returncode == 2 and err.strip().splitlines() == [
+        f"error: {pipe} is in use by another `transferlab run` (pid {a.pid} on {socket.gethostname()}): wait for "
+        f"it to finish, then resume"]
+    out, err = a.communicate(timeout=300)
+    assert a.returncode == 0, err[-2000:]
+    assert f"note: {pipe} was running (no heartbeat since" in out and "marked failed (killed)" in out
+    state = read_json(pipe / "pipeline.json")
+    assert [s["status"] for s in state["stages"]] == ["completed"]
+    (aside,) = (pipe / "features").glob("*.failed")  # the killed attempt, kept and marked
+    killed = read_json(aside / "status.json")
+    assert killed["status"] == "failed" and killed["error"].startswith("killed: no heartbeat since")
+    assert sorted(p.name for p in (pipe / "features").iterdir()) == sorted([Path(state["stages"][0]["run_dir"]).name,
+                                                                            aside.name])  # no orphan
+
+
+@pytest.mark.slow
+def test_a_resume_from_another_directory_reads_the_same_data(capsys, tmp_path, tiny_distilbert, monkeypatch):
+    import transferlab.experiments.features as features
+
+    rows = [{"text": f"review number {i} is {'good' if i % 2 else 'bad'}", "label": "pos" if i % 2 else "neg"}
+            for i in range(24)]
+    for folder, n in (("a", 24), ("b", 12)):  # same relative names, other content
+        (tmp_path / folder).mkdir()
+        for split in ("train", "validation", "test"):
+            make_csv(tmp_path / folder / f"{split}.csv", rows[:n])
+    data = ["features.data.source=files", *[f"features.data.{s}_file={s}.csv" for s in ("train", "validation", "test")]]
+    args = ["run", "--output-dir", tmp_path / "logs", "--stages", "features", f"features.encoder.model={tiny_distilbert}",
+            "features.classifier.C_grid=[1.0]", "features.cache=false", *data]
+    real = features.embed_splits
+    monkeypatch.setattr(features, "embed_splits", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.chdir(tmp_path / "a")
+    assert cli(capsys, *args)[0] == 130
+    (pipe,) = (tmp_path / "logs" / "run").iterdir()
+    monkeypatch.setattr(features, "embed_splits", real)
+    monkeypatch.chdir(tmp_path / "b")
+    code, out, err = cli(capsys, "run", "--resume", pipe)
+    assert code == 0, err
+    state = read_json(pipe / "pipeline.json")
+    assert state["paths"]["features"]["data.train_file"] == {"given": "train.csv",
+                                                             "resolved": str(tmp_path / "a" / "train.csv")}
+    metrics = read_json(pipe / state["stages"][0]["run_dir"] / "metrics.json")
+    assert metrics["n_examples"] == {"train": 24, "validation": 24, "test": 24}  # a's files, not b's
+
+
+# --- bad values ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (["features", "--seeds", "-1"], "seed -1 is outside 0..4294967295"),
+    (["run", "--seeds", "0,4294967296"], "seed 4294967296 is outside"),
+])
+def test_seeds_outside_the_range_numpy_takes_are_refused(capsys, tmp_path, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--output-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and "Traceback" not in err
+    assert run_dirs(tmp_path) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["features", "seed=-1"], "config key 'seed' must be from 0 to 4294967295"),
+    (["features", "data.seed=-3"], "config key 'data.seed' must be from 0"),
+    (["run", "--stages", ","], "unknown stage(s) (an empty name)"),
+    (["run", "--stages", "features,"], "unknown stage(s) (an empty name)"),
+    (["run", "--stages", "features,features"], "names features more than once"),
+])
+def test_bad_seeds_and_stages_are_refused_with_one_line(capsys, tmp_path, argv, message):
+    code, _, err = cli(capsys, *argv, "--output-dir", tmp_path)
+    assert message in one_line_error(code, err)
+    assert run_dirs(tmp_path) == []
+
+
+def test_more_threads_than_cores_are_warned_about(capsys, tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    code, _, err = cli(capsys, "features", "--threads", cores + 1, "--print-config")
+    assert code == 0 and f"warning: --threads {cores + 1} is more than the {cores} core(s) available" in err
+    code, _, err = cli(capsys, "features", "--threads", cores, "--print-config")
+    assert code == 0 and "warning" not in err
+
+
+def test_a_config_only_model_folder_is_refused_before_a_finetune_run_exists(capsys, tmp_path, tiny_distilbert):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_distilbert, model, ignore=shutil.ignore_patterns("*.safetensors"))
+    code, _, err = cli(capsys, "finetune", "--output-dir", tmp_path / "logs", f"model={model}", "data.limit=8")
+    assert "has no weights" in one_line_error(code, err)
+    assert run_dirs(tmp_path / "logs") == []
+
+
+# --- silent surprises in the data ------------------------------------------------------------------------------------
+
+def test_macro_scores_average_over_the_classes_present_and_name_the_missing():
+    from transferlab.evaluation.metrics import classification_metrics
+
+    m = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], ["a", "b", "c"])
+    assert m["missing_classes"] == ["c"] and m["macro_over"] == "the 2 of 3 classes present"
+    assert m["recall"] == pytest.approx((0.5 + 1.0) / 2) and m["f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    assert m["per_class"]["c"]["support"] == 0  # kept
+    assert "missing_classes" not in classification_metrics([0, 1, 2], [0, 1, 2], ["a", "b", "c"])
+
+
+@pytest.mark.slow
+def test_missing_classes_and_train_copies_in_test_are_noted(capsys, tmp_path, tiny_distilbert):
+    words = ("bad", "fine", "great")
+    train = [{"text": f"{word} review number {i}", "label": word} for i in range(8) for word in words]
+    validation = [{"text": f"{word} new text {i}", "label": word} for i in range(4) for word in words]
+    copies = [r for r in train if r["label"] != "fine"][:5]  # test: no 'fine' at all, and 5 training rows
+    test = copies + [{"text": f"{w} unseen {i}", "label": w} for i in range(4) for w in ("bad", "great")]
+    for name, rows in (("train", train), ("validation", validation), ("test", test)):
+        make_csv(tmp_path / f"{name}.csv", rows)
+    code, out, err = cli(capsys, "features", "--output-dir", tmp_path / "logs", f"encoder.model={tiny_distilbert}",
+                         "data.source=files", *[f"data.{s}_file={tmp_path / s}.csv" for s in ("train", "validation", "test")],
+                         "classifier.C_grid=[1.0]", "cache=false")
+    assert code == 0, err
+    assert "warning: 5 of 13 test texts are exact copies of training texts" in out
+    assert "warning: the test split has no example of 1 class(es) present in train (fine)" in out
+    metrics = read_json(Path(out.strip().splitlines()[-1]) / "metrics.json")
+    assert any(n.startswith("5 of 13 test texts are exact copies") for n in metrics["notes"])
+    assert any("no example of 1 class(es) present in train (fine)" in n for n in metrics["notes"])
+    split = metrics["methods"]["features"]["test"]
+    assert split["missing_classes"] == ["fine"] and split["macro_over"] == "the 2 of 3 classes present"
+    per_class = split["per_class"]
+    assert per_class["fine"]["support"] == 0
+    assert split["recall"] == pytest.approx((per_class["bad"]["recall"] + per_class["great"]["recall"]) / 2)
+    assert "missing_classes" not in metrics["methods"]["features"]["validation"]

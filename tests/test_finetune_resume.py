@@ -162,3 +162,60 @@ def test_lora_run_interrupted_in_process_resumes_to_the_same_result(tmp_path, ti
     assert wa.keys() == wb.keys() and len(wa) > 0
     for key in wa:
         torch.testing.assert_close(wa[key], wb[key], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_pipeline_resume_after_sigkill_continues_the_finetune_stage_from_its_checkpoint(
+        capsys, tmp_path, tiny_text_models, finetuned_run):
+    """SIGKILL leaves no word in status.json: resume sees the process gone, marks the stage killed and continues
+    from its last complete checkpoint, reaching the uninterrupted run's result."""
+    env = dict(os.environ, PYTHONPATH=str(SRC), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    overrides = ["finetune." + o for o in finetune_overrides(tiny_text_models["distilbert"])]
+    proc = subprocess.Popen([sys.executable, "-m", "transferlab.cli", "run", "--output-dir", str(tmp_path),
+                             "--stages", "finetune", *overrides], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not list(tmp_path.glob("run/*/finetune/*/checkpoints/checkpoint-8/transferlab.json")):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no checkpoint 8: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.02)
+    proc.kill()  # SIGKILL
+    proc.communicate(timeout=60)
+    (pipe,) = (tmp_path / "run").iterdir()
+    (stage_dir,) = (pipe / "finetune").iterdir()
+    assert read_json(stage_dir / "status.json")["status"] == "running"  # what the kill left
+
+    assert main(["run", "--resume", str(pipe)]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {stage_dir} was running (no heartbeat since" in out and "process gone)" in out
+    assert f"resuming {stage_dir} from checkpoint-" in out
+    assert list((pipe / "finetune").iterdir()) == [stage_dir]  # continued in place, not restarted elsewhere
+    metrics = read_json(stage_dir / "metrics.json")
+    training = metrics["details"]["training"]
+    assert training["resumed_from"] in ("checkpoint-8", "checkpoint-16") and training["global_step"] == 40
+    reference = read_json(finetuned_run / "metrics.json")
+    for split in ("validation", "test"):
+        assert metrics["methods"]["finetune"][split]["accuracy"] == reference["methods"]["finetune"][split]["accuracy"]
+    status = read_json(stage_dir / "status.json")
+    assert status["status"] == "completed" and "SIGKILL" in status["note"]
+    state = read_json(pipe / "pipeline.json")
+    assert [s["status"] for s in state["stages"]] == ["completed"]
+
+
+def test_resume_of_a_run_whose_process_still_works_is_refused(capsys, tmp_path, tiny_text_models, finetuned_run):
+    """A run whose status names a live process (here: this one) is not taken over by a second resume."""
+    import json
+    import socket
+
+    crashed = unfinished_copy(finetuned_run, tmp_path)
+    status = read_json(crashed / "status.json")
+    status.update(status="running", pid=os.getpid(), host=socket.gethostname())
+    (crashed / "status.json").write_text(json.dumps(status))
+    before = sorted(tmp_path.rglob("*"))
+    code, err = run_cli(capsys, "--output-dir", str(tmp_path), *finetune_overrides(tiny_text_models["distilbert"]),
+                        "--resume", str(crashed))
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: --resume {crashed}: the run is still running (heartbeat ")
+    assert f"pid {os.getpid()} on " in err and "stop that process first" in err
+    assert sorted(tmp_path.rglob("*")) == before

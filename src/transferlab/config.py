@@ -244,12 +244,12 @@ def describe(tp: Any) -> str:
 NAME_MAX = 100  # characters of a name that becomes a folder (run_name; the pipeline adds -seed<N> suffixes)
 
 
-def check_run_name(name: str, what: str = "run_name") -> str:
+def check_run_name(name: str, what: str = "run_name", limit: int = NAME_MAX) -> str:
     """``name`` if it can be one folder's name: one path component (no ``/`` or ``\\``, not ``.`` or ``..``),
     printable (no newline: a command's last line is its run directory), at most ``NAME_MAX`` characters."""
     problem = ("holds a path separator" if "/" in name or "\\" in name else
                "holds a newline or another unprintable character" if not name.isprintable() else
-               f"is longer than {NAME_MAX} characters" if len(name) > NAME_MAX else
+               f"is longer than {limit} characters" if len(name) > limit else
                "is not a folder name" if name.strip() in (".", "..") else None)
     if problem:
         raise TransferlabError(f"{what} {name!r} {problem}: give one folder name of printable characters "

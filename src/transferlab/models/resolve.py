@@ -62,10 +62,11 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
                 "pytorch_model.bin.index.json", "adapter_model.safetensors")
 
 
-def check_weights(ref: str) -> None:
-    """Refuse a local model folder without weights (a ``config.json`` alone) before any run directory exists;
-    from_pretrained would fail only once the run has started. Hub ids and packaged models are not checked."""
+def check_weights(ref: str) -> str:
+    """``ref``, after refusing a local model folder without weights (a ``config.json`` alone) before any run
+    directory exists: from_pretrained would fail only once the run has started. Hub ids are not checked."""
     target = Path(resolve_model(ref))
     if target.is_dir() and not any((target / name).is_file() for name in WEIGHT_FILES):
         raise TransferlabError(f"model folder {ref!r} has no weights (none of {', '.join(WEIGHT_FILES[:3])}): give "
                                f"a folder written by save_pretrained with its weights")
+    return ref

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from transferlab.config import check_run_name
+from transferlab.config import NAME_MAX, check_run_name
 from transferlab.errors import TransferlabError
 
 PACKAGES = ("transferlab", "torch", "transformers", "datasets", "peft", "accelerate", "scikit-learn",
@@ -130,7 +130,7 @@ def new_run_path(output_dir: str | Path, experiment: str, name: str | None, defa
     inside ``output_dir`` whatever the name (see :func:`check_name`)."""
     parent = Path(output_dir) / experiment
     if name:
-        return inside(parent / check_run_name(name), output_dir)
+        return inside(parent / check_run_name(name, limit=NAME_MAX + 40), output_dir)  # room for -seed<N> suffixes
     base = "-".join(filter(None, [datetime.now().strftime("%Y%m%d-%H%M%S"), slug(default_name)]))
     path = parent / base
     for i in range(2, 1000):

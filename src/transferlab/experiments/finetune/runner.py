@@ -8,6 +8,7 @@ Runs unchanged under ``torchrun`` / ``accelerate launch``: the main process alon
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -40,17 +41,17 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
                  progress: bool = True) -> Path | None:
     from transformers import AutoConfig, AutoTokenizer
 
+    cfg = dataclasses.replace(cfg, training=cfg.training_in_force())  # a label budget's fixed training settings
     device = resolve_device(cfg.training.device, "training.device").type
     if cfg.training.torch_threads:
         import torch
 
         torch.set_num_threads(cfg.training.torch_threads)
     set_seed(cfg.seed)
-    data = load_text_data(cfg.data)
+    data = load_text_data(cfg.data, seed=cfg.seed)
     data.notes = checked_notes(data)  # the loader's notes and the checks across splits, printed
-    tokenizer = from_pretrained(AutoTokenizer, cfg.model)
+    tokenizer = from_pretrained(AutoTokenizer, check_weights(cfg.model))  # a folder without weights: refused here
     model_config = from_pretrained(AutoConfig, cfg.model)
-    check_weights(cfg.model)
     check_max_length(model_config, cfg.max_length)
     precision = resolve_precision(cfg.training.precision, device, key="training.precision")
     resolved = dict(to_dict(cfg), resolved={"device": device, "precision": precision})
@@ -90,7 +91,8 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
                                       examples={s: data.splits[s]["text"] for s in predictions}),
                 n_classes=len(data.label_names), n_examples={s: len(data.splits[s]) for s in data.splits},
                 parameters=params, timings=timings, notes=data.notes,
-                details={"training": training_record(trainer, result, timings["train_s"], checkpoint)})
+                details={"training": training_record(trainer, result, timings["train_s"], checkpoint),
+                         **({"fewshot": data.fewshot} if data.fewshot else {})})
             save_final_model(ctx.path, trainer.accelerator.unwrap_model(trainer.model), tokenizer, cfg, metrics)
             ctx.save_metrics(metrics)
             print("accuracy (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in splits))
