@@ -15,7 +15,7 @@ from pathlib import Path
 
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
-from transferlab.cli_options import add_seeds_argument, add_threads_argument
+from transferlab.cli_options import add_seeds_argument, add_shots_argument, add_threads_argument
 
 EPILOG = """config overrides: any field as a dotted key=value, e.g.
   transferlab features classifier.name=logreg classifier.C_grid=[0.1,1,10] data.limit=500
@@ -30,6 +30,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where run directories go: DIR/<experiment>/<run-name>/ (default: logs)")
     add_threads_argument(parser)
     add_seeds_argument(parser, "one run per seed (<run-name>-seed<N>), then one report over them with mean ± sd")
+    add_shots_argument(parser, "a label-budget study: one run per K examples per class and seed (full: all the "
+                               "data) in DIR/study/<run_name or EXPERIMENT-shots>/, then results.csv and learning "
+                               "curves; the same command again continues a killed study")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config (every key with its value) as YAML and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
@@ -73,11 +76,28 @@ def run_experiment(args: argparse.Namespace) -> Path | None:
 
         print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
         return None
+    if args.shots:
+        return run_shots(experiment, config, args, resume)
     if args.seeds:
         if resume:
             raise TransferlabError("--seeds and --resume do not go together: resume each seed's run on its own")
         return run_seeds(experiment, config, args.output_dir, args.seeds)
     return experiment.run(config, args.output_dir, resume=resume)
+
+
+def run_shots(experiment, config, args: argparse.Namespace, resume) -> Path:
+    """``--shots``: the experiment's label-budget study (see ``transferlab.studies.shots``)."""
+    from transferlab.cli_options import run_study, shots_by_experiment
+
+    if resume:
+        raise TransferlabError("--shots and --resume do not go together: run the same --shots command again to "
+                               "continue a study")
+    shots = shots_by_experiment(args.shots, {experiment.name: experiment.section})
+    if not shots:
+        raise TransferlabError(f"--shots: no values for {experiment.name}: give e.g. --shots 8,16,full")
+    name = config.run_name or f"{experiment.name}-shots"
+    return run_study({experiment.name: config}, shots, args.seeds or [config.seed], args.output_dir, name,
+                     nested=not args.independent_shots)
 
 
 def run_seeds(experiment, config, output_dir: str, seeds: list[int]) -> Path | None:

@@ -53,3 +53,57 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=parse_threads, default=None, metavar="N",
                         help="threads for torch, BLAS and the tokenizers together (default: the cores available; "
                              "recorded in the run's config.yaml under environment)")
+
+
+def parse_shots(text: str) -> tuple[str | None, list[int | None]]:
+    """``"1,2,4,full"`` -> ``(None, [1, 2, 4, None])``; ``"clip=1,2,4"`` -> ``("clip", [1, 2, 4])`` (one config
+    section's values, for ``transferlab run``). ``full``: all the training data (today's run)."""
+    section, sep, values = text.rpartition("=")
+    if not sep:
+        section, values = "", text
+    hint = "comma-separated examples per class, and full for all the data (e.g. 1,2,4,8,full or clip=1,2,4)"
+    try:
+        shots = [None if part.strip().lower() == "full" else int(part) for part in values.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shots takes {hint}; got {text!r}") from None
+    if not shots or len(set(shots)) != len(shots) or any(k is not None and k < 1 for k in shots):
+        raise argparse.ArgumentTypeError(f"--shots needs distinct positive integers or full ({hint}); got {text!r}")
+    return section.strip() or None, sorted(shots, key=lambda k: float("inf") if k is None else k)
+
+
+def add_shots_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--shots", default=None, action="append", type=parse_shots, metavar="K1,K2,...,full",
+                        help=help_text)
+    parser.add_argument("--independent-shots", action="store_true",
+                        help="with --shots: draw each K anew (default: nested draws, the K=2 examples hold the K=1 "
+                             "example within a seed)")
+
+
+def shots_by_experiment(entries: list[tuple[str | None, list]], sections: dict[str, str]) -> dict[str, list]:
+    """``--shots`` values per experiment (``sections``: experiment -> its config section): a bare list serves
+    every experiment without a ``SECTION=`` list of its own."""
+    from transferlab.errors import TransferlabError
+
+    known = set(sections.values())
+    default, named = None, {}
+    for section, values in entries:
+        if section is None:
+            default = values
+        elif section not in known:
+            raise TransferlabError(f"--shots {section}=...: {section!r} is none of this command's config sections "
+                                   f"({', '.join(sorted(known))})")
+        else:
+            named[section] = values
+    return {e: named.get(s, default) for e, s in sections.items() if named.get(s, default) is not None}
+
+
+def run_study(arms: dict, shots: dict[str, list], seeds: list[int], output_dir, name: str, nested: bool):
+    """Run (or continue) a label-budget study, then its report (learning curves, per-K tables); the study
+    directory."""
+    from transferlab.reporting.curves import write_study_report
+    from transferlab.studies.shots import run_shot_study
+
+    study_dir = run_shot_study(arms, shots, seeds, output_dir, name, nested=nested)
+    report = write_study_report(study_dir)
+    print(f"results: {study_dir / 'results.csv'}\nreport: {report}")
+    return study_dir

@@ -26,7 +26,7 @@ import time
 import traceback
 from pathlib import Path
 
-from transferlab.cli_options import add_seeds_argument, add_threads_argument
+from transferlab.cli_options import add_seeds_argument, add_shots_argument, add_threads_argument
 from transferlab.config import check_run_name, load_config, parse_overrides, to_dict
 from transferlab.errors import TransferlabError
 from transferlab.experiments.lifecycle import announce_runs, mark_killed, sigterm_as_interrupt, sigterm_held
@@ -58,6 +58,9 @@ def add_parser(sub) -> None:
     p.add_argument("--stages", default=",".join(DEFAULT_STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     add_threads_argument(p)
     add_seeds_argument(p, "run every stage once per seed (into <stage>/seed<N>/); the report gives mean ± sd")
+    add_shots_argument(p, "a label-budget study of the stages: one run per K examples per class and seed (full: all "
+                          "the data) in DIR/study/<run_name or PRESET-shots>/; SECTION=K1,K2 gives one config "
+                          "section its own values (e.g. --shots clip=1,2,4,8,full --shots 8,32,full)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="e.g. features.data.limit=200 finetune.training.epochs=2 clip.lora.r=4")
     p.set_defaults(func=main)
@@ -372,6 +375,22 @@ def fail(run: Run, state: dict, record: dict, exc: BaseException) -> None:
                            f"{report.parent}; continue with: transferlab run --resume {run.path}") from None
 
 
+def run_shots(args: argparse.Namespace) -> Path:
+    """``transferlab run --shots``: every stage as one arm of a label-budget study (``studies/shots.py``)."""
+    from transferlab.cli_options import run_study, shots_by_experiment
+
+    if args.resume:
+        raise TransferlabError("--shots and --resume do not go together: run the same --shots command again to "
+                               "continue a study")
+    stages = parse_stages(args.stages)
+    configs, run_name = load_stage_configs(args.config, args.overrides, stages)
+    shots = shots_by_experiment(args.shots, {s: EXPERIMENTS[s].section for s in stages})
+    name = run_name or f"{Path(args.config).stem if args.config else 'offline'}-shots"
+    return run_study(configs, shots, args.seeds or [0], args.output_dir, name, nested=not args.independent_shots)
+
+
 def main(args: argparse.Namespace) -> Path:
+    if args.shots:
+        return run_shots(args)
     return run_pipeline(args.config, args.output_dir, args.overrides, args.resume, parse_stages(args.stages),
                         args.seeds)

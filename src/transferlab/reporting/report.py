@@ -22,6 +22,7 @@ from transferlab.errors import TransferlabError
 from transferlab.evaluation import statistics as st
 from transferlab.evaluation.calibration import METHOD as CALIBRATION_METHOD
 from transferlab.reporting.analysis import error_analysis
+from transferlab.reporting.curves import study_blocks
 from transferlab.reporting.document import md_code, to_html, to_markdown
 from transferlab.reporting.figures import reliability_chart, selection_plot, summary_chart, training_curves
 from transferlab.reporting.runs import REFERENCE, RunRecord, load_record
@@ -145,6 +146,7 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, notes: Seq
     assets.mkdir(parents=True, exist_ok=True)
     records = [load_record(p) for p in run_dirs]
     blocks = build_blocks(records, assets, notes, stages)
+    blocks[2:2] = study_blocks(out_dir, assets)  # a label-budget study's curves, after the title (none otherwise)
     (out_dir / "report.md").write_text(to_markdown(blocks, out_dir))
     html_path = out_dir / "report.html"
     html_path.write_text(to_html(blocks, "transferlab report"))

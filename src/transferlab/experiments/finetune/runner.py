@@ -8,6 +8,7 @@ Runs unchanged under ``torchrun`` / ``accelerate launch``: the main process alon
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
                  progress: bool = True) -> Path | None:
     from transformers import AutoConfig, AutoTokenizer
 
+    cfg = dataclasses.replace(cfg, training=cfg.training_in_force())  # a label budget's fixed training settings
     device = resolve_device(cfg.training.device, "training.device").type
     if cfg.training.torch_threads:
         import torch

@@ -1,0 +1,146 @@
+"""A label-budget study in the report: one learning curve per experiment and a table per K, from results.csv.
+
+The curve: x is the labelled examples per class (log2 axis; a full-data cell sits at its own per-class
+count, the curve's last point), y the test accuracy; one line per method, the mean over seeds with a band
+(the spread of the seeds, or the 95% bootstrap interval when there is one seed); zero-shot (no labels) a
+flat line; the reference lab's full-data figures marked as points. The table: mean ± sd over seeds
+per method and K, with the mean of the per-cell 95% intervals.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from transferlab.reporting.runs import REFERENCE  # noqa: E402
+from transferlab.studies.results import RESULTS, read_results  # noqa: E402
+from transferlab.studies.shots import STATE, cell_dirs  # noqa: E402
+from transferlab.tracking.rundir import read_json  # noqa: E402
+
+CURVE_HEADERS = ["method", "K (per class)", "test accuracy (mean ± sd)", "seeds", "95% interval (mean of cells)"]
+
+
+def per_class(study_dir: Path, state: dict) -> dict[tuple[str, str], float]:
+    """``{(experiment, shots): examples per class}``: K itself, or a full-data cell's train count / classes."""
+    out = {}
+    for cell in state["cells"]:
+        key = (cell["experiment"], "full" if cell["shots"] is None else str(cell["shots"]))
+        if cell["shots"] is not None:
+            out[key] = float(cell["shots"])
+            continue
+        path = study_dir / cell["run_dir"] / "metrics.json"
+        if path.is_file():
+            metrics = read_json(path, "metrics")
+            out[key] = metrics["n_examples"]["train"] / max(metrics["n_classes"], 1)
+    return out
+
+
+def curve_points(rows: list[dict], xs: dict) -> dict[str, dict[str, list]]:
+    """``{experiment: {method: [(x, shots, [values over seeds], [(lo, hi)...]), ...]}}`` of test accuracy."""
+    grouped: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for row in rows:
+        if row["split"] == "test" and row["metric"] == "accuracy":
+            grouped[row["experiment"]][row["method"]][str(row["shots"])].append(row)
+    out: dict = {}
+    for experiment, methods in grouped.items():
+        for method, by_shots in methods.items():
+            points = []
+            for shots, cells in by_shots.items():
+                x = 0.0 if shots == "0" else xs.get((experiment, shots))
+                if x is not None:
+                    points.append((x, shots, [c["value"] for c in cells], [(c["ci_low"], c["ci_high"]) for c in cells]))
+            out.setdefault(experiment, {})[method] = sorted(points)
+    return out
+
+
+def band(values: list[float], intervals: list[tuple]) -> tuple[float, float, float]:
+    """(mean, low, high): the seeds' spread (± sd), or the cell's interval when there is one seed."""
+    mean = float(np.mean(values))
+    if len(values) > 1:
+        sd = float(np.std(values, ddof=1))
+        return mean, mean - sd, mean + sd
+    low, high = intervals[0]
+    return mean, (mean if low is None else low), (mean if high is None else high)
+
+
+def curve_figure(experiment: str, methods: dict[str, list], path: Path) -> tuple[Path, str]:
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    trained = [p[0] for points in methods.values() for p in points if p[0] > 0]
+    right = max(trained) if trained else 1.0
+    for method, points in sorted(methods.items()):
+        if method == "zero_shot":
+            mean, low, high = band(*zip(*[(v, ci) for p in points for v, ci in zip(p[2], p[3])]))
+            ax.axhline(mean, color="grey", linestyle="--", label=f"zero-shot ({mean:.3f})")
+            ax.axhspan(low, high, color="grey", alpha=0.12)
+            continue
+        stats = [band(p[2], p[3]) for p in points if p[0] > 0]
+        x = [p[0] for p in points if p[0] > 0]
+        line, = ax.plot(x, [s[0] for s in stats], marker="o", label=method)
+        ax.fill_between(x, [s[1] for s in stats], [s[2] for s in stats], color=line.get_color(), alpha=0.18)
+    for method in methods:
+        lab = REFERENCE.get(method, (None, {}))[1].get("test/accuracy")
+        if lab is not None:
+            ax.plot([right], [lab], marker="*", markersize=12, linestyle="none", color="black")
+            ax.annotate(f"lab {method} (full data)", (right, lab), textcoords="offset points", xytext=(-8, 6),
+                        ha="right", fontsize=8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("labelled examples per class (log2)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{experiment}: learning curve")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path, (f"{experiment}: test accuracy against labelled examples per class; lines are the mean over seeds, "
+                  f"bands ± 1 sd over seeds (one seed: the 95% bootstrap interval); the full-data cell is the last "
+                  f"point; stars: the reference lab's full-data figures")
+
+
+def curve_rows(methods: dict[str, list]) -> list[list[str]]:
+    rows = []
+    for method, points in sorted(methods.items()):
+        for x, shots, values, intervals in points:
+            sd = f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else ""
+            lows = [lo for lo, _ in intervals if lo is not None]
+            highs = [hi for _, hi in intervals if hi is not None]
+            ci = f"[{np.mean(lows):.3f}, {np.mean(highs):.3f}]" if lows and highs else "–"
+            k = "0 (zero-shot)" if shots == "0" else (f"full ({x:.0f})" if shots == "full" else shots)
+            rows.append([method, k, f"{np.mean(values):.4f}{sd}", str(len(values)), ci])
+    return rows
+
+
+def study_blocks(study_dir: str | Path, assets: Path) -> list[tuple]:
+    """The report blocks of the study in ``study_dir``: nothing when it holds none (or no results yet)."""
+    study_dir = Path(study_dir)
+    if not (study_dir / STATE).is_file() or not (study_dir / RESULTS).is_file():
+        return []
+    state = read_json(study_dir / STATE, "study state")
+    curves = curve_points(read_results(study_dir), per_class(study_dir, state))
+    done = sum(c["status"] == "completed" for c in state["cells"])
+    blocks: list[tuple] = [("h2", "Label-budget study"),
+                           ("p", f"{done} of {len(state['cells'])} cells completed; draws "
+                                 f"{'nested' if state['nested'] else 'independent'}, seeds {state['seeds']}; every "
+                                 f"cell scored on the whole test split. Figures: {study_dir / RESULTS}.")]
+    for experiment, methods in sorted(curves.items()):
+        path, caption = curve_figure(experiment, methods, assets / f"curve-{experiment}.png")
+        blocks += [("h3", f"Learning curve: {experiment}"), ("img", path, caption),
+                   ("table", CURVE_HEADERS, curve_rows(methods))]
+    failed = [c for c in state["cells"] if c["status"] == "failed"]
+    blocks += [("p", f"FAILED cell {c['run_dir']}: {c.get('error')}") for c in failed]
+    return blocks
+
+
+def write_study_report(study_dir: str | Path) -> Path:
+    """The study's report: its curves and tables, then the usual report of its full-data cells."""
+    from transferlab.reporting.report import write_report
+
+    study_dir = Path(study_dir)
+    state = read_json(study_dir / STATE, "study state")
+    return write_report(cell_dirs(study_dir, state, full_only=True), study_dir)
