@@ -777,3 +777,23 @@ def test_missing_classes_and_train_copies_in_test_are_noted(capsys, tmp_path, ti
     assert per_class["fine"]["support"] == 0
     assert split["recall"] == pytest.approx((per_class["bad"]["recall"] + per_class["great"]["recall"]) / 2)
     assert "missing_classes" not in metrics["methods"]["features"]["validation"]
+
+
+def test_training_images_given_as_test_images_and_missing_classes_are_warned(capsys, image_tree):
+    from clip_fixtures import WNIDS
+
+    from transferlab.data.checks import image_split_notes
+    from transferlab.data.images import load_folder
+
+    val = image_tree / "val"
+    lines = (val / "val_annotations.txt").read_text().splitlines()
+    kept = [line for line in lines if line.split("\t")[1] != WNIDS[2]]  # the third class: no test image
+    first = kept[0].split("\t")[0]
+    (val / "images" / first).unlink()  # the first test image is a training image under another name
+    (val / "images" / first).symlink_to(load_folder(image_tree, val_per_class=2).train["image"][0])
+    (val / "val_annotations.txt").write_text("\n".join(kept) + "\n")
+    notes = image_split_notes(load_folder(image_tree, val_per_class=2))
+    out = capsys.readouterr().out
+    assert notes[0].startswith(f"1 of {len(kept)} test images are exact copies of training images")
+    assert f"the test split has no example of 1 class(es) present in train (" in notes[1]
+    assert all(f"warning: {n}" in out for n in notes) and len(notes) == 2

@@ -5,6 +5,7 @@ score that averages a class it cannot measure). Each returns notes for ``metrics
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 EVALUATION_SPLITS = ("validation", "test")
@@ -60,3 +61,16 @@ def checked_notes(data) -> list[str]:
     splits = data.splits
     return list(data.notes) + split_notes({s: splits[s]["text"] for s in splits},
                                           {s: splits[s]["label"] for s in splits}, data.label_names)
+
+
+def image_split_notes(data) -> list[str]:
+    """Both checks for an :class:`~transferlab.data.images.ImageData`, each note printed as a warning. Images
+    are compared by resolved path (cheap: the same files given as training and test data); decoded
+    duplicates under other names are not searched for."""
+    splits = {"train": data.train, "validation": data.validation, "test": data.test}
+    paths = {s: [os.path.realpath(p) for p in d["image"] if isinstance(p, str)] for s, d in splits.items()}
+    notes = duplicate_notes(paths, what="images") + missing_class_notes(
+        {s: d["label"] for s, d in splits.items()}, data.class_names)
+    for note in notes:
+        print(f"warning: {note}", flush=True)
+    return notes

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from transferlab.config import to_dict
+from transferlab.data.checks import image_split_notes
 from transferlab.data.images import ImageData, load_images
 from transferlab.errors import TransferlabError
 from transferlab.experiments.lifecycle import open_run
@@ -44,6 +45,7 @@ def prepare(config, experiment: str, resume: str | None = None) -> Inputs:
     device = process_device(resolve_device(config.training.device, "training.device"))
     precision = resolve_precision(config.model.precision, device, cpu_auto="fp32", key="model.precision")
     data = load_images(config.data, config.seed)
+    image_split_notes(data)  # the same files as training and test images, classes missing from a split: warned
     model = load_dual_encoder(config.model, data.class_ids, data.class_names).to(device).eval()
     precision = resolve_precision(config.model.precision, device, cpu_auto=model.preferred_cpu_precision,
                                   key="model.precision")  # auto on a CPU: what was measured fastest for it
