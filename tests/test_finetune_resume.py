@@ -219,3 +219,30 @@ def test_resume_of_a_run_whose_process_still_works_is_refused(capsys, tmp_path, 
     assert err.startswith(f"error: --resume {crashed}: the run is still running (heartbeat ")
     assert f"pid {os.getpid()} on " in err and "stop that process first" in err
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_resume_from_another_directory_with_relative_data_paths_is_refused(capsys, tmp_path, tiny_text_models,
+                                                                          finetuned_run, monkeypatch):
+    """The same relative file names in another working directory are other files: refused, nothing written."""
+    import yaml
+    from helpers import make_csv
+
+    rows = [{"text": f"review {i}", "label": "pos" if i % 2 else "neg"} for i in range(8)]
+    for folder in ("a", "b"):
+        for split in ("train", "validation", "test"):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            make_csv(tmp_path / folder / f"{split}.csv", rows)
+    files = {"source": "files", **{f"{s}_file": f"{s}.csv" for s in ("train", "validation", "test")}}
+    crashed = unfinished_copy(finetuned_run, tmp_path)
+    config = yaml.safe_load((crashed / "config.yaml").read_text())
+    config["data"].update(files)
+    config["environment"]["cwd"] = str(tmp_path / "a")
+    (crashed / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    monkeypatch.chdir(tmp_path / "b")
+    before = sorted(tmp_path.rglob("*"))
+    code, err = run_cli(capsys, "--output-dir", str(tmp_path), *finetune_overrides(tiny_text_models["distilbert"]),
+                        *[f"data.{k}={v}" for k, v in files.items()], "--resume", str(crashed))
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"the run was started in {tmp_path / 'a'}, and its relative path(s) data.train_file=train.csv" in err
+    assert err.rstrip().endswith(f"resume from {tmp_path / 'a'}")
+    assert sorted(tmp_path.rglob("*")) == before

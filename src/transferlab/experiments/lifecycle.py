@@ -119,13 +119,31 @@ class RunContext:
 
 def check_resume_config(run_dir: Path, resolved: dict) -> None:
     """Refuse a resume whose settings differ from the run's recorded ones: it would record one thing and do
-    another. Only names, sources, tracking and the environment may differ."""
-    old = ckpt.comparable(ckpt.read_run_config(run_dir))
-    changed = ckpt.config_differences(old, ckpt.comparable(resolved))
+    another. Only names, sources, tracking and the environment may differ; a relative path must resolve
+    where it did (a resume from another working directory would read other files)."""
+    recorded = ckpt.read_run_config(run_dir)
+    changed = ckpt.config_differences(ckpt.comparable(recorded), ckpt.comparable(resolved))
     if changed:
         raise TransferlabError(f"--resume {run_dir}: these settings differ from the run's config.yaml: "
                                f"{'; '.join(changed)}. Resume with the recorded settings (drop those overrides), "
                                f"or start a new run")
+    base = (recorded.get("environment") or {}).get("cwd")
+    moved = [f"{key}={value}" for key, value in relative_paths(ckpt.comparable(recorded), Path(base))] if base else []
+    if moved and Path(base).resolve() != Path.cwd().resolve():
+        raise TransferlabError(f"--resume {run_dir}: the run was started in {base}, and its relative path(s) "
+                               f"{', '.join(moved)} would resolve elsewhere from here: resume from {base}")
+
+
+def relative_paths(config: dict, base: Path, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, value) of every relative path in a config that names an existing file or folder in ``base``."""
+    found = []
+    for key, value in config.items():
+        if isinstance(value, dict):
+            found += relative_paths(value, base, f"{prefix}{key}.")
+        elif isinstance(value, str) and value and not Path(value).is_absolute() and ":" not in value \
+                and (base / value).exists() and value not in (".", ".."):
+            found.append((prefix + key, value))
+    return found
 
 
 def create_or_reopen(proc, experiment: str, output_dir, run_name: str | None, resolved: dict,

@@ -54,7 +54,7 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             pass
     env = {"python": sys.version.split()[0], "platform": platform.platform(), "packages": versions,
-           "git_commit": git_commit(), "cpu_count": os.cpu_count()}
+           "git_commit": git_commit(), "cpu_count": os.cpu_count(), "cwd": os.getcwd()}  # relative paths' base
     try:
         import torch
 
