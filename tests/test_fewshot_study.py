@@ -1,0 +1,161 @@
+"""Label-budget studies on real data: K-shot draws of the vendored Rotten Tomatoes (exactly K per class, nested,
+reproducible, never a test example), and a 2-K x 2-seed study through the CLI that survives a SIGKILL."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from transferlab.cli_options import parse_shots, shots_by_experiment
+from transferlab.data.text import TextDataConfig, draw_shots, load_text_data
+from transferlab.errors import TransferlabError
+
+
+@pytest.fixture(scope="module")
+def full_rt():
+    return load_text_data(TextDataConfig())
+
+
+@pytest.fixture(scope="module")
+def draw(full_rt):
+    """``draw(shots, seed, **data settings)``: what load_text_data returns with data.shots (the loading done once)."""
+    return lambda shots, seed, **extra: draw_shots(full_rt, TextDataConfig(shots=shots, **extra), seed)
+
+
+def test_the_loader_draws_with_the_run_seed(full_rt, draw):
+    loaded = load_text_data(TextDataConfig(shots=4), seed=5)
+    assert loaded.splits["train"]["text"] == draw(4, 5).splits["train"]["text"]
+    assert loaded.notes[-1].startswith("label budget: 4 training and 4 validation examples per class")
+
+
+def test_a_draw_holds_exactly_k_of_every_class_and_a_small_validation_from_the_train_pool(full_rt, draw):
+    data = draw(8, seed=0)
+    assert Counter(data.splits["train"]["label"]) == {0: 8, 1: 8}
+    assert Counter(data.splits["validation"]["label"]) == {0: 4, 1: 4}  # min(K, 4) per class
+    assert draw(2, seed=0).splits["validation"].num_rows == 4  # min(2, 4) = 2 per class
+    assert data.splits["test"]["text"] == full_rt.splits["test"]["text"]  # test stays whole
+    pool = full_rt.splits["train"]["text"]
+    assert data.pool["text"] == pool
+    assert [pool[i] for i in data.rows["train"]] == data.splits["train"]["text"]
+    assert [pool[i] for i in data.rows["validation"]] == data.splits["validation"]["text"]
+    assert not set(data.rows["train"]) & set(data.rows["validation"])  # drawn apart
+    assert data.fewshot["shots"] == 8 and data.fewshot["pool"] == len(pool)
+
+
+def test_no_test_or_validation_split_example_reaches_training_or_selection(full_rt, draw):
+    test_rows = set(full_rt.splits["test"]["text"])
+    validation_rows = set(full_rt.splits["validation"]["text"])
+    train_rows = set(full_rt.splits["train"]["text"])
+    for seed in (0, 1, 2):
+        data = draw(16, seed)
+        for split in ("train", "validation"):
+            texts = set(data.splits[split]["text"])
+            assert texts <= train_rows  # every drawn example is a training-split example
+            assert not texts & (test_rows - train_rows) and not texts & (validation_rows - train_rows)
+
+
+def test_draws_are_nested_within_a_seed_and_reproducible(draw):
+    small, large = draw(2, seed=3), draw(8, seed=3)
+    assert set(small.splits["train"]["text"]) < set(large.splits["train"]["text"])
+    assert draw(8, seed=3).splits["train"]["text"] == large.splits["train"]["text"]
+    assert draw(8, seed=4).splits["train"]["text"] != large.splits["train"]["text"]
+    independent = draw(8, seed=3, nested_shots=False)
+    assert Counter(independent.splits["train"]["label"]) == {0: 8, 1: 8}
+    assert independent.splits["train"]["text"] != large.splits["train"]["text"]  # drawn anew for K = 8
+    assert draw(8, seed=3, nested_shots=False).splits["train"]["text"] == independent.splits["train"]["text"]
+
+
+def test_a_budget_larger_than_a_class_is_one_line_error():
+    with pytest.raises(TransferlabError, match=r"data.shots: .*150 needs 154 examples of every class, but class 0 has 100"):
+        load_text_data(TextDataConfig(shots=150, limit=200))
+    with pytest.raises(TransferlabError, match="data.shots must be at least 1"):
+        TextDataConfig(shots=0)
+
+
+def test_shots_option_parses_lists_full_and_sections():
+    assert parse_shots("8,1,full,2") == (None, [1, 2, 8, None])
+    assert parse_shots("clip=1,2") == ("clip", [1, 2])
+    for bad in ("", "1,1", "0,2", "a,b"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_shots(bad)
+    shots = shots_by_experiment([(None, [8, 32]), ("clip", [1, 2])],
+                                {"features": "features", "lora": "clip", "zeroshot": "clip"})
+    assert shots == {"features": [8, 32], "lora": [1, 2], "zeroshot": [1, 2]}
+    with pytest.raises(TransferlabError, match="none of this command's config sections"):
+        shots_by_experiment([("images", [1])], {"features": "features"})
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "transferlab.cli", *args]
+
+
+def study_command(encoder: Path, out: Path, shots: str = "2,4") -> list[str]:
+    return cli("features", "--shots", shots, "--seeds", "0,1", "--output-dir", str(out), "--threads", "1",
+               f"encoder.model={encoder}", "data.limit=200", "also_classifiers=[logreg]", "tracking.tensorboard=false",
+               "run_name=rt")
+
+
+def wait_for_completed_cell(state_file: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if state_file.is_file():
+            try:
+                cells = json.loads(state_file.read_text())["cells"]
+            except (json.JSONDecodeError, KeyError):
+                cells = []
+            if any(c["status"] == "completed" for c in cells):
+                return
+        time.sleep(0.05)
+    raise AssertionError("no cell completed in time")
+
+
+@pytest.mark.slow
+def test_a_study_writes_every_cell_and_continues_after_a_sigkill(tiny_text_models, tmp_path):
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    study = tmp_path / "study" / "rt"
+    proc = subprocess.Popen(study_command(tiny_text_models["bert"], tmp_path), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_completed_cell(study / "study.json", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = json.loads((study / "study.json").read_text())
+    first = next(c for c in killed["cells"] if c["status"] == "completed")
+    first_metrics = study / first["run_dir"] / "metrics.json"
+    stamp = first_metrics.stat().st_mtime_ns
+    assert not (study / "results.csv").exists()
+
+    done = subprocess.run(study_command(tiny_text_models["bert"], tmp_path), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = json.loads((study / "study.json").read_text())
+    assert state["status"] == "completed" and [c["status"] for c in state["cells"]] == ["completed"] * 4
+    assert first_metrics.stat().st_mtime_ns == stamp  # the finished cell was not redone
+    with (study / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    cells = {(r["method"], r["shots"], r["seed"]) for r in rows if r["split"] == "test" and r["metric"] == "accuracy"}
+    assert cells == {(m, k, s) for m in ("features", "features_logreg") for k in ("2", "4") for s in ("0", "1")}
+    assert all(r["ci_low"] and float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"])
+               for r in rows if r["metric"] == "accuracy")
+    for cell in state["cells"]:  # each cell trained on 2K examples, chose C on 2 min(K, 4), scored all 200 tests
+        metrics = json.loads((study / cell["run_dir"] / "metrics.json").read_text())
+        k = cell["shots"]
+        assert metrics["n_examples"] == {"train": 2 * k, "validation": 2 * min(k, 4), "test": 200}
+        assert "encode_train_s" in metrics["timings"]
+    encoded = [json.loads((study / c["run_dir"] / "metrics.json").read_text())["timings"]["encoded_train_texts"]
+               for c in state["cells"]]
+    assert sum(encoded) <= 200  # the train pool encoded at most once (the killed attempt may have cached it)
+    assert (study / "report.md").read_text().count("Learning curve: features") == 1
+    assert len(list((study / "benchmark").glob("*.json"))) == 4  # 2 methods x 2 K
+
+    other = subprocess.run(study_command(tiny_text_models["bert"], tmp_path, shots="2,8"), env=env,
+                           capture_output=True, text=True)
+    assert other.returncode == 2 and "holds a study with other shots" in other.stderr
