@@ -180,8 +180,8 @@ def claims(groups: list[dict]) -> list[str]:
         lab, found_interval = REFERENCE.get(g["method"]), g["interval"]
         if lab and found_interval and "test/accuracy" in lab[1]:
             relation = st.relation_to(lab[1]["test/accuracy"], found_interval["low"], found_interval["high"])
-            out.append(f"{g['label']} {g['test_mean']:.4f} [{found_interval['low']:.3f}, {found_interval['high']:.3f}] "
-                       f"{RELATION[relation]} the lab's {lab[1]['test/accuracy']} ({lab[0]})")
+            out.append(f"{g['label']} {g['test_mean']:.4f} [{found_interval['low']:.3f}, {found_interval['high']:.3f}]: "
+                       f"the interval {RELATION[relation]} the lab's {lab[1]['test/accuracy']} ({lab[0]})")
     return out
 
 
