@@ -127,3 +127,18 @@ def test_the_same_run_twice_is_not_a_seed_study(feature_runs, tmp_path):
     assert main(["report", str(feature_runs[0]), str(feature_runs[0]), "--output", str(tmp_path)]) == 0
     md = (tmp_path / "report.md").read_text()
     assert "Over several seeds" not in md and md.count("| features | s00 |") == 6  # runs, results, calibration
+
+
+def test_markdown_from_data_cannot_make_html_links_cells_or_code_blocks(tmp_path):
+    from transferlab.reporting.document import to_markdown
+
+    hostile = "<script>alert(1)</script> a|b [x](javascript:alert(1)) \\| ```\n# not a heading"
+    md = to_markdown([("h2", hostile), ("p", hostile), ("table", ["h|"], [[hostile]]),
+                      ("img", tmp_path / "a b(1).png", "x] [y](z)"), ("pre", "text ```` inside"),
+                      ("details", "<b>s</b>", "key: ```")], tmp_path)
+    assert "<script>" not in md and "<b>" not in md and "](javascript" not in md
+    row = next(line for line in md.splitlines() if line.startswith("| &lt;script"))
+    assert row.count(" | ") == 0 and row.endswith(" |")                # one cell: every | in the text escaped
+    assert "\n# not" not in md and "# not a heading" in md              # no line of the text starts a heading
+    assert "![x\\] \\[y\\]\\(z)](a%20b%281%29.png)" in md                # the alt text cannot close early
+    assert "`````\ntext ```` inside\n`````" in md                       # a longer fence than any run inside

@@ -67,6 +67,11 @@ def md_code(text: str) -> str:
     return f"{fence} {text} {fence}" if text.startswith("`") or text.endswith("`") else f"{fence}{text}{fence}"
 
 
+def md_alt(text) -> str:
+    """An image's alt text: :func:`md_text` with every bracket escaped, so the text cannot close it early."""
+    return md_text(text).replace("[", "\\[").replace("]", "\\]")
+
+
 def md_link(path, relative_to: Path) -> str:
     return quote(Path(os.path.relpath(path, relative_to)).as_posix(), safe="/._-~")
 
@@ -89,9 +94,9 @@ def to_markdown(blocks: list[tuple], relative_to: Path) -> str:
             out.append(md_table(*args))
         elif kind == "img":
             path, caption = args
-            out.append(f"![{md_text(caption)}]({md_link(path, relative_to)})\n\n*{md_text(caption)}*")
+            out.append(f"![{md_alt(caption)}]({md_link(path, relative_to)})\n\n*{md_text(caption)}*")
         elif kind == "gallery":
-            out.append(" ".join(f"![{md_text(caption)}]({md_link(path, relative_to)})" for path, caption in args[0]))
+            out.append(" ".join(f"![{md_alt(caption)}]({md_link(path, relative_to)})" for path, caption in args[0]))
         elif kind == "pre":
             out.append(fenced(args[0]))
         elif kind == "details":
