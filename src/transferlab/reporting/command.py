@@ -51,8 +51,8 @@ def live(stages: list[dict], pipe_dir: Path) -> list[dict]:
     from transferlab.tracking.rundir import describe_status, is_dead, read_json
 
     status = read_json(pipe_dir / "status.json", "status file") if (pipe_dir / "status.json").is_file() else {}
-    if not isinstance(status, dict) or not is_dead(status):
-        return stages
+    if not isinstance(status, dict) or not ("pid" in status or "heartbeat" in status) or not is_dead(status):
+        return stages  # alive, or recorded by a version without heartbeats (nothing to tell it by)
     return [{**s, "status": describe_status(status)} if s["status"] == "running" else s for s in stages]
 
 
