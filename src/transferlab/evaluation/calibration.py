@@ -131,12 +131,13 @@ def rows_calibration(rows: Sequence[dict], n_classes: int) -> dict:
     elif n_classes == 2:
         label_p = np.where(correct, confidence, 1.0 - confidence)
     else:
-        record["unavailable"] = ("NLL and Brier: this predictions file stores only the predicted class's "
-                                 "probability (written before label_probability was recorded)")
+        record["unavailable"] = ("NLL and Brier need the true label's probability, which predictions files written "
+                                 "before schema 2 do not store (only the predicted class's)")
         return record
     record["nll"] = nll(label_p)
     if n_classes == 2:
         record["brier"] = float((2 * (1.0 - label_p) ** 2).mean())
     else:
-        record["unavailable"] = "Brier: the predictions file does not hold the whole distribution"
+        record["unavailable"] = ("Brier needs the whole distribution, which a predictions file of more than two "
+                                 "classes does not hold (runs since schema 2 record it in metrics.json)")
     return record

@@ -71,7 +71,8 @@ def plot_top_confusions(matrix: np.ndarray, label_names: Sequence[str], path: st
     return Path(path)
 
 
-def plot_reliability(table: dict, path: str | Path, title: str = "Reliability diagram", ece: float | None = None) -> Path:
+def plot_reliability(table: dict, path: str | Path, title: str = "Reliability diagram",
+                     ece: float | None = None) -> Path:
     """Accuracy against mean confidence per bin (``calibration.reliability``), the diagonal for perfect
     calibration, and below it how many predictions fall in each bin."""
     edges, count = np.asarray(table["edges"]), np.asarray(table["count"])

@@ -103,7 +103,8 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int, axis: int = 
 
 
 def f1_interval(y_true: Sequence, y_pred: Sequence, *, labels: Sequence | None = None,
-                confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES, seed: int = SEED) -> tuple[float, float]:
+                confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
+                seed: int = SEED) -> tuple[float, float]:
     """The bootstrap interval of macro F1 over ``labels`` (default: the classes seen in either vector)."""
     true_codes, pred_codes, n_labels = _codes(y_true, y_pred, labels)
     _check(confidence, n_resamples, true_codes.size, "y_true")

@@ -27,7 +27,7 @@ from transferlab.reporting.document import md_code, to_html, to_markdown
 from transferlab.reporting.figures import reliability_chart, selection_plot, summary_chart, training_curves
 from transferlab.reporting.runs import REFERENCE, RunRecord, load_record
 from transferlab.reporting.tables import (CALIBRATION_HEADERS, COMPARISON_HEADERS, LAB_HEADERS, RESULT_HEADERS,
-                                          RUN_HEADERS, SEED_HEADERS, STAGE_HEADERS, calibration_rows,
+                                          RUN_HEADERS, SEED_HEADERS, STAGE_HEADERS, calibration_gaps, calibration_rows,
                                           comparison_rows, lab_rows, per_class_rows, results_rows, run_rows,
                                           seed_rows, stage_rows)
 from transferlab.reporting.uncertainty import comparisons, method_groups, missing_intervals
@@ -80,7 +80,8 @@ def uncertainty_blocks(records: Sequence[RunRecord], groups: list[dict]) -> list
                          "where the class count or the model differs, the comparison is loose.")]
     calibrated = calibration_rows(records)
     if calibrated:
-        blocks += [("h2", "Calibration"), ("table", CALIBRATION_HEADERS, calibrated), ("p", CALIBRATION_NOTE)]
+        blocks += [("h2", "Calibration"), ("table", CALIBRATION_HEADERS, calibrated), ("p", CALIBRATION_NOTE),
+                   *[("p", gap) for gap in calibration_gaps(records)]]
     return blocks
 
 
@@ -180,7 +181,8 @@ def claims(groups: list[dict]) -> list[str]:
         lab, found_interval = REFERENCE.get(g["method"]), g["interval"]
         if lab and found_interval and "test/accuracy" in lab[1]:
             relation = st.relation_to(lab[1]["test/accuracy"], found_interval["low"], found_interval["high"])
-            out.append(f"{g['label']} {g['test_mean']:.4f} [{found_interval['low']:.3f}, {found_interval['high']:.3f}]: "
+            low, high = found_interval["low"], found_interval["high"]
+            out.append(f"{g['label']} {g['test_mean']:.4f} [{low:.3f}, {high:.3f}]: "
                        f"the interval {RELATION[relation]} the lab's {lab[1]['test/accuracy']} ({lab[0]})")
     return out
 

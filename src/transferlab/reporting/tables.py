@@ -91,7 +91,8 @@ def seed_rows(groups: Sequence[dict]) -> list[list[str]]:
         if g["n_seeds"] < 2:
             continue
         found = g["interval"]
-        rows.append([g["experiment"], g["label"], str(g["n_classes"]), f"{g['n_seeds']} ({', '.join(map(str, g['seeds']))})",
+        seeds = f"{g['n_seeds']} ({', '.join(map(str, g['seeds']))})"
+        rows.append([g["experiment"], g["label"], str(g["n_classes"]), seeds,
                      f"{g['val_mean']:.4f} ± {g['val_sd']:.4f}", f"{g['test_mean']:.4f} ± {g['test_sd']:.4f}",
                      with_interval(g["test_mean"], (found["low"], found["high"]) if found else None),
                      ", ".join(f"{v:.4f}" for v in g["test"]), fmt(lab_figure(g["method"]), 3),
@@ -139,11 +140,20 @@ def calibration_rows(records: Sequence[RunRecord]) -> list[list[str]]:
                 continue
             scaled = c.get("calibrated")
             rows.append([r.experiment if first else "", r.name if first else "", method, fmt(c["ece"]),
-                         fmt(c["brier"]), fmt(c["nll"]),
-                         f"T={scaled['temperature']:.3f}, {scaled['ece']:.4f}, {scaled['nll']:.4f}" if scaled else "–",
-                         c["source"] + (f" ({c['unavailable']})" if c.get("unavailable") else "")])
+                         fmt(c["brier"]) if c["brier"] is not None else "n/a",
+                         fmt(c["nll"]) if c["nll"] is not None else "n/a",
+                         f"T={scaled['temperature']:.3f}, {scaled['ece']:.4f}, {scaled['nll']:.4f}"
+                         if scaled else "–",
+                         c["source"]])
             first = False
     return rows
+
+
+def calibration_gaps(records: Sequence[RunRecord]) -> list[str]:
+    """Why a calibration figure reads n/a, once per reason."""
+    reasons = {c["unavailable"] for r in records for m in r.evaluations()
+               if (c := calibration(r, m)) is not None and c.get("unavailable")}
+    return [f"n/a: {reason}." for reason in sorted(reasons)]
 
 
 def stage_rows(stages: Sequence[dict]) -> list[list[str]]:

@@ -235,7 +235,8 @@ def missing_intervals(records: Sequence[RunRecord]) -> list[str]:
         for method in r.evaluations():
             f = figures(r, method)
             if f is not None and not f.get("intervals"):
-                out.append(f"No interval for {r.experiment} / {r.name} / {method}: {f['source'].removeprefix('none: ')}.")
+                why = f["source"].removeprefix("none: ")
+                out.append(f"No interval for {r.experiment} / {r.name} / {method}: {why}.")
     return out
 
 
