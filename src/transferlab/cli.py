@@ -96,7 +96,7 @@ def run_shots(experiment, config, args: argparse.Namespace, resume) -> Path:
     if not shots:
         raise TransferlabError(f"--shots: no values for {experiment.name}: give e.g. --shots 8,16,full")
     name = config.run_name or f"{experiment.name}-shots"
-    return run_study({experiment.name: config}, shots, args.seeds or [config.seed], args.output_dir, name,
+    return run_study({experiment.name: config}, shots, args.seeds, args.output_dir, name,
                      nested=not args.independent_shots)
 
 

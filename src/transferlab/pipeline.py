@@ -258,7 +258,11 @@ def locked(pipe_dir: Path):
     if not (pipe_dir / STATE).is_file():  # not a pipeline directory (yet): nothing to lock, reopen says so
         yield
         return
-    fd = os.open(pipe_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fd = os.open(pipe_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # a planted link: refused
+    except OSError as exc:
+        raise TransferlabError(f"cannot open the lock file {pipe_dir / LOCK} ({exc.strerror}): remove it if it is "
+                               f"a link or not a file, then resume") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -386,7 +390,7 @@ def run_shots(args: argparse.Namespace) -> Path:
     configs, run_name = load_stage_configs(args.config, args.overrides, stages)
     shots = shots_by_experiment(args.shots, {s: EXPERIMENTS[s].section for s in stages})
     name = run_name or f"{Path(args.config).stem if args.config else 'offline'}-shots"
-    return run_study(configs, shots, args.seeds or [0], args.output_dir, name, nested=not args.independent_shots)
+    return run_study(configs, shots, args.seeds, args.output_dir, name, nested=not args.independent_shots)
 
 
 def main(args: argparse.Namespace) -> Path:

@@ -126,9 +126,11 @@ def study_blocks(study_dir: str | Path, assets: Path) -> list[tuple]:
     done = sum(c["status"] == "completed" for c in state["cells"])
     blocks: list[tuple] = [("h2", "Label-budget study"),
                            ("p", f"{done} of {len(state['cells'])} cells completed; draws "
-                                 f"{'nested' if state['nested'] else 'independent'}, seeds {state['seeds']}; every "
+                                 f"{'nested' if state['nested'] else 'independent'}, seeds: {state['seeds']}; every "
                                  f"cell scored on the whole test split. Figures: {study_dir / RESULTS}.")]
     for experiment, methods in sorted(curves.items()):
+        if all(method == "zero_shot" for method in methods):
+            continue  # zero-shot alone (the zeroshot stage): drawn as the flat line in the trained methods' figures
         path, caption = curve_figure(experiment, methods, assets / f"curve-{experiment}.png")
         blocks += [("h3", f"Learning curve: {experiment}"), ("img", path, caption),
                    ("table", CURVE_HEADERS, curve_rows(methods))]

@@ -48,19 +48,21 @@ def comparable(config) -> dict:
     return out
 
 
-def plan(arms: dict[str, object], shots: dict[str, list], seeds: Sequence[int], nested: bool) -> dict:
-    """The study's state: settings per arm and one pending cell per (experiment, K, seed)."""
+def plan(arms: dict[str, object], shots: dict[str, list], seeds: Sequence[int] | None, nested: bool) -> dict:
+    """The study's state: settings per arm and one pending cell per (experiment, K, seed); ``seeds=None``: each
+    arm's own config seed (so a full-data cell is exactly that experiment's usual run)."""
     cells = []
-    for experiment in arms:
+    for experiment, config in arms.items():
+        arm_seeds = list(seeds) if seeds else [config.seed]
         if experiment in TRAINING_FREE:
-            cells.append({"experiment": experiment, "shots": None, "seed": seeds[0], "status": PENDING})
+            cells.append({"experiment": experiment, "shots": None, "seed": arm_seeds[0], "status": PENDING})
             continue
         cells += [{"experiment": experiment, "shots": k, "seed": s, "status": PENDING}
-                  for k in shots[experiment] for s in seeds]
+                  for k in shots[experiment] for s in arm_seeds]
     for cell in cells:
         cell["run_dir"] = f"{cell['experiment']}/{cell_name(cell['shots'], cell['seed'])}"
-    return {"version": 1, "nested": nested, "seeds": list(seeds),
-            "shots": {e: [shots_label(k) for k in shots[e]] for e in arms},
+    return {"version": 1, "nested": nested, "seeds": list(seeds) if seeds else "each experiment's config seed",
+            "shots": {e: [shots_label(k) for k in shots.get(e, [None])] for e in arms},
             "settings": {e: comparable(c) for e, c in arms.items()}, "status": PENDING, "cells": cells}
 
 
@@ -151,7 +153,7 @@ def run_cell(study_dir: Path, state: dict, cell: dict, config) -> None:
         write_json(study_dir / STATE, state)
 
 
-def run_shot_study(arms: dict[str, object], shots: dict[str, list], seeds: Sequence[int], output_dir: str | Path,
+def run_shot_study(arms: dict[str, object], shots: dict[str, list], seeds: Sequence[int] | None, output_dir: str | Path,
                    name: str, *, nested: bool = True) -> Path:
     """Run (or continue) the study ``<output_dir>/study/<name>``; return its directory. ``arms``: experiment ->
     its config; ``shots``: experiment -> K values (``None``: full data)."""
@@ -164,7 +166,10 @@ def run_shot_study(arms: dict[str, object], shots: dict[str, list], seeds: Seque
         state = open_state(study_dir, planned)
         state["status"] = RUNNING
         write_json(study_dir / STATE, state)
-        print(f"study directory: {study_dir} ({len(state['cells'])} cells)", flush=True)
+        todo = [c for c in state["cells"] if not finished(study_dir, c)]
+        print(f"study directory: {study_dir} ({len(state['cells'])} cells, {len(todo)} to run)", flush=True)
+        if not todo:
+            print("note: every cell is complete: results and report rebuilt (give run_name=... for a new study)")
         try:
             for i, cell in enumerate(state["cells"], 1):
                 if finished(study_dir, cell):
