@@ -159,3 +159,18 @@ def test_a_study_writes_every_cell_and_continues_after_a_sigkill(tiny_text_model
     other = subprocess.run(study_command(tiny_text_models["bert"], tmp_path, shots="2,8"), env=env,
                            capture_output=True, text=True)
     assert other.returncode == 2 and "holds a study with other shots" in other.stderr
+
+
+def test_fine_tuning_at_a_label_budget_trains_with_the_fixed_shots_settings():
+    from transferlab.config import load_config
+    from transferlab.experiments.finetune import FinetuneConfig
+
+    full = load_config(FinetuneConfig, "finetune", "offline")
+    assert full.training_in_force() is full.training  # full data: the preset's training, unchanged
+    budget = load_config(FinetuneConfig, "finetune", "offline", ["data.shots=8", "training.eval_steps=50"])
+    training = budget.training_in_force()
+    assert (training.epochs, training.batch_size, training.learning_rate, training.eval_steps) == (20, 16, 5e-5, None)
+    lora = load_config(FinetuneConfig, "finetune", "offline", ["data.shots=8", "method=lora"])
+    assert lora.training_in_force().learning_rate == 5e-4
+    with pytest.raises(TransferlabError, match="shots_training"):
+        load_config(FinetuneConfig, "finetune", "offline", ["data.shots=8", "shots_training.batch_size=0"])
