@@ -23,7 +23,7 @@ from transferlab.studies.results import RESULTS, read_results  # noqa: E402
 from transferlab.studies.shots import STATE, cell_dirs  # noqa: E402
 from transferlab.tracking.rundir import read_json  # noqa: E402
 
-CURVE_HEADERS = ["method", "K (per class)", "test accuracy (mean ± sd)", "seeds", "95% interval (mean of cells)"]
+CURVE_HEADERS = ["method", "K (per class)", "test accuracy (mean ± sd over seeds)", "cells", "95% interval (mean of cells)"]
 
 
 def per_class(study_dir: Path, state: dict) -> dict[tuple[str, str], float]:
@@ -52,7 +52,7 @@ def curve_points(rows: list[dict], xs: dict) -> dict[str, dict[str, list]]:
         for method, by_shots in methods.items():
             points = []
             for shots, cells in by_shots.items():
-                x = 0.0 if shots == "0" else xs.get((experiment, shots))
+                x = xs.get((experiment, shots))
                 if x is not None:
                     points.append((x, shots, [c["value"] for c in cells], [(c["ci_low"], c["ci_high"]) for c in cells]))
             out.setdefault(experiment, {})[method] = sorted(points)
@@ -71,16 +71,15 @@ def band(values: list[float], intervals: list[tuple]) -> tuple[float, float, flo
 
 def curve_figure(experiment: str, methods: dict[str, list], path: Path) -> tuple[Path, str]:
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    trained = [p[0] for points in methods.values() for p in points if p[0] > 0]
-    right = max(trained) if trained else 1.0
+    right = max([p[0] for points in methods.values() for p in points], default=1.0)
     for method, points in sorted(methods.items()):
         if method == "zero_shot":
             mean, low, high = band(*zip(*[(v, ci) for p in points for v, ci in zip(p[2], p[3])]))
             ax.axhline(mean, color="grey", linestyle="--", label=f"zero-shot ({mean:.3f})")
             ax.axhspan(low, high, color="grey", alpha=0.12)
             continue
-        stats = [band(p[2], p[3]) for p in points if p[0] > 0]
-        x = [p[0] for p in points if p[0] > 0]
+        stats = [band(p[2], p[3]) for p in points]
+        x = [p[0] for p in points]
         line, = ax.plot(x, [s[0] for s in stats], marker="o", label=method)
         ax.fill_between(x, [s[1] for s in stats], [s[2] for s in stats], color=line.get_color(), alpha=0.18)
     for method in methods:
@@ -104,14 +103,17 @@ def curve_figure(experiment: str, methods: dict[str, list], path: Path) -> tuple
 
 
 def curve_rows(methods: dict[str, list]) -> list[list[str]]:
+    """One row per method and K; zero-shot (the same at every K) as one row over all its cells."""
     rows = []
     for method, points in sorted(methods.items()):
+        if method == "zero_shot":
+            points = [(0.0, "0", [v for p in points for v in p[2]], [ci for p in points for ci in p[3]])]
         for x, shots, values, intervals in points:
             sd = f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else ""
             lows = [lo for lo, _ in intervals if lo is not None]
             highs = [hi for _, hi in intervals if hi is not None]
             ci = f"[{np.mean(lows):.3f}, {np.mean(highs):.3f}]" if lows and highs else "–"
-            k = "0 (zero-shot)" if shots == "0" else (f"full ({x:.0f})" if shots == "full" else shots)
+            k = "any (no labels)" if shots == "0" else (f"full ({x:.0f})" if shots == "full" else shots)
             rows.append([method, k, f"{np.mean(values):.4f}{sd}", str(len(values)), ci])
     return rows
 

@@ -67,13 +67,12 @@ def cell_rows(study_dir: Path, cell: dict) -> list[dict]:
     rows = []
     for method, splits in metrics["methods"].items():
         label = method_label(cell["experiment"], method, metrics.get("model", {}))
-        shots = 0 if method == "zero_shot" else base["shots"]
         for split, figures in splits.items():
             for metric in (m for m in METRICS if m in figures):
                 low, high = (figures.get("intervals") or {}).get(metric) or (None, None)
                 if low is None and metric == "accuracy":
                     low, high = predictions_interval(run_dir, method, split)
-                rows.append({**base, "method": label, "shots": shots, "split": split, "metric": metric,
+                rows.append({**base, "method": label, "split": split, "metric": metric,
                              "value": figures[metric], "ci_low": low, "ci_high": high})
     return rows
 
