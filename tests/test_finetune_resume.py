@@ -25,7 +25,14 @@ def start(out: Path, overrides: list[str], *extra: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(SRC), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     # --resume last: its optional RUN_DIR would otherwise swallow the first key=value
     return subprocess.Popen([sys.executable, "-m", "transferlab.cli", "finetune", "--output-dir", str(out),
-                             *overrides, *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *overrides, *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
+
+
+def default_sigint() -> None:
+    """Ctrl-C as usual in the child, even when pytest itself runs in the background (where a shell starts
+    it with SIGINT ignored, and Python then keeps it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def interrupt_after(proc: subprocess.Popen, out: Path, step: int, sig: int, timeout: float = 120) -> Path:

@@ -255,3 +255,14 @@ def test_tampered_rows_in_a_writable_cache_are_not_served(capsys, tmp_path, tiny
     assert code == 0 and "warning: not using the cache" in err and out.count("texts encoded") == 3, err
     warm = json.loads((Path(out.strip().splitlines()[-1]) / "metrics.json").read_text())["methods"]["features"]
     assert [warm[s]["accuracy"] for s in ("validation", "test")] == [cold[s]["accuracy"] for s in ("validation", "test")]
+
+
+def test_a_link_planted_at_the_pipeline_lock_is_not_followed(capsys, tmp_path):
+    pipe, victim = tmp_path / "run" / "p", tmp_path / "victim.txt"
+    pipe.mkdir(parents=True)
+    (pipe / "pipeline.json").write_text("{}")
+    victim.write_text("precious")
+    (pipe / "pipeline.lock").symlink_to(victim)
+    code, _, err = cli(capsys, "run", "--resume", pipe)
+    assert "cannot open the lock file" in one_line_error(code, err) and "remove it if it is a link" in err
+    assert victim.read_text() == "precious"
