@@ -73,7 +73,7 @@ def test_clip_lora_presets_hold_the_papers_recipe(preset):
         assert cfg.objective.steps_per_shot == 500 and cfg.objective.pixel_view == "resized_crop_flip"
     else:
         assert {"query", "key", "value"} <= set(cfg.lora.target_modules) and cfg.lora.text_layers == "all"
-        assert cfg.objective.train_views == ["resized_crop_flip"] * 2
+        assert cfg.objective.train_views == ["flip", "resized_crop_flip"] and cfg.objective.view_seed == 0
 
 
 def cell(clip_folder, tree, out, shots, seed, *extra):

@@ -32,8 +32,8 @@ class DataConfig:
     on_corrupt: Literal["skip", "fail"] = "skip"  # unreadable images: drop them with a count, or stop
     num_workers: int = 0  # DataLoader workers decoding images
     # K-shot training (a label-budget study's cell): train on ``shots`` images of every class drawn from the
-    # training folder (or Hub train split), validate (choose settings) on min(shots, shots_validation) others of every class; the
-    # test split stays whole. null: all of the training folder, minus the val_per_class hold-out
+    # training folder (or Hub train split), validate (choose settings) on min(shots, shots_validation) others
+    # of every class; the test split stays whole. null: all of the training folder, minus the val_per_class hold-out
     shots: int | None = None
     nested_shots: bool = True  # within a seed, the K = 2 draw holds the K = 1 draw (false: independent draws)
     shots_validation: int = 4
@@ -109,7 +109,9 @@ class ProbeConfig:
 @dataclass
 class TipAdapterConfig:
     """Tip-Adapter (training-free cache of the training features) and Tip-Adapter-F (its keys fine-tuned):
-    alpha (the cache's weight) and beta (its sharpness) chosen on the validation split from these grids."""
+    alpha (the cache's weight) and beta (its sharpness) chosen on the validation split from these grids.
+    Few-shot baselines: they run in K-shot runs (``data.shots``) only; with all the data the cache would be
+    the whole training set (Tip-Adapter-F: hours on a CPU)."""
 
     enabled: bool = True
     alpha_grid: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0])

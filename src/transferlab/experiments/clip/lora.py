@@ -76,7 +76,8 @@ def run_lora(config, output_dir: str | Path = "logs", *, resume: str | None = No
             save_adapter(ctx.path, peft_model, inputs.model, projection, config.lora.save_merged)
             details = {**searches, "best_step": keep.best.step, "loss": config.objective.loss,
                        "best_validation_accuracy": keep.best.value, "global_step": trainer.state.global_step,
-                       "early_stopping": early_stopping_record(trainer), "lora_targets": len(targets), "image_features_cached": cached is not None,
+                       "early_stopping": early_stopping_record(trainer), "lora_targets": len(targets),
+                       "image_features_cached": cached is not None,
                        "training_source": source, "trunk_start_block": start if source == "trunk" else None,
                        "train_views": list(config.objective.train_views) if source == "trunk" else [],
                        "training_rows": len(cached["train"][1]) if cached else len(inputs.data.train),
@@ -110,8 +111,8 @@ def splits_to_encode(config) -> list[str]:
 def baselines(inputs: Inputs, encoded: dict, trunks: dict | None, start: int | None, config,
               timings: dict) -> tuple[dict, dict]:
     """``({method: {split: predictions}}, {method: its selection record})`` of the zero-shot baseline and
-    (if enabled) the linear probe (its C search) and Tip-Adapter(-F) (alpha and beta), all chosen on
-    the validation split."""
+    (if enabled) the linear probe (its C search) and, in K-shot runs, Tip-Adapter(-F) (alpha and beta),
+    all chosen on the validation split."""
     evaluated = {s: encoded[s] for s in evaluated_splits(config)}
     started = time.perf_counter()
     class_embeds = class_embeddings(inputs.model, inputs.prompt_sets, config.model.batch_size, inputs.precision)
@@ -128,7 +129,7 @@ def baselines(inputs: Inputs, encoded: dict, trunks: dict | None, start: int | N
                                                 config.seed)
         methods["linear_probe"] = {s: probe_predictions(probe, encoded[s][0].numpy(), encoded[s][1])
                                    for s in evaluated}
-    if config.tip_adapter.enabled:
+    if config.tip_adapter.enabled and config.data.shots:  # a few-shot baseline: K-shot cells only
         queries = tip_queries(inputs, config, encoded, trunks, start)
         tip, tip_searches = tip_adapter_methods(inputs.model, class_embeds, encoded, queries, config, timings)
         methods.update(tip)
@@ -153,7 +154,8 @@ def tip_adapter_methods(model, class_embeds: torch.Tensor, encoded: dict, querie
     features for ``tip_adapter.epochs``); alpha and beta searched on validation, before and after."""
     t, n_classes = config.tip_adapter, class_embeds.shape[0]
     started = time.perf_counter()
-    zero_shot = {s: torch.from_numpy(zero_shot_scores(model, x, class_embeds)) for s, (x, _) in encoded.items()}
+    zero_shot = {s: torch.from_numpy(zero_shot_scores(model, x, class_embeds)) for s, (x, _) in encoded.items()
+                 if s != "train"}  # the evaluated splits
     keys, values = cache_model(encoded["train"][0], encoded["train"][1], n_classes)
     (vx, vy) = encoded["validation"]
     alpha, beta, record = search_alpha_beta(zero_shot["validation"], vx, vy, keys, values, t.alpha_grid, t.beta_grid)
@@ -252,8 +254,8 @@ def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: In
     keep = KeepBest("eval_accuracy")
     trainer = EvaluatingTrainer(
         model=classifier, args=args, train_dataset=train_set, eval_dataset=eval_set, optimizers=(optimizer, None),
-        callbacks=[keep, *run_callbacks(t)], evaluator=lambda model: {"accuracy": split_accuracy(score(model, "validation", cached, inputs,
-                                                                               config))})
+        callbacks=[keep, *run_callbacks(t)],
+        evaluator=lambda model: {"accuracy": split_accuracy(score(model, "validation", cached, inputs, config))})
     use_tensorboard_dir(trainer, run_dir / "tensorboard")
     train(trainer, None, "training.batch_size", run_dir)
     if keep.last_step != trainer.state.global_step:
