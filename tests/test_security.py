@@ -173,7 +173,7 @@ def test_a_symlink_planted_at_the_old_temporary_name_is_not_followed(tmp_path):
 WRITER = """
 import sys
 import numpy as np
-from transferlab.models.feature_cache import load_checked, save_atomically, entry_path
+from transferlab.models.feature_cache import save_atomically, entry_path
 folder, seed = sys.argv[1], int(sys.argv[2])
 key = {"split": "train", "data": "race"}
 for i in range(200):
@@ -182,6 +182,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_two_processes_writing_one_cache_key_do_not_collide(tmp_path):
     from transferlab.models.feature_cache import entry_path, load_checked
 
