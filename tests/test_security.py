@@ -267,3 +267,47 @@ def test_a_link_planted_at_the_pipeline_lock_is_not_followed(capsys, tmp_path):
     code, _, err = cli(capsys, "run", "--resume", pipe)
     assert "cannot open the lock file" in one_line_error(code, err) and "remove it if it is a link" in err
     assert victim.read_text() == "precious"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["rng_state.pth", "optimizer.pt", "scheduler.pt"])
+def test_a_crafted_pickle_in_a_received_checkpoint_does_not_run_on_resume(capsys, tmp_path, tiny_text_models,
+                                                                         finetuned_run, name):
+    """Resuming someone's run loads its checkpoint with torch.load(weights_only=True): a payload stays inert."""
+    from helpers import finetune_overrides
+
+    run, marker = tmp_path / "finetune" / "received", tmp_path / "pwned"
+    shutil.copytree(finetuned_run, run, ignore=shutil.ignore_patterns("tensorboard"))
+    (run / "metrics.json").unlink()
+    for checkpoint in (run / "checkpoints").iterdir():
+        (checkpoint / name).write_bytes(pickle.dumps(Payload(marker)))
+    args = ["finetune", "--output-dir", str(tmp_path), *finetune_overrides(tiny_text_models["distilbert"]),
+            "--resume", str(run)]
+    if name == "rng_state.pth":  # transformers warns and goes on with fresh random states
+        assert main(args) == 0
+    else:
+        with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+            main(args)
+        assert json.loads((run / "status.json").read_text())["status"] == "failed"
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_received_checkpoint_naming_a_best_checkpoint_elsewhere_is_refused(capsys, tmp_path, tiny_text_models,
+                                                                            finetuned_run):
+    """trainer_state.json names the best checkpoint by path: one outside the run is never loaded from."""
+    from helpers import finetune_overrides
+
+    run, elsewhere = tmp_path / "finetune" / "received", tmp_path / "elsewhere" / "checkpoint-999"
+    shutil.copytree(finetuned_run, run, ignore=shutil.ignore_patterns("tensorboard"))
+    shutil.copytree(finetuned_run / "checkpoints" / "checkpoint-40", elsewhere)  # loadable, but not this run's
+    (run / "metrics.json").unlink()
+    latest = run / "checkpoints" / "checkpoint-40" / "trainer_state.json"
+    state = json.loads(latest.read_text())
+    state["best_model_checkpoint"] = str(elsewhere)
+    latest.write_text(json.dumps(state))
+    code, _, err = cli(capsys, "finetune", "--output-dir", tmp_path, *finetune_overrides(tiny_text_models["distilbert"]),
+                       "--resume", run)
+    line = one_line_error(code, err)
+    assert f"names its best checkpoint {elsewhere}, outside this run's" in line
+    assert json.loads((run / "status.json").read_text())["status"] == "failed"

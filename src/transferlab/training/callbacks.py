@@ -17,6 +17,7 @@ from torch import nn
 from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
+from transferlab.errors import TransferlabError
 from transferlab.training.checkpoints import CHECKPOINT_INFO
 from transferlab.training.config import TrainingConfig
 
@@ -68,6 +69,17 @@ class CheckpointInfoCallback(TrainerCallback):
 
     def __init__(self, info: dict):
         self.info = info
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """A resumed state names its best checkpoint by path: a moved or copied run names the old place, or
+        anywhere a received trainer_state.json says. Only this run's own checkpoints are used."""
+        best = state.best_model_checkpoint
+        if best and Path(best).resolve().parent != Path(args.output_dir).resolve():
+            local = Path(args.output_dir) / Path(best).name
+            if not local.is_dir():
+                raise TransferlabError(f"the resumed checkpoint names its best checkpoint {best}, outside this "
+                                       f"run's {args.output_dir}, and no {local.name} is here: start a new run")
+            state.best_model_checkpoint = str(local)  # the run was moved: its own copy of that checkpoint
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
