@@ -311,3 +311,20 @@ def test_a_received_checkpoint_naming_a_best_checkpoint_elsewhere_is_refused(cap
     line = one_line_error(code, err)
     assert f"names its best checkpoint {elsewhere}, outside this run's" in line
     assert json.loads((run / "status.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("run_dir, message", [("../victim", "outside the pipeline directory"),
+                                              (None, "does not list known stages")])
+def test_an_edited_pipeline_state_cannot_point_a_resume_outside(capsys, tmp_path, run_dir, message):
+    """A resume renames a failed stage's directory (set aside) or continues it: only ones inside the pipeline."""
+    pipe, victim = tmp_path / "run" / "p", tmp_path / "run" / "victim"
+    pipe.mkdir(parents=True)
+    victim.mkdir()
+    (victim / "config.yaml").write_text("seed: 0\n")
+    record = {"name": "features", "status": "failed", "run_dir": run_dir} if run_dir else {"name": "rm -rf"}
+    (pipe / "pipeline.json").write_text(json.dumps({"config": None, "overrides": [], "seeds": None,
+                                                    "stages": [record]}))
+    (pipe / "config.yaml").write_text("features: {}\n")
+    code, _, err = cli(capsys, "run", "--resume", pipe)
+    assert message in one_line_error(code, err)
+    assert sorted(p.name for p in victim.parent.iterdir()) == ["p", "victim"]  # nothing renamed or made

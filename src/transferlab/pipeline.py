@@ -31,8 +31,8 @@ from transferlab.config import check_run_name, load_config, parse_overrides, to_
 from transferlab.errors import TransferlabError
 from transferlab.experiments.lifecycle import announce_runs, mark_killed, sigterm_as_interrupt, sigterm_held
 from transferlab.experiments.registry import EXPERIMENTS
-from transferlab.tracking.rundir import (COMPLETED, FAILED, RUNNING, Heartbeat, Run, describe_status, is_dead,
-                                        read_json, write_json)
+from transferlab.tracking.rundir import (COMPLETED, FAILED, RUNNING, Heartbeat, Run, describe_status, inside,
+                                        is_dead, read_json, write_json)
 
 STAGES = ("features", "finetune", "setfit", "zeroshot", "lora")
 # What `transferlab run` runs unless --stages says otherwise: SetFit is a few-shot method (its pairs grow with
@@ -43,8 +43,10 @@ LOCK = "pipeline.lock"
 # Settings naming a file or folder, per config section: recorded resolved against the directory they were given in.
 PATH_KEYS = {"features": ("data.path", "data.train_file", "data.validation_file", "data.test_file", "cache_dir"),
              "finetune": ("data.path", "data.train_file", "data.validation_file", "data.test_file"),
+             "setfit": ("data.path", "data.train_file", "data.validation_file", "data.test_file"),
              "clip": ("data.path", "data.class_names_file", "model.feature_cache")}
-MODEL_KEYS = {"features": ("encoder.model",), "finetune": ("model",), "clip": ("model.name", "model.text_model")}
+MODEL_KEYS = {"features": ("encoder.model",), "finetune": ("model",), "setfit": ("model",),
+              "clip": ("model.name", "model.text_model")}
 
 
 def add_parser(sub) -> None:
@@ -137,9 +139,9 @@ def absolute_paths(configs: dict, base: Path) -> tuple[dict, dict]:
     out, record = {}, {}
     for stage, config in configs.items():
         section = EXPERIMENTS[stage].section
-        for key in PATH_KEYS[section] + MODEL_KEYS[section]:
+        for key in PATH_KEYS.get(section, ()) + MODEL_KEYS.get(section, ()):
             given = value_at(config, key)
-            resolved = resolve_path(given, base, model=key in MODEL_KEYS[section])
+            resolved = resolve_path(given, base, model=key in MODEL_KEYS.get(section, ()))
             if resolved != given:
                 config = replace_at(config, key, resolved)
                 record.setdefault(stage, {})[key] = {"given": given, "resolved": resolved}
@@ -190,7 +192,7 @@ def reopen(pipe_dir: Path, pairs: list[str]) -> tuple[Run, dict, dict]:
     if not (pipe_dir / STATE).is_file():
         raise TransferlabError(f"{pipe_dir} is not a `transferlab run` directory (no {STATE}): "
                                f"pass the directory an earlier `transferlab run` printed")
-    state = read_json(pipe_dir / STATE, "pipeline state")
+    state = check_state(pipe_dir, read_json(pipe_dir / STATE, "pipeline state"))
     stages = [s["name"] for s in state["stages"]]
     touched = {section for section, tree in split_overrides(pairs, stages)[0].items() if tree}
     done = [s["name"] for s in state["stages"] if s["status"] == COMPLETED and EXPERIMENTS[s["name"]].section in touched]
@@ -341,6 +343,23 @@ def set_aside(folder: Path) -> Path:
 
 def relative(path: str | Path, root: Path) -> str:
     return Path(path).resolve().relative_to(root.resolve()).as_posix()
+
+
+def check_state(pipe_dir: Path, state) -> dict:
+    """``pipeline.json`` as written: known stages, each run directory one inside ``pipe_dir`` (a received or
+    edited file naming ``../elsewhere`` would have a resume rename or continue a folder outside)."""
+    records = state.get("stages") if isinstance(state, dict) else None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and r.get("name") in STAGES for r in records):
+        raise TransferlabError(f"{pipe_dir / STATE} does not list known stages: it was edited or damaged; start a "
+                               f"new `transferlab run`")
+    for record in records:
+        if record.get("run_dir") is not None:
+            run_dir = Path(str(record["run_dir"]))
+            if run_dir.is_absolute() or ".." in run_dir.parts or not run_dir.parts:
+                raise TransferlabError(f"{pipe_dir / STATE} names the stage directory {record['run_dir']!r}, "
+                                       f"outside the pipeline directory: it was edited; start a new `transferlab run`")
+            inside(pipe_dir / run_dir, pipe_dir, "stage directory")
+    return state
 
 
 def stage_dirs(pipe_dir: Path, state: dict) -> list[Path]:
