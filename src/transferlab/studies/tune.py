@@ -89,7 +89,7 @@ def plan_study(args: argparse.Namespace) -> Plan:
                 Path(args.output_dir), args.pruner, {})
     plan.base = flatten(to_dict(plan.config({}, trial=True, run_name=None, caches=False)))
     for param in space.params:  # each key known and each bound of the right type, before any trial runs
-        for value in param.choices[::max(1, len(param.choices) - 1)] if param.choices else (param.low, param.high):
+        for value in param.choices if param.choices is not None else (param.low, param.high):
             plan.config({param.name: value}, trial=True, run_name=None)
     return plan
 
