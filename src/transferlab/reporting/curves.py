@@ -35,9 +35,11 @@ def per_class(study_dir: Path, state: dict) -> dict[tuple[str, str], float]:
             out[key] = float(cell["shots"])
             continue
         path = study_dir / cell["run_dir"] / "metrics.json"
-        if path.is_file():
+        if path.is_file():  # a training-free run (zero-shot) has no train count: drawn flat, needs no x
             metrics = read_json(path, "metrics")
-            out[key] = metrics["n_examples"]["train"] / max(metrics["n_classes"], 1)
+            train = (metrics.get("n_examples") or {}).get("train")
+            if train:
+                out[key] = train / max(metrics.get("n_classes") or 1, 1)
     return out
 
 
