@@ -77,10 +77,11 @@ def test_clip_lora_presets_hold_the_papers_recipe(preset):
 
 
 def cell(clip_folder, tree, out, shots, seed, *extra):
-    """One study cell of the lab's recipe on the tiny CLIP (one training step)."""
+    """One study cell of the lab's recipe on the tiny CLIP (one training step), caching in ``out`` (the
+    default of a K-shot run: ``<output-dir>/cache/images``)."""
     args = ["lora", "--output-dir", str(out), f"model.name={clip_folder}", f"data.path={tree}",
             "data.val_per_class=2", f"data.shots={shots}", f"seed={seed}", "model.batch_size=8",
-            f"model.feature_cache={out / 'cache'}", "model.templates=['a photo of a {name}.', 'a {name}']",
+            "model.templates=['a photo of a {name}.', 'a {name}']",
             "lora.target_modules=[q_proj,v_proj]", "lora.towers=both", "lora.layers=[-1]",
             "lora.train_projection=false", "objective.train_views=[flip]", "training.max_steps=1",
             "training.batch_size=4", "probe.c_grid=[1.0]", "tip_adapter.epochs=2", *extra]
@@ -114,6 +115,7 @@ def test_kshot_cells_read_the_cache_and_tip_adapter_at_alpha_zero_is_zero_shot(c
     run = last_run(tmp_path)
     second = json.loads((run / "metrics.json").read_text())
     assert second["details"]["images_encoded"] == {}  # every image (and view) read from the first cell's cache
+    assert any((tmp_path / "cache" / "images").glob("*.npy"))
     assert second["n_examples"] == {"train": 3, "validation": 3, "test": 6}
     assert second["details"]["tip_adapter"]["alpha"] == 0.0
     for split in ("validation", "test"):
