@@ -73,3 +73,23 @@ def test_no_early_stopping_by_default_and_bad_settings_are_one_line_errors():
         TrainingConfig(early_stopping_patience=0).validate()
     with pytest.raises(TransferlabError, match="early_stopping_threshold must be at least 0"):
         TrainingConfig(early_stopping_threshold=-0.1).validate()
+
+
+@pytest.mark.slow
+def test_a_finetune_run_records_where_early_stopping_stopped(tmp_path, tiny_distilbert):
+    import json
+
+    from helpers import finetune_overrides
+
+    from transferlab.cli import main
+
+    assert main(["finetune", "--output-dir", str(tmp_path),
+                 *finetune_overrides(tiny_distilbert, run_name="es", **{"training.early_stopping_patience": 1})]) == 0
+    training = json.loads((tmp_path / "finetune" / "es" / "metrics.json").read_text())["details"]["training"]
+    evals = [h["eval_accuracy"] for h in training["history"] if "eval_accuracy" in h]
+    stopped = training["early_stopping"]["stopped_at_step"]
+    # patience 1: the first evaluation not better than the best so far stops the run, there and only there
+    first_worse = next((i for i in range(1, len(evals)) if evals[i] <= max(evals[:i])), None)
+    assert stopped == (None if first_worse is None else 8 * (first_worse + 1)) == (
+        None if stopped is None else training["global_step"])
+    assert training["best_validation_accuracy"] == max(evals)
