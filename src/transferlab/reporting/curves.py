@@ -23,6 +23,7 @@ from transferlab.studies.results import RESULTS, read_results  # noqa: E402
 from transferlab.studies.shots import STATE, cell_dirs  # noqa: E402
 from transferlab.tracking.rundir import read_json  # noqa: E402
 
+ZERO_SHOT = "zero_shot"  # methods named so use no labels: the same at every K, drawn flat
 CURVE_HEADERS = ["method", "K (per class)", "test accuracy (mean ± sd over seeds)", "cells", "95% interval (mean of cells)"]
 
 
@@ -73,12 +74,16 @@ def band(values: list[float], intervals: list[tuple]) -> tuple[float, float, flo
 
 def curve_figure(experiment: str, methods: dict[str, list], path: Path) -> tuple[Path, str]:
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    right = max([p[0] for points in methods.values() for p in points], default=1.0)
+    xs = [p[0] for points in methods.values() for p in points]
+    full = [p[0] for points in methods.values() for p in points if p[1] == "full"]
+    right = max(full) if full else 2 * max(xs, default=1.0)  # the lab's figures: at the full-data point, or beyond
+    greys = iter(["dimgrey", "darkgrey", "silver", "black"])
     for method, points in sorted(methods.items()):
-        if method == "zero_shot":
+        if method.startswith(ZERO_SHOT):
             mean, low, high = band(*zip(*[(v, ci) for p in points for v, ci in zip(p[2], p[3])]))
-            ax.axhline(mean, color="grey", linestyle="--", label=f"zero-shot ({mean:.3f})")
-            ax.axhspan(low, high, color="grey", alpha=0.12)
+            color = next(greys, "grey")
+            ax.axhline(mean, linestyle="--", color=color, label=f"{method.replace('_', '-')} ({mean:.3f})")
+            ax.axhspan(low, high, color=color, alpha=0.10)
             continue
         stats = [band(p[2], p[3]) for p in points]
         x = [p[0] for p in points]
@@ -108,10 +113,10 @@ def curve_rows(methods: dict[str, list]) -> list[list[str]]:
     """One row per method and K; zero-shot (the same at every K) as one row over all its cells."""
     rows = []
     for method, points in sorted(methods.items()):
-        if method == "zero_shot":
+        if method.startswith(ZERO_SHOT):
             points = [(0.0, "0", [v for p in points for v in p[2]], [ci for p in points for ci in p[3]])]
         for x, shots, values, intervals in points:
-            sd = f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else ""
+            sd = f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 and np.ptp(values) > 0 else ""
             lows = [lo for lo, _ in intervals if lo is not None]
             highs = [hi for _, hi in intervals if hi is not None]
             ci = f"[{np.mean(lows):.3f}, {np.mean(highs):.3f}]" if lows and highs else "–"
@@ -133,7 +138,7 @@ def study_blocks(study_dir: str | Path, assets: Path) -> list[tuple]:
                                  f"{'nested' if state['nested'] else 'independent'}, seeds: {state['seeds']}; every "
                                  f"cell scored on the whole test split. Figures: {study_dir / RESULTS}.")]
     for experiment, methods in sorted(curves.items()):
-        if all(method == "zero_shot" for method in methods):
+        if all(method.startswith(ZERO_SHOT) for method in methods):
             continue  # zero-shot alone (the zeroshot stage): drawn as the flat line in the trained methods' figures
         path, caption = curve_figure(experiment, methods, assets / f"curve-{experiment}.png")
         blocks += [("h3", f"Learning curve: {experiment}"), ("img", path, caption),
