@@ -17,6 +17,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from transferlab.tracking.rundir import atomic_write
+
 FOLDER = "predictions"
 
 
@@ -67,16 +69,11 @@ def write_predictions(run_dir: str | Path, method: str, splits: dict[str, tuple]
     folder = Path(run_dir) / FOLDER
     folder.mkdir(exist_ok=True)
     path = folder / f"{method}.jsonl"
-    tmp = path.with_suffix(".jsonl.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for split, (y_true, y_pred, *rest) in splits.items():
-                for row in prediction_rows(split, y_true, y_pred, rest[0] if rest else None, label_names,
-                                           (examples or {}).get(split)):
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    lines = [json.dumps(row, ensure_ascii=False) + "\n"
+             for split, (y_true, y_pred, *rest) in splits.items()
+             for row in prediction_rows(split, y_true, y_pred, rest[0] if rest else None, label_names,
+                                        (examples or {}).get(split))]
+    atomic_write(path, "".join(lines))  # a random exclusive temporary name: no link at a guessable name is followed
     return path
 
 
