@@ -283,3 +283,14 @@ def test_a_killed_pipeline_stage_reads_as_dead_in_the_rebuilt_report(v1_runs, tm
     assert main(["report", str(pipe), "--output", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert re.search(r"\| finetune \(seed 0\) \| running \(no heartbeat since \d\d:\d\d; process gone\) \|", md)
+
+
+def test_a_p_value_that_underflows_is_printed_as_a_bound_not_as_zero():
+    from scipy.stats import binomtest
+
+    from transferlab.reporting.tables import p_text
+
+    underflow = binomtest(0, 2000).pvalue  # 2 x 0.5**2000: below the smallest double
+    assert underflow == 0.0
+    assert p_text(underflow) == "< 1e-300"
+    assert p_text(2.6e-08) == "2.6e-08" and p_text(None) == "–"

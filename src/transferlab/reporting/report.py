@@ -29,7 +29,7 @@ from transferlab.reporting.runs import REFERENCE, RunRecord, load_record
 from transferlab.reporting.tables import (CALIBRATION_HEADERS, COMPARISON_HEADERS, LAB_HEADERS, RESULT_HEADERS,
                                           RUN_HEADERS, SEED_HEADERS, STAGE_HEADERS, calibration_gaps, calibration_rows,
                                           comparison_rows, lab_rows, per_class_rows, results_rows, run_rows,
-                                          seed_rows, stage_rows)
+                                          p_text, seed_rows, stage_rows)
 from transferlab.reporting.uncertainty import comparisons, method_groups, missing_intervals
 
 INTERVALS_NOTE = (f"Intervals are {st.CONFIDENCE:.0%} {st.METHOD}, {st.N_RESAMPLES:,} resamples, seed {st.SEED} "
@@ -163,8 +163,8 @@ def claim(row: dict, per_seed: Sequence[dict]) -> str:
     word = "above" if row["ci_low"] > 0 else "below" if row["ci_high"] < 0 else "not distinguishable from"
     head = (f"{row['a']} {word} {row['b']}: {row['difference']:+.4f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]")
     if row["mcnemar_p"] is not None:
-        return head + f", McNemar p = {row['mcnemar_p']:.2g} (Holm {row['holm_p']:.2g}), n = {row['n']:,}"
-    ps = ", ".join(f"{r['holm_p']:.2g}" for r in per_seed)
+        return head + f", McNemar p = {p_text(row['mcnemar_p'])} (Holm {p_text(row['holm_p'])}), n = {row['n']:,}"
+    ps = ", ".join(p_text(r["holm_p"]) for r in per_seed)
     return head + f" over {row['seed']} (two-way bootstrap); per seed McNemar p (Holm) {ps}; n = {row['n']:,} each"
 
 

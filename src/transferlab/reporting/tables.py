@@ -47,7 +47,10 @@ def signed(value: float, low: float, high: float) -> str:
 
 
 def p_text(p: float | None) -> str:
-    return "–" if p is None else f"{p:.2g}"
+    """A p-value as printed; an exact test's p below the smallest double comes back as 0 and is printed as a bound."""
+    if p is None:
+        return "–"
+    return "< 1e-300" if p < 1e-300 else f"{p:.2g}"
 
 
 def data_size(record: RunRecord) -> str:
