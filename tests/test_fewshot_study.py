@@ -156,6 +156,14 @@ def test_a_study_writes_every_cell_and_continues_after_a_sigkill(tiny_text_model
     assert (study / "report.md").read_text().count("Learning curve: features") == 1
     assert len(list((study / "benchmark").glob("*.json"))) == 4  # 2 methods x 2 K
 
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- shots:begin -->\nold\n<!-- shots:end -->\ntail\n")
+    made = subprocess.run(cli("report", str(study), "--readme", str(readme)), env=env, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr[-2000:]
+    block = readme.read_text()
+    assert "old" not in block and block.endswith("tail\n") and "### Learning curve: features" in block
+    assert "features_logreg" in block and (tmp_path / "docs" / "figures" / "curve-rt-features.png").is_file()
+
     other = subprocess.run(study_command(tiny_text_models["bert"], tmp_path, shots="2,8"), env=env,
                            capture_output=True, text=True)
     assert other.returncode == 2 and "holds a study with other shots" in other.stderr
@@ -174,3 +182,22 @@ def test_fine_tuning_at_a_label_budget_trains_with_the_fixed_shots_settings():
     assert lora.training_in_force().learning_rate == 5e-4
     with pytest.raises(TransferlabError, match="shots_training"):
         load_config(FinetuneConfig, "finetune", "offline", ["data.shots=8", "shots_training.batch_size=0"])
+
+
+def test_curves_of_two_studies_draw_a_shared_frozen_method_once_and_name_a_differing_one(monkeypatch):
+    from transferlab.reporting import curves
+
+    probe = [(1.0, "1", [0.30, 0.32], [(0.29, 0.31), (0.31, 0.33)])]
+    by_study = {"lab": {"lora": {"linear_probe": probe, "lora": [(1.0, "1", [0.35], [(0.34, 0.36)])]}},
+                "clip-lora": {"lora": {"linear_probe": probe, "lora": [(1.0, "1", [0.40], [(0.39, 0.41)])]}}}
+    monkeypatch.setattr(curves, "study_curves", lambda d: by_study[d.name])
+    merged = curves.merged_curves([Path("lab"), Path("clip-lora")])
+    assert sorted(merged["lora"]) == ["linear_probe", "lora", "lora (clip-lora)"]
+    assert merged["lora"]["lora (clip-lora)"][0][2] == [0.40]
+
+
+def test_a_folder_without_a_finished_study_is_refused_in_one_line(tmp_path):
+    from transferlab.reporting.curves import study_curves
+
+    with pytest.raises(TransferlabError, match="holds no finished label-budget study"):
+        study_curves(tmp_path)

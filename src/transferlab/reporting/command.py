@@ -20,7 +20,9 @@ def add_parser(sub) -> None:
                    help="where to write the report (default: the run directory when one is given, "
                         "else logs/reports/<timestamp>)")
     p.add_argument("--readme", default=None, metavar="FILE",
-                   help="also write the results table into FILE between <!-- results:begin/end --> markers")
+                   help="also write the results table into FILE between <!-- results:begin/end --> markers "
+                        "(study directories: their learning curves between <!-- shots:begin/end -->, the "
+                        "figures under docs/figures/ beside FILE)")
     p.set_defaults(func=main)
 
 
@@ -60,12 +62,17 @@ def expand(paths: list[str]) -> tuple[list[Path], list[dict], list[str]]:
     """The run directories to report, with the stage table and notes of each `transferlab run` directory
     among them (from its pipeline.json, as the pipeline's own report shows them)."""
     from transferlab.pipeline import STATE, pipeline_summary, stage_dirs
+    from transferlab.studies.shots import STATE as STUDY_STATE
+    from transferlab.studies.shots import cell_dirs
+    from transferlab.tracking.rundir import read_json
 
     runs, stages, notes = [], [], []
     for p in map(Path, paths):
         if not p.is_dir():
             raise TransferlabError(f"{p} is not a directory: pass run directories printed by transferlab commands")
-        if (p / STATE).is_file():
+        if (p / STUDY_STATE).is_file():  # a label-budget study: its curves come from results.csv
+            runs += cell_dirs(p, read_json(p / STUDY_STATE, "study state"), full_only=True)
+        elif (p / STATE).is_file():
             state = pipeline_state(p)
             runs += [checked_stage_dir(d, p) for d in stage_dirs(p, state)]
             more_stages, more_notes = pipeline_summary(p, state)
@@ -87,7 +94,12 @@ def main(args: argparse.Namespace) -> Path:
         out = Path("logs") / "reports" / datetime.now().strftime("%Y%m%d-%H%M%S")
     html = write_report(runs, out, notes, stages=stages)
     if args.readme:
-        from transferlab.reporting.report import update_readme
+        from transferlab.reporting.report import update_readme, update_study_readme
+        from transferlab.studies.shots import STATE as STUDY_STATE
 
-        update_readme(args.readme, runs, "transferlab report " + " ".join(args.run_dirs) + f" --readme {args.readme}")
+        command = "transferlab report " + " ".join(args.run_dirs) + f" --readme {args.readme}"
+        if all((Path(d) / STUDY_STATE).is_file() for d in args.run_dirs):
+            update_study_readme(args.readme, args.run_dirs, command)  # studies: their curves, the shots block
+        else:
+            update_readme(args.readme, runs, command)
     return html

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Sequence
 
 import matplotlib
 
@@ -18,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from transferlab.errors import TransferlabError  # noqa: E402
 from transferlab.reporting.runs import REFERENCE  # noqa: E402
 from transferlab.studies.results import RESULTS, read_results  # noqa: E402
 from transferlab.studies.shots import STATE, cell_dirs  # noqa: E402
@@ -145,6 +147,42 @@ def study_blocks(study_dir: str | Path, assets: Path) -> list[tuple]:
                    ("table", CURVE_HEADERS, curve_rows(methods))]
     failed = [c for c in state["cells"] if c["status"] == "failed"]
     blocks += [("p", f"FAILED cell {c['run_dir']}: {c.get('error')}") for c in failed]
+    return blocks
+
+
+def study_curves(study_dir: Path) -> dict[str, dict[str, list]]:
+    """The curve points of one study directory (see ``curve_points``), refused when it holds no results yet."""
+    if not (study_dir / STATE).is_file() or not (study_dir / RESULTS).is_file():
+        raise TransferlabError(f"{study_dir} holds no finished label-budget study (no {STATE} and {RESULTS}): pass "
+                               f"the study directory a `--shots` command printed, once it has ended")
+    return curve_points(read_results(study_dir), per_class(study_dir, read_json(study_dir / STATE, "study state")))
+
+
+def merged_curves(study_dirs: Sequence[Path]) -> dict[str, dict[str, list]]:
+    """Several studies' curves, one figure per experiment: a method met again with the same points (a frozen
+    method of two studies on the same draws) is drawn once; with other points it is named by its study."""
+    merged: dict[str, dict[str, list]] = {}
+    for study_dir in study_dirs:
+        for experiment, methods in study_curves(study_dir).items():
+            into = merged.setdefault(experiment, {})
+            for method, points in methods.items():
+                if method in into and into[method] != points:
+                    method = f"{method} ({study_dir.name})"
+                into.setdefault(method, points)
+    return merged
+
+
+def readme_study_blocks(study_dirs: Sequence[Path], figures: Path) -> list[tuple]:
+    """The README's label-budget block: per experiment one curve (saved into ``figures``) and its table per K."""
+    figures.mkdir(parents=True, exist_ok=True)
+    blocks: list[tuple] = []
+    for experiment, methods in sorted(merged_curves(study_dirs).items()):
+        if all(method.startswith(ZERO_SHOT) for method in methods):
+            continue
+        name = "-".join(d.name for d in study_dirs if experiment in study_curves(d))
+        path, caption = curve_figure(experiment, methods, figures / f"curve-{name}-{experiment}.png")
+        blocks += [("h3", f"Learning curve: {experiment}"), ("img", path, caption),
+                   ("table", CURVE_HEADERS, curve_rows(methods))]
     return blocks
 
 
