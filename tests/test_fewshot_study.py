@@ -161,8 +161,8 @@ def test_a_study_writes_every_cell_and_continues_after_a_sigkill(tiny_text_model
     made = subprocess.run(cli("report", str(study), "--readme", str(readme)), env=env, capture_output=True, text=True)
     assert made.returncode == 0, made.stderr[-2000:]
     block = readme.read_text()
-    assert "old" not in block and block.endswith("tail\n") and "### Learning curve: features" in block
-    assert "features_logreg" in block and (tmp_path / "docs" / "figures" / "curve-rt-features.png").is_file()
+    assert "old" not in block and block.endswith("tail\n") and "### Learning curve: rotten_tomatoes" in block
+    assert "features_logreg" in block and (tmp_path / "docs" / "figures" / "curve-rotten_tomatoes.png").is_file()
 
     other = subprocess.run(study_command(tiny_text_models["bert"], tmp_path, shots="2,8"), env=env,
                            capture_output=True, text=True)
@@ -188,12 +188,28 @@ def test_curves_of_two_studies_draw_a_shared_frozen_method_once_and_name_a_diffe
     from transferlab.reporting import curves
 
     probe = [(1.0, "1", [0.30, 0.32], [(0.29, 0.31), (0.31, 0.33)])]
-    by_study = {"lab": {"lora": {"linear_probe": probe, "lora": [(1.0, "1", [0.35], [(0.34, 0.36)])]}},
-                "clip-lora": {"lora": {"linear_probe": probe, "lora": [(1.0, "1", [0.40], [(0.39, 0.41)])]}}}
+    by_study = {"lab": {"tiny": {"linear_probe": probe, "lora": [(1.0, "1", [0.35], [(0.34, 0.36)])]}},
+                "clip-lora": {"tiny": {"linear_probe": probe, "lora": [(1.0, "1", [0.40], [(0.39, 0.41)])]}}}
     monkeypatch.setattr(curves, "study_curves", lambda d: by_study[d.name])
     merged = curves.merged_curves([Path("lab"), Path("clip-lora")])
-    assert sorted(merged["lora"]) == ["linear_probe", "lora", "lora (clip-lora)"]
-    assert merged["lora"]["lora (clip-lora)"][0][2] == [0.40]
+    assert sorted(merged["tiny"]) == ["linear_probe", "lora", "lora (clip-lora)"]
+    assert merged["tiny"]["lora (clip-lora)"][0][2] == [0.40]
+
+
+def test_curves_by_data_set_put_every_experiment_of_it_in_one_figure_and_name_a_shared_method():
+    from transferlab.reporting.curves import curve_points
+
+    def row(experiment, method, shots, value):
+        return {"experiment": experiment, "dataset": "rt", "method": method, "shots": shots, "seed": 0,
+                "split": "test", "metric": "accuracy", "value": value, "ci_low": value - 0.01, "ci_high": value + 0.01}
+
+    rows = [row("features", "features", 8, 0.6), row("setfit", "setfit", 8, 0.7), row("other", "features", 8, 0.5),
+            {**row("setfit", "setfit", 8, 0.9), "split": "validation"}]
+    xs = {(e, "8"): 8.0 for e in ("features", "setfit", "other")}
+    curves = curve_points(rows, xs, by="dataset")
+    assert sorted(curves["rt"]) == ["features", "features (other)", "setfit"]
+    assert curves["rt"]["setfit"] == [(8.0, "8", [0.7], [(0.69, 0.71)])]
+    assert list(curve_points(rows, xs)) == ["features", "setfit", "other"]
 
 
 def test_a_folder_without_a_finished_study_is_refused_in_one_line(tmp_path):

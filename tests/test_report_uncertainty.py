@@ -294,3 +294,17 @@ def test_a_p_value_that_underflows_is_printed_as_a_bound_not_as_zero():
     assert underflow == 0.0
     assert p_text(underflow) == "< 1e-300"
     assert p_text(2.6e-08) == "2.6e-08" and p_text(None) == "–"
+
+
+def test_one_method_of_two_studies_with_alike_run_names_gets_two_labels(tmp_path):
+    from transferlab.reporting.runs import load_record
+    from transferlab.reporting.uncertainty import method_groups
+
+    names = [f"c{i}" for i in range(4)]
+    y_val, y_test = np.random.default_rng(0).integers(0, 4, 80), np.random.default_rng(1).integers(0, 4, 120)
+    runs = [write_v1_run(tmp_path / study, "lora", "k16-seed0", {"zero_shot": {
+        "validation": predictions(80, acc, 4, 1, y_val), "test": predictions(120, acc, 4, 2 + i, y_test)}},
+        "zero_shot", names, config={"model": {"templates": [template]}})
+        for i, (study, acc, template) in enumerate((("lab", 0.5, "a"), ("clip-lora", 0.3, "b")))]
+    labels = sorted(g["label"] for g in method_groups([load_record(r) for r in runs]))
+    assert labels == ["zero_shot (clip-lora/lora/k16-seed0)", "zero_shot (lab/lora/k16-seed0)"]

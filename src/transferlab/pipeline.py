@@ -32,7 +32,7 @@ from transferlab.errors import TransferlabError
 from transferlab.experiments.lifecycle import announce_runs, mark_killed, sigterm_as_interrupt, sigterm_held
 from transferlab.experiments.registry import EXPERIMENTS
 from transferlab.tracking.rundir import (COMPLETED, FAILED, RUNNING, Heartbeat, Run, describe_status, inside,
-                                        is_dead, read_json, write_json)
+                                        is_dead, read_json, set_aside, write_json)
 
 STAGES = ("features", "finetune", "setfit", "zeroshot", "lora")
 # What `transferlab run` runs unless --stages says otherwise: SetFit is a few-shot method (its pairs grow with
@@ -302,7 +302,8 @@ def run_stage(run: Run, state: dict, record: dict, config) -> None:
     previous = run.path / record["run_dir"] if record.get("run_dir") else None
     resume = previous if experiment.resumable and previous and any(previous.glob("checkpoints/checkpoint-*")) else None
     if previous is not None and resume is None and previous.is_dir():
-        set_aside(previous)  # a failed attempt that cannot be continued: kept, and its name freed for the new one
+        kept = set_aside(previous)  # a failed attempt that cannot be continued: kept, and its name freed for the new one
+        print(f"note: the failed attempt {previous.name} is kept as {kept.name}; starting the stage afresh")
     begin = time.perf_counter()
     record.update(status=RUNNING, error=None)
     write_json(run.path / STATE, state)
@@ -327,18 +328,6 @@ def run_stage(run: Run, state: dict, record: dict, config) -> None:
                   elapsed_s=round(time.perf_counter() - begin, 1))
     write_json(run.path / STATE, state)
     gc.collect()
-
-
-def set_aside(folder: Path) -> Path:
-    """Rename a failed stage's directory to ``<name>.failed`` (``.failed-2``, ...) and say so."""
-    target = folder.with_name(folder.name + ".failed")
-    for i in range(2, 1000):
-        if not target.exists():
-            break
-        target = folder.with_name(f"{folder.name}.failed-{i}")
-    folder.rename(target)
-    print(f"note: the failed attempt {folder.name} is kept as {target.name}; starting the stage afresh")
-    return target
 
 
 def relative(path: str | Path, root: Path) -> str:

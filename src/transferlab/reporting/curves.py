@@ -46,21 +46,27 @@ def per_class(study_dir: Path, state: dict) -> dict[tuple[str, str], float]:
     return out
 
 
-def curve_points(rows: list[dict], xs: dict) -> dict[str, dict[str, list]]:
-    """``{experiment: {method: [(x, shots, [values over seeds], [(lo, hi)...]), ...]}}`` of test accuracy."""
+def curve_points(rows: list[dict], xs: dict, by: str = "experiment") -> dict[str, dict[str, list]]:
+    """``{group: {method: [(x, shots, [values over seeds], [(lo, hi)...]), ...]}}`` of test accuracy, one
+    group per value of the ``by`` column (``experiment``, or ``dataset``: every method on one data set in one
+    figure, a method name two experiments share named by its experiment)."""
     grouped: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    owner: dict = {}
     for row in rows:
         if row["split"] == "test" and row["metric"] == "accuracy":
-            grouped[row["experiment"]][row["method"]][str(row["shots"])].append(row)
+            method = row["method"]
+            if owner.setdefault((row[by], method), row["experiment"]) != row["experiment"]:
+                method = f"{method} ({row['experiment']})"
+            grouped[row[by]][method][(row["experiment"], str(row["shots"]))].append(row)
     out: dict = {}
-    for experiment, methods in grouped.items():
+    for group, methods in grouped.items():
         for method, by_shots in methods.items():
             points = []
-            for shots, cells in by_shots.items():
+            for (experiment, shots), cells in by_shots.items():
                 x = xs.get((experiment, shots))
                 if x is not None:
                     points.append((x, shots, [c["value"] for c in cells], [(c["ci_low"], c["ci_high"]) for c in cells]))
-            out.setdefault(experiment, {})[method] = sorted(points)
+            out.setdefault(group, {})[method] = sorted(points)
     return out
 
 
@@ -151,20 +157,22 @@ def study_blocks(study_dir: str | Path, assets: Path) -> list[tuple]:
 
 
 def study_curves(study_dir: Path) -> dict[str, dict[str, list]]:
-    """The curve points of one study directory (see ``curve_points``), refused when it holds no results yet."""
+    """The curve points of one study directory per data set (see ``curve_points``), refused when it holds no
+    results yet."""
     if not (study_dir / STATE).is_file() or not (study_dir / RESULTS).is_file():
         raise TransferlabError(f"{study_dir} holds no finished label-budget study (no {STATE} and {RESULTS}): pass "
                                f"the study directory a `--shots` command printed, once it has ended")
-    return curve_points(read_results(study_dir), per_class(study_dir, read_json(study_dir / STATE, "study state")))
+    state = read_json(study_dir / STATE, "study state")
+    return curve_points(read_results(study_dir), per_class(study_dir, state), by="dataset")
 
 
 def merged_curves(study_dirs: Sequence[Path]) -> dict[str, dict[str, list]]:
-    """Several studies' curves, one figure per experiment: a method met again with the same points (a frozen
+    """Several studies' curves, one figure per data set: a method met again with the same points (a frozen
     method of two studies on the same draws) is drawn once; with other points it is named by its study."""
     merged: dict[str, dict[str, list]] = {}
     for study_dir in study_dirs:
-        for experiment, methods in study_curves(study_dir).items():
-            into = merged.setdefault(experiment, {})
+        for dataset, methods in study_curves(study_dir).items():
+            into = merged.setdefault(dataset, {})
             for method, points in methods.items():
                 if method in into and into[method] != points:
                     method = f"{method} ({study_dir.name})"
@@ -173,15 +181,15 @@ def merged_curves(study_dirs: Sequence[Path]) -> dict[str, dict[str, list]]:
 
 
 def readme_study_blocks(study_dirs: Sequence[Path], figures: Path) -> list[tuple]:
-    """The README's label-budget block: per experiment one curve (saved into ``figures``) and its table per K."""
+    """The README's label-budget block: per data set one curve of every method (saved into ``figures``) and
+    its table per K."""
     figures.mkdir(parents=True, exist_ok=True)
     blocks: list[tuple] = []
-    for experiment, methods in sorted(merged_curves(study_dirs).items()):
+    for dataset, methods in sorted(merged_curves(study_dirs).items()):
         if all(method.startswith(ZERO_SHOT) for method in methods):
             continue
-        name = "-".join(d.name for d in study_dirs if experiment in study_curves(d))
-        path, caption = curve_figure(experiment, methods, figures / f"curve-{name}-{experiment}.png")
-        blocks += [("h3", f"Learning curve: {experiment}"), ("img", path, caption),
+        path, caption = curve_figure(dataset, methods, figures / f"curve-{dataset}.png")
+        blocks += [("h3", f"Learning curve: {dataset}"), ("img", path, caption),
                    ("table", CURVE_HEADERS, curve_rows(methods))]
     return blocks
 

@@ -171,6 +171,10 @@ def method_groups(records: Sequence[RunRecord], deduplicate: bool = True) -> lis
     for g in groups.values():
         g["label"] = g["method"] if name_counts[g["method"]] == 1 else \
             f"{g['method']} ({g['experiment']}/{g['runs'][0].name})"
+    labels = [g["label"] for g in groups.values()]
+    for g in groups.values():  # still alike (two studies' k16-seed0 cells): named by the folders above the run
+        if labels.count(g["label"]) > 1:
+            g["label"] = f"{g['method']} ({'/'.join(g['runs'][0].path.resolve().parts[-3:])})"
     return list(groups.values())
 
 

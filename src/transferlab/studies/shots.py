@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 from transferlab.config import to_dict
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
-from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, read_json, write_json
+from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, read_json, set_aside, write_json
 
 STATE = "study.json"
 PENDING = "pending"
@@ -113,17 +113,6 @@ def finished(study_dir: Path, cell: dict) -> bool:
     return cell["status"] == COMPLETED and (study_dir / cell["run_dir"] / "metrics.json").is_file()
 
 
-def set_aside(folder: Path) -> None:
-    """A cell's unfinished attempt renamed to ``<name>.failed`` (``-2``, ...), so the cell starts afresh."""
-    target = folder.with_name(folder.name + ".failed")
-    for i in range(2, 1000):
-        if not target.exists():
-            break
-        target = folder.with_name(f"{folder.name}.failed-{i}")
-    folder.rename(target)
-    print(f"note: the unfinished attempt {folder.name} is kept as {target.name}; redoing the cell")
-
-
 def run_cell(study_dir: Path, state: dict, cell: dict, config) -> None:
     """One cell, recorded in ``study.json`` before and after; a failure is recorded and the study goes on."""
     experiment = EXPERIMENTS[cell["experiment"]]
@@ -133,7 +122,8 @@ def run_cell(study_dir: Path, state: dict, cell: dict, config) -> None:
         has_checkpoint = any(folder.glob("checkpoints/checkpoint-*"))
         resume = str(folder) if experiment.resumable and has_checkpoint else None
         if resume is None:
-            set_aside(folder)
+            kept = set_aside(folder)
+            print(f"note: the unfinished attempt {folder.name} is kept as {kept.name}; redoing the cell")
     cell.update(status=RUNNING, error=None)
     write_json(study_dir / STATE, state)
     begin = time.perf_counter()

@@ -324,3 +324,15 @@ class Heartbeat:
         self.stop.set()
         if self.thread.is_alive():
             self.thread.join()
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename an unfinished or failed attempt's directory to ``<name>.failed`` (``.failed-2``, ...), so its
+    name is free for a new attempt and nothing of it is lost; the new name."""
+    target = folder.with_name(folder.name + ".failed")
+    for i in range(2, 1000):
+        if not target.exists():
+            break
+        target = folder.with_name(f"{folder.name}.failed-{i}")
+    folder.rename(target)
+    return target
