@@ -153,7 +153,7 @@ def test_a_study_writes_every_cell_and_continues_after_a_sigkill(tiny_text_model
     encoded = [json.loads((study / c["run_dir"] / "metrics.json").read_text())["timings"]["encoded_train_texts"]
                for c in state["cells"]]
     assert sum(encoded) <= 200  # the train pool encoded at most once (the killed attempt may have cached it)
-    assert (study / "report.md").read_text().count("Learning curve: features") == 1
+    assert (study / "report.md").read_text().count("Learning curve: rotten_tomatoes") == 1
     assert len(list((study / "benchmark").glob("*.json"))) == 4  # 2 methods x 2 K
 
     readme = tmp_path / "README.md"
@@ -204,12 +204,13 @@ def test_curves_by_data_set_put_every_experiment_of_it_in_one_figure_and_name_a_
                 "split": "test", "metric": "accuracy", "value": value, "ci_low": value - 0.01, "ci_high": value + 0.01}
 
     rows = [row("features", "features", 8, 0.6), row("setfit", "setfit", 8, 0.7), row("other", "features", 8, 0.5),
-            {**row("setfit", "setfit", 8, 0.9), "split": "validation"}]
-    xs = {(e, "8"): 8.0 for e in ("features", "setfit", "other")}
+            {**row("setfit", "setfit", 8, 0.9), "split": "validation"}, row("zeroshot", "zero_shot", 8, 0.2),
+            row("lora", "zero_shot", 8, 0.2)]
+    xs = {(e, "8"): 8.0 for e in ("features", "setfit", "other", "zeroshot", "lora")}
     curves = curve_points(rows, xs, by="dataset")
-    assert sorted(curves["rt"]) == ["features", "features (other)", "setfit"]
+    assert sorted(curves["rt"]) == ["features", "features (other)", "setfit", "zero_shot"]  # same line: once
     assert curves["rt"]["setfit"] == [(8.0, "8", [0.7], [(0.69, 0.71)])]
-    assert list(curve_points(rows, xs)) == ["features", "setfit", "other"]
+    assert list(curve_points(rows, xs)) == ["features", "setfit", "other", "zeroshot", "lora"]
 
 
 def test_a_folder_without_a_finished_study_is_refused_in_one_line(tmp_path):

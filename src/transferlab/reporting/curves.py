@@ -66,7 +66,15 @@ def curve_points(rows: list[dict], xs: dict, by: str = "experiment") -> dict[str
                 x = xs.get((experiment, shots))
                 if x is not None:
                     points.append((x, shots, [c["value"] for c in cells], [(c["ci_low"], c["ci_high"]) for c in cells]))
-            out.setdefault(group, {})[method] = sorted(points)
+            if points:  # a training-free full-data run (the zeroshot stage) has no x: its line comes from K cells
+                out.setdefault(group, {})[method] = sorted(points)
+    for methods in out.values():  # the zeroshot stage's zero_shot and the lora run's: the same line, drawn once
+        for method in [m for m in methods if " (" in m]:
+            plain = method.split(" (")[0]
+            if plain not in methods:  # the first owner of the name drew nothing (no x): the name is free
+                methods[plain] = methods.pop(method)
+            elif methods[plain] == methods[method]:
+                del methods[method]
     return out
 
 
@@ -139,17 +147,17 @@ def study_blocks(study_dir: str | Path, assets: Path) -> list[tuple]:
     if not (study_dir / STATE).is_file() or not (study_dir / RESULTS).is_file():
         return []
     state = read_json(study_dir / STATE, "study state")
-    curves = curve_points(read_results(study_dir), per_class(study_dir, state))
+    curves = curve_points(read_results(study_dir), per_class(study_dir, state), by="dataset")
     done = sum(c["status"] == "completed" for c in state["cells"])
     blocks: list[tuple] = [("h2", "Label-budget study"),
                            ("p", f"{done} of {len(state['cells'])} cells completed; draws "
                                  f"{'nested' if state['nested'] else 'independent'}, seeds: {state['seeds']}; every "
                                  f"cell scored on the whole test split. Figures: {study_dir / RESULTS}.")]
-    for experiment, methods in sorted(curves.items()):
+    for dataset, methods in sorted(curves.items()):
         if all(method.startswith(ZERO_SHOT) for method in methods):
-            continue  # zero-shot alone (the zeroshot stage): drawn as the flat line in the trained methods' figures
-        path, caption = curve_figure(experiment, methods, assets / f"curve-{experiment}.png")
-        blocks += [("h3", f"Learning curve: {experiment}"), ("img", path, caption),
+            continue  # zero-shot alone: no curve to draw it beside
+        path, caption = curve_figure(dataset, methods, assets / f"curve-{dataset}.png")
+        blocks += [("h3", f"Learning curve: {dataset}"), ("img", path, caption),
                    ("table", CURVE_HEADERS, curve_rows(methods))]
     failed = [c for c in state["cells"] if c["status"] == "failed"]
     blocks += [("p", f"FAILED cell {c['run_dir']}: {c.get('error')}") for c in failed]
