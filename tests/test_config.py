@@ -95,3 +95,16 @@ def test_template_fields_are_checked(templates, message):
         check_template_fields(templates, ("name", "definition"), "model.templates", required="name")
     assert message in str(err.value)
     check_template_fields(["{name}: {definition}", "a {name}"], ("name", "definition"), "t", required="name")
+
+
+def test_the_searched_finetune_settings_load_as_a_config_file():
+    from pathlib import Path
+
+    import transferlab
+    from transferlab.config import load_config
+    from transferlab.experiments.finetune.config import FinetuneConfig
+
+    path = Path(transferlab.__file__).parent / "configs" / "offline" / "finetune-searched.yaml"
+    cfg = load_config(FinetuneConfig, "finetune", path)
+    assert (cfg.training.epochs, round(cfg.training.learning_rate, 8)) == (2.0, 4.83e-05)
+    assert cfg.training.eval_steps == 60 and cfg.training.early_stopping_patience == 3
