@@ -234,6 +234,6 @@ def update_study_readme(readme: str | Path, study_dirs: Sequence[str | Path], co
     readme = Path(readme)
     study_dirs = [Path(d) for d in study_dirs]
     blocks = readme_study_blocks(study_dirs, readme.parent / "docs" / "figures")
-    cells = [c for d in study_dirs for c in cell_dirs(d, read_json(d / STUDY_STATE, "study state"))]
-    env = next((load_record(c).config.get("environment") for c in cells[:1]), {}) or {}
+    first = cell_dirs(study_dirs[0], read_json(study_dirs[0] / STUDY_STATE, "study state"))[:1]
+    env = (load_record(first[0]).config.get("environment") if first else None) or {}
     return replace_block(readme, "shots", generated_line(command, env) + to_markdown(blocks, readme.parent))
