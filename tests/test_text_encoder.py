@@ -44,3 +44,34 @@ def test_truncation_at_max_length(encoder):
     long = " ".join(["movie"] * 300)
     out = encode([long], tokenizer, model, "mean", max_length=16, progress=False)
     assert out.shape == (1, model.config.dim) and np.isfinite(out).all()
+
+
+def test_layers_concatenate_each_pooled_hidden_state(encoder):
+    tokenizer, model = encoder
+    top = encode(TEXTS, tokenizer, model, "mean", progress=False)
+    both = encode(TEXTS, tokenizer, model, "mean", progress=False, layers=[-2, -1])
+    width = model.config.dim
+    assert both.shape == (len(TEXTS), 2 * width)
+    np.testing.assert_allclose(both[:, width:], top, atol=1e-5)  # the last layer, as the default gives it
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        below = model(**batch, output_hidden_states=True).hidden_states[-2]
+    np.testing.assert_allclose(both[:, :width], pool(below, batch["attention_mask"], "mean").numpy(), atol=1e-5)
+
+
+def test_a_layer_the_model_lacks_is_a_one_line_error(encoder):
+    from transferlab.errors import TransferlabError
+
+    tokenizer, model = encoder
+    n = model.config.num_hidden_layers
+    with pytest.raises(TransferlabError, match=f"encoder.layers: {n + 1} is out of range for a model with {n} layers"):
+        encode(TEXTS, tokenizer, model, "mean", progress=False, layers=[n + 1])
+
+
+def test_layers_are_checked_in_the_config():
+    from transferlab.errors import TransferlabError
+    from transferlab.models.text_encoder import EncoderConfig
+
+    for bad in ([], [-1, -1]):
+        with pytest.raises(TransferlabError, match="encoder.layers must list distinct"):
+            EncoderConfig(layers=bad).validate()

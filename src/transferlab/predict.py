@@ -157,7 +157,7 @@ def features_predictor(run_dir: Path, device: str, trust_pickle: bool = False) -
 
     def predict(texts: Sequence[str]):
         vectors = encode(list(texts), tokenizer, model, enc["pooling"], enc["max_length"], enc["batch_size"],
-                         precision, progress=False)
+                         precision, progress=False, layers=enc.get("layers", [-1]))
         return predict_proba(pipe, vectors), [bundle["label_names"][int(c)] for c in pipe.classes_]
 
     return predict

@@ -88,8 +88,8 @@ def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", *, resume
                          "precision": precision}, ctx.path / CLASSIFIER_FILE)
         metrics = RunMetrics(
             experiment=EXPERIMENT, primary=EXPERIMENT,
-            model={"name": cfg.encoder.model, "pooling": cfg.encoder.pooling, "dim": int(vectors["train"].shape[1]),
-                   "precision": precision, "classifier": cfg.classifier.name},
+            model={"name": cfg.encoder.model, "pooling": cfg.encoder.pooling, "layers": list(cfg.encoder.layers),
+                   "dim": int(vectors["train"].shape[1]), "precision": precision, "classifier": cfg.classifier.name},
             methods=write_results(ctx.path, ctx.tracker, predictions, data.label_names,
                                   primary=EXPERIMENT, examples={s: data.splits[s]["text"] for s in splits},
                                   evaluation=cfg.evaluation),
@@ -138,10 +138,12 @@ def embed_splits(cfg: FeaturesConfig, data, tokenizer, model, precision: str, ca
         key = {"weights": weights, "model": cfg.encoder.model, "pooling": cfg.encoder.pooling,
                "max_length": cfg.encoder.max_length, "precision": precision,
                "data": data.fingerprint(source), "split": split}
+        if cfg.encoder.layers != [-1]:  # keyed only when not the last layer alone: earlier caches stay valid
+            key["layers"] = list(cfg.encoder.layers)
         start = time.perf_counter()
         vectors[split], hit = cached(cache_dir, key, lambda: encode(
             texts, tokenizer, model, cfg.encoder.pooling, cfg.encoder.max_length,
-            cfg.encoder.batch_size, precision, progress=progress), rows=len(texts))
+            cfg.encoder.batch_size, precision, progress=progress, layers=cfg.encoder.layers), rows=len(texts))
         timings[f"encode_{split}_s"] = round(time.perf_counter() - start, 3)
         timings[f"encoded_{split}_texts"] = 0 if hit else len(texts)
         print(f"{split}{' pool' if source == 'pool' else ''}: {len(texts)} texts "
