@@ -7,7 +7,7 @@ Prints the seconds per step, the estimated minutes per epoch (8530 training text
 ``--trainer`` times the step as ``transferlab finetune`` takes it (the guarded ``Trainer`` built by
 ``training.arguments``) and tries the Trainer's own options one at a time against the preset's settings:
 bf16 autocast (``training.precision=bf16``), the fused AdamW (``training.optim=adamw_torch_fused``) and
-length-grouped batches (``training.group_by_length=true``). Each variant trains two epochs over the same
+length-grouped batches (``training.group_by_length=true``), then the ones that win together. Each variant trains two epochs over the same
 ``--steps`` batches of real training texts and the second epoch is timed (the first warms up). Beside
 each it prints the step's FLOP floor: 6 x non-embedding parameters x real tokens (forward and backward
 of every weight matrix) plus attention's 12 x t^2 x width per layer, over the matmul rate measured here
@@ -34,9 +34,13 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 from transferlab.data.rotten_tomatoes import load_rotten_tomatoes  # noqa: E402
 from transferlab.models.resolve import resolve_model  # noqa: E402
 
-# The preset's step, then one Trainer option changed at a time (TrainingConfig fields).
+# The preset's step, then one Trainer option changed at a time (TrainingConfig fields), then those combined.
 VARIANTS = {"preset (fp32, AdamW)": {}, "bf16 autocast": {"precision": "bf16"},
-            "fused AdamW": {"optim": "adamw_torch_fused"}, "group_by_length": {"group_by_length": True}}
+            "fused AdamW": {"optim": "adamw_torch_fused"}, "group_by_length": {"group_by_length": True},
+            # then the winners together (each won alone on the idle machine, 2026-12-02)
+            "fused + group_by_length": {"optim": "adamw_torch_fused", "group_by_length": True},
+            "bf16 + fused + group_by_length": {"precision": "bf16", "optim": "adamw_torch_fused",
+                                               "group_by_length": True}}
 
 
 def time_steps(model, optimizer, batches: list[dict], warmup: int = 1) -> list[float]:
