@@ -58,5 +58,7 @@ def finetune_overrides(model_dir: Path, **extra) -> list[str]:
     settings = {"model": str(model_dir), "data.limit": 128, "max_length": 64, "training.epochs": 5,
                 "training.batch_size": 16, "training.learning_rate": 0.003, "training.lr_scheduler": "constant",
                 "training.eval_steps": 8, "training.logging_steps": 2, "training.torch_threads": 1,
+                "training.warmup": 0.0, "training.precision": "fp32", "training.optim": "adamw_torch",
+                "training.group_by_length": False,  # the scripted 40 steps, whatever the preset
                 "tracking.tensorboard": True, **extra}
     return [f"{k}={v}" for k, v in settings.items()]

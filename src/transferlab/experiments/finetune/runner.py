@@ -53,7 +53,7 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
     tokenizer = from_pretrained(AutoTokenizer, check_weights(cfg.model))  # a folder without weights: refused here
     model_config = from_pretrained(AutoConfig, cfg.model)
     check_max_length(model_config, cfg.max_length)
-    precision = resolve_precision(cfg.training.precision, device, key="training.precision")
+    precision = resolve_precision(cfg.training.precision, device, cpu_auto="bf16", key="training.precision")
     resolved = dict(to_dict(cfg), resolved={"device": device, "precision": precision})
     info = {"model": cfg.model, "architecture": model_config.model_type, "method": cfg.method,
             "label_names": data.label_names}
