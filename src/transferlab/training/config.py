@@ -29,7 +29,7 @@ class TrainingConfig:
     eval_steps: int | None = None  # evaluate and checkpoint every N steps; default: every epoch
     save_total_limit: int = 2  # checkpoints kept (the best one is always kept in addition)
     logging_steps: int = 10
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # fine-tuning: bf16 where the GPU or CPU has it, else fp16 on a GPU, else fp32
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # fine-tuning: bf16 where the device has it, else fp16 (GPU) or fp32
     device: Literal["auto", "cpu", "cuda"] = "auto"
     gradient_checkpointing: bool = False
     num_workers: int = 0  # data loader workers
