@@ -231,7 +231,7 @@ def test_presets_load(preset):
         assert cfg.objective.loss == "class_ce" and cfg.objective.cache_image_features
     else:
         assert cfg.model.name == "standin" and cfg.data.path is None
-        assert cfg.lora.towers == "both" and cfg.lora.layers == [-1] and len(cfg.model.templates) == 4
+        assert cfg.lora.towers == "both" and cfg.lora.layers == [-2, -1] and len(cfg.model.templates) == 4
         assert {"query", "value", "_conv_head"} <= set(cfg.lora.target_modules) and cfg.objective.train_views
 
 

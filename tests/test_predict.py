@@ -51,8 +51,9 @@ def test_predict_features_run_agrees_with_its_classifier(capsys, features_run):
     rows = predict(capsys, str(features_run), *[a for t in TEXTS for a in ("--text", t)])
     bundle = load_classifier(features_run)
     tokenizer, model = load_encoder(bundle["encoder"]["model"], resolve_device("cpu"))
+    assert bundle["encoder"]["layers"] == [-3, -2, -1]  # the offline preset's: predict must pool the same layers
     vectors = encode(TEXTS, tokenizer, model, bundle["encoder"]["pooling"], bundle["encoder"]["max_length"],
-                     progress=False)
+                     progress=False, layers=bundle["encoder"]["layers"])
     expected = [bundle["label_names"][i] for i in bundle["pipeline"].predict(vectors)]
     assert [r[0] for r in rows] == expected
     assert np.allclose([r[1] for r in rows], bundle["pipeline"].predict_proba(vectors).max(1), atol=1e-4)
