@@ -64,7 +64,7 @@ def test_parse_overrides_nests():
 
 
 def test_exponent_floats_and_resume_before_overrides(tmp_path):
-    from transferlab.cli import build_parser, run_experiment
+    from transferlab.cli.main import build_parser, run_experiment
     from transferlab.experiments.finetune.config import FinetuneConfig
 
     cfg = load_config(FinetuneConfig, "finetune", None, ["training.learning_rate=1e-3"])

@@ -522,7 +522,7 @@ def test_sigterm_right_after_the_run_directory_is_created_is_recorded(capsys, tm
 @pytest.mark.slow
 def test_sigterm_while_the_pipeline_writes_its_report_is_recorded(capsys, tmp_path, tiny_distilbert, monkeypatch):
     """After the last stage, outside any stage's lifecycle: the pipeline's own status records it."""
-    import transferlab.pipeline as pipeline
+    import transferlab.reporting.pipeline as pipeline
 
     def report_then_sigterm(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from transferlab.cli_options import parse_shots, shots_by_experiment
+from transferlab.cli.options import parse_shots
+from transferlab.cli.study import shots_by_experiment
 from transferlab.data.text import TextDataConfig, draw_shots, load_text_data
 from transferlab.errors import TransferlabError
 

@@ -179,7 +179,7 @@ def test_a_secondary_method_is_not_a_second_bar_beside_the_run_that_has_it_as_pr
 def test_a_pipeline_directory_is_rebuilt_with_its_stages_failure_and_resume_hint(v1_runs, tmp_path):
     import shutil
 
-    from transferlab.pipeline import write_pipeline_report
+    from transferlab.reporting.pipeline import write_pipeline_report
 
     pipe = tmp_path / "pipe"
     shutil.copytree(v1_runs["features0"], pipe / "features" / "seed0")

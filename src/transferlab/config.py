@@ -289,3 +289,16 @@ def load_config(cls: type[T], experiment: str, spec: str | Path | None = None,
 
 def to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
+
+
+def value_at(config, dotted: str):
+    """The setting at a dotted key of a config (``None`` where a part is missing)."""
+    for part in dotted.split("."):
+        config = getattr(config, part, None)
+    return config
+
+
+def replace_at(config, dotted: str, value):
+    """A copy of the config with the setting at a dotted key replaced (validated as any replace is)."""
+    head, _, rest = dotted.partition(".")
+    return dataclasses.replace(config, **{head: replace_at(getattr(config, head), rest, value) if rest else value})

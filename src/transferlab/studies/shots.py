@@ -22,14 +22,13 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from transferlab.config import to_dict
+from transferlab.config import replace_at, to_dict, value_at
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
 from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, read_json, set_aside, write_json
 
 STATE = "study.json"
 PENDING = "pending"
-TRAINING_FREE = ("zeroshot",)  # uses no labels: one cell, whatever the K
 SETTINGS_IGNORED = ("seed", "run_name", "source")  # what a cell changes, or only says where the config came from
 
 
@@ -54,7 +53,7 @@ def plan(arms: dict[str, object], shots: dict[str, list], seeds: Sequence[int] |
     cells = []
     for experiment, config in arms.items():
         arm_seeds = list(seeds) if seeds else [config.seed]
-        if experiment in TRAINING_FREE:
+        if EXPERIMENTS[experiment].training_free:
             cells.append({"experiment": experiment, "shots": None, "seed": arm_seeds[0], "status": PENDING})
             continue
         cells += [{"experiment": experiment, "shots": k, "seed": s, "status": PENDING}
@@ -72,7 +71,7 @@ def check_shots(arms: dict[str, object], shots: dict[str, list]) -> None:
         if not hasattr(data, "shots"):
             raise TransferlabError(f"experiment {experiment} has no data.shots setting: it cannot run at a label "
                                    f"budget; leave it out of the study")
-        if not shots.get(experiment) and experiment not in TRAINING_FREE:
+        if not shots.get(experiment) and not EXPERIMENTS[experiment].training_free:
             raise TransferlabError(f"no --shots values for {experiment}: give e.g. --shots 8,16,full")
 
 
@@ -103,10 +102,16 @@ def study_lock(study_dir: Path) -> Iterator[None]:
         yield
 
 
-def cell_config(config, cell: dict, nested: bool):
-    """The arm's config for one cell: its seed, its run name, its label budget."""
+def cell_config(config, cell: dict, nested: bool, study_dir: Path):
+    """The arm's config for one cell: its seed, its run name, its label budget; a K-shot cell of an experiment
+    with a shared cache (its registry entry) keeps it in ``<study>/cache/<folder>`` unless the config names one,
+    so each example is encoded once per study whatever the number of K values and seeds."""
     data = dataclasses.replace(config.data, shots=cell["shots"], nested_shots=nested)
-    return dataclasses.replace(config, seed=cell["seed"], run_name=Path(cell["run_dir"]).name, data=data)
+    config = dataclasses.replace(config, seed=cell["seed"], run_name=Path(cell["run_dir"]).name, data=data)
+    shared = EXPERIMENTS[cell["experiment"]].shared_cache
+    if shared and cell["shots"] is not None and value_at(config, shared[0]) is None:
+        config = replace_at(config, shared[0], str(study_dir / "cache" / shared[1]))
+    return config
 
 
 def finished(study_dir: Path, cell: dict) -> bool:
@@ -165,7 +170,7 @@ def run_shot_study(arms: dict[str, object], shots: dict[str, list], seeds: Seque
                 if finished(study_dir, cell):
                     continue
                 print(f"== cell {i}/{len(state['cells'])}: {cell['run_dir']}", flush=True)
-                run_cell(study_dir, state, cell, cell_config(arms[cell["experiment"]], cell, nested))
+                run_cell(study_dir, state, cell, cell_config(arms[cell["experiment"]], cell, nested, study_dir))
         except KeyboardInterrupt:
             state["status"] = FAILED
             write_json(study_dir / STATE, state)

@@ -33,12 +33,9 @@ from transferlab.studies.search_space import SearchSpace, flatten, load_search_s
 from transferlab.tracking.rundir import Run, load_run
 from transferlab.training.callbacks import extra_callbacks
 
-TUNABLE = ("features", "finetune", "lora")
 JOURNAL = "study.journal"
 BEST = "best.yaml"
 PRUNED = "pruned"
-# Where a trial of each experiment keeps what it may share with the others (filled in only when unset).
-SHARED_CACHES = {"features": ("cache_dir", "features"), "lora": ("model.feature_cache", "clip")}
 
 
 @dataclass
@@ -61,8 +58,8 @@ class Plan:
         extra = merge(nest(self.space.fixed), nest(self.space.trials) if trial else {})
         extra = merge(merge(extra, self.overrides), nest(values))
         extra = merge(extra, {"run_name": run_name, "score_test": not trial})
-        if caches and self.experiment.name in SHARED_CACHES:
-            key, folder = SHARED_CACHES[self.experiment.name]
+        if caches and self.experiment.shared_cache:  # what trials may share (filled in only when unset)
+            key, folder = self.experiment.shared_cache
             if self.base.get(key) is None:
                 extra = merge(extra, nest({key: str(self.output_dir / "cache" / folder)}))
         return load_config(self.experiment.config_class(), self.experiment.section, self.config_spec, extra)
@@ -274,9 +271,9 @@ def final_run(plan: Plan, number: int, best_config: Path) -> Path:
 
 
 def cache_override(plan: Plan) -> dict:
-    if plan.experiment.name not in SHARED_CACHES or plan.base.get(SHARED_CACHES[plan.experiment.name][0]):
+    if not plan.experiment.shared_cache or plan.base.get(plan.experiment.shared_cache[0]):
         return {}
-    key, folder = SHARED_CACHES[plan.experiment.name]
+    key, folder = plan.experiment.shared_cache
     return nest({key: str(plan.output_dir / "cache" / folder)})
 
 

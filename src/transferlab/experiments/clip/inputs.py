@@ -52,18 +52,6 @@ def prepare(config, experiment: str, resume: str | None = None) -> Inputs:
     return Inputs(data, model, prompts(config.model.templates, data.class_names, data.definitions), device, precision)
 
 
-def with_study_cache(config, output_dir):
-    """A K-shot run (``data.shots``) without ``model.feature_cache`` caches image features in
-    ``<output_dir>/cache/images``: a study's cells share one output directory, so each image is encoded
-    once per study whatever the number of K values and seeds."""
-    import dataclasses
-
-    if config.data.shots is None or config.model.feature_cache:
-        return config
-    folder = str(Path(output_dir) / "cache" / "images")
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, feature_cache=folder))
-
-
 def open_clip_run(experiment: str, config, inputs: Inputs, output_dir, **resolved):
     """``open_run`` with the CLIP config: the resolved device and precisions recorded in ``config.yaml``."""
     resolved = dict(to_dict(config), resolved={"device": str(inputs.device), "precision": inputs.precision,

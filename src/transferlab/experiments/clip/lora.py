@@ -22,8 +22,7 @@ import torch
 from transferlab.evaluation.metrics import split_accuracy
 from transferlab.evaluation.results import summary_line, write_results
 from transferlab.evaluation.schema import RunMetrics
-from transferlab.experiments.clip.inputs import (SPLITS, Inputs, image_paths, model_record, open_clip_run, prepare,
-                                                 with_study_cache)
+from transferlab.experiments.clip.inputs import (SPLITS, Inputs, image_paths, model_record, open_clip_run, prepare)
 from transferlab.experiments.lifecycle import RunContext, set_seed
 from transferlab.models.device import resolve_precision
 from transferlab.experiments.clip.trunks import image_inputs, training_source
@@ -46,7 +45,6 @@ EXPERIMENT = "lora"
 
 def run_lora(config, output_dir: str | Path = "logs", *, resume: str | None = None,
              progress: bool = True) -> Path | None:
-    config = with_study_cache(config, output_dir)
     inputs = prepare(config, EXPERIMENT, resume)
     targets = lora_targets(inputs.model, config.lora.target_modules, config.lora.towers,
                            config.lora.layers_by_tower())

@@ -13,7 +13,7 @@ from pathlib import Path
 from transferlab.evaluation.results import summary_line, write_results
 from transferlab.evaluation.schema import RunMetrics
 from transferlab.experiments.clip.inputs import (SPLITS, Inputs, encode_splits, image_paths, model_record,
-                                                 open_clip_run, prepare, with_study_cache)
+                                                 open_clip_run, prepare)
 from transferlab.experiments.lifecycle import RunContext
 from transferlab.models.zero_shot import zero_shot_predictions
 
@@ -23,7 +23,6 @@ METHOD = "zero_shot"
 
 def run_zeroshot(config, output_dir: str | Path = "logs", *, resume: str | None = None,
                  progress: bool = True) -> Path | None:
-    config = with_study_cache(config, output_dir)
     inputs = prepare(config, EXPERIMENT, resume)
     with open_clip_run(EXPERIMENT, config, inputs, output_dir) as ctx:
         if ctx.is_main:  # nothing to share: other processes of a multi-process launch stay idle

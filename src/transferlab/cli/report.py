@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 def pipeline_state(pipe_dir: Path) -> dict:
     """A pipeline's pipeline.json, checked for the shape the report reads (it is data from the run folder)."""
-    from transferlab.pipeline import STATE
+    from transferlab.studies.pipeline import STATE
     from transferlab.tracking.rundir import read_json
 
     state = read_json(pipe_dir / STATE, "pipeline state")
@@ -61,7 +61,7 @@ def live(stages: list[dict], pipe_dir: Path) -> list[dict]:
 def expand(paths: list[str]) -> tuple[list[Path], list[dict], list[str]]:
     """The run directories to report, with the stage table and notes of each `transferlab run` directory
     among them (from its pipeline.json, as the pipeline's own report shows them)."""
-    from transferlab.pipeline import STATE, pipeline_summary, stage_dirs
+    from transferlab.studies.pipeline import STATE, pipeline_summary, stage_dirs
     from transferlab.studies.shots import STATE as STUDY_STATE
     from transferlab.studies.shots import cell_dirs
     from transferlab.tracking.rundir import read_json

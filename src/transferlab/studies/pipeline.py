@@ -16,7 +16,6 @@ working directory reads the same files.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import fcntl
@@ -25,52 +24,23 @@ import os
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
-from transferlab.cli_options import add_seeds_argument, add_shots_argument, add_threads_argument
-from transferlab.config import check_run_name, load_config, parse_overrides, to_dict
+from transferlab.config import check_run_name, load_config, parse_overrides, replace_at, to_dict, value_at
 from transferlab.errors import TransferlabError
 from transferlab.experiments.lifecycle import announce_runs, mark_killed, sigterm_as_interrupt, sigterm_held
-from transferlab.experiments.registry import EXPERIMENTS
+from transferlab.experiments.registry import EXPERIMENTS, default_stages, stages as registered_stages
 from transferlab.tracking.rundir import (COMPLETED, FAILED, RUNNING, Heartbeat, Run, describe_status, inside,
                                         is_dead, read_json, set_aside, write_json)
 
-STAGES = ("features", "finetune", "setfit", "zeroshot", "lora")
-# What `transferlab run` runs unless --stages says otherwise: SetFit is a few-shot method (its pairs grow with
-# the training set), so it runs when asked for, e.g. in a label-budget study (--shots).
-DEFAULT_STAGES = ("features", "finetune", "zeroshot", "lora")
 STATE = "pipeline.json"
 LOCK = "pipeline.lock"
-# Settings naming a file or folder, per config section: recorded resolved against the directory they were given in.
-PATH_KEYS = {"features": ("data.path", "data.train_file", "data.validation_file", "data.test_file", "cache_dir"),
-             "finetune": ("data.path", "data.train_file", "data.validation_file", "data.test_file"),
-             "setfit": ("data.path", "data.train_file", "data.validation_file", "data.test_file"),
-             "clip": ("data.path", "data.class_names_file", "model.feature_cache")}
-MODEL_KEYS = {"features": ("encoder.model",), "finetune": ("model",), "setfit": ("model",),
-              "clip": ("model.name", "model.text_model")}
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="All experiments in order (features, finetune, zeroshot, lora) and one report.",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None, metavar="PRESET_OR_FILE",
-                   help="preset (offline [default], paper) or a YAML file with features/finetune/clip sections")
-    p.add_argument("--output-dir", default="logs", metavar="DIR", help="runs go to DIR/run/<name>/ (default: logs)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a `transferlab run` directory "
-                   "from its first unfinished stage (new overrides may only touch unfinished stages)")
-    p.add_argument("--stages", default=",".join(DEFAULT_STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
-    add_threads_argument(p)
-    add_seeds_argument(p, "run every stage once per seed (into <stage>/seed<N>/); the report gives mean ± sd")
-    add_shots_argument(p, "a label-budget study of the stages: one run per K examples per class and seed (full: all "
-                          "the data) in DIR/study/<run_name or PRESET-shots>/; SECTION=K1,K2 gives one config "
-                          "section its own values (e.g. --shots clip=1,2,4,8,full --shots 8,32,full)")
-    p.add_argument("overrides", nargs="*", metavar="section.key=value",
-                   help="e.g. features.data.limit=200 finetune.training.epochs=2 clip.lora.r=4")
-    p.set_defaults(func=main)
+Reporter = Callable[[Path, dict], Path]  # (pipeline directory, its state) -> the report written
 
 
 def split_overrides(pairs: list[str], stages: list[str]) -> tuple[dict[str, dict], str | None]:
     """Per-section override trees, and a top-level run_name if given."""
-    known = sorted({EXPERIMENTS[s].section for s in STAGES})
+    known = sorted({EXPERIMENTS[s].section for s in registered_stages()})
     tree = parse_overrides(pairs)
     run_name = tree.pop("run_name", None)
     if run_name is not None:
@@ -95,10 +65,10 @@ def load_stage_configs(spec: str | None, pairs: list[str], stages: list[str]) ->
 def parse_stages(text: str) -> list[str]:
     """``--stages features,lora`` -> ``["features", "lora"]``; empty, unknown or repeated names are refused."""
     stages = [s.strip() for s in text.split(",")]
-    unknown = list(dict.fromkeys(s or "(an empty name)" for s in stages if s not in STAGES))
+    unknown = list(dict.fromkeys(s or "(an empty name)" for s in stages if s not in EXPERIMENTS))
     if unknown:
         raise TransferlabError(f"--stages {text!r}: unknown stage(s) {', '.join(unknown)}: give a comma-separated "
-                               f"subset of {','.join(STAGES)}")
+                               f"subset of {','.join(registered_stages())}")
     repeated = sorted({s for s in stages if stages.count(s) > 1})
     if repeated:
         raise TransferlabError(f"--stages {text!r} names {', '.join(repeated)} more than once: give each stage once "
@@ -108,17 +78,6 @@ def parse_stages(text: str) -> list[str]:
 
 def check_stages(stages: list[str]) -> list[str]:
     return parse_stages(",".join(stages))
-
-
-def value_at(config, dotted: str):
-    for part in dotted.split("."):
-        config = getattr(config, part, None)
-    return config
-
-
-def replace_at(config, dotted: str, value):
-    head, _, rest = dotted.partition(".")
-    return dataclasses.replace(config, **{head: replace_at(getattr(config, head), rest, value) if rest else value})
 
 
 def resolve_path(value: str | None, base: Path, model: bool = False) -> str | None:
@@ -138,10 +97,10 @@ def absolute_paths(configs: dict, base: Path) -> tuple[dict, dict]:
     "resolved"}}}`` for the ones that changed."""
     out, record = {}, {}
     for stage, config in configs.items():
-        section = EXPERIMENTS[stage].section
-        for key in PATH_KEYS.get(section, ()) + MODEL_KEYS.get(section, ()):
+        experiment = EXPERIMENTS[stage]
+        for key in experiment.path_keys + experiment.model_keys:
             given = value_at(config, key)
-            resolved = resolve_path(given, base, model=key in MODEL_KEYS.get(section, ()))
+            resolved = resolve_path(given, base, model=key in experiment.model_keys)
             if resolved != given:
                 config = replace_at(config, key, resolved)
                 record.setdefault(stage, {})[key] = {"given": given, "resolved": resolved}
@@ -155,8 +114,10 @@ def absolute_overrides(pairs: list[str]) -> list[str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         section, _, rest = key.strip().partition(".")
-        if sep and rest in PATH_KEYS.get(section, ()) + MODEL_KEYS.get(section, ()):
-            value = resolve_path(value, Path.cwd(), model=rest in MODEL_KEYS[section]) or value
+        keys = {k: model for e in EXPERIMENTS.values() if e.section == section
+                for model, group in ((False, e.path_keys), (True, e.model_keys)) for k in group}
+        if sep and rest in keys:
+            value = resolve_path(value, Path.cwd(), model=keys[rest]) or value
         out.append(f"{key}{sep}{value}")
     return out
 
@@ -212,7 +173,10 @@ def reopen(pipe_dir: Path, pairs: list[str]) -> tuple[Run, dict, dict]:
 
 
 def run_pipeline(spec: str | None, output_dir: str | Path, pairs: list[str], resume: str | None = None,
-                 stages: list[str] | None = None, seeds: list[int] | None = None) -> Path:
+                 stages: list[str] | None = None, seeds: list[int] | None = None, *,
+                 report: Reporter) -> Path:
+    """Run (or ``resume``) a pipeline; ``report(pipe_dir, state)`` writes its report after the last stage and
+    after a failed one (the reporting layer's ``write_pipeline_report``, handed in from above)."""
     if resume and seeds:
         raise TransferlabError("--seeds cannot change on --resume: the run keeps the seeds it started with")
     with contextlib.ExitStack() as stack:
@@ -223,7 +187,7 @@ def run_pipeline(spec: str | None, output_dir: str | Path, pairs: list[str], res
             run, state, configs = reopen(Path(resume), pairs)
             take_over(run, state)
         else:
-            run, state, configs = start(spec, output_dir, pairs, stages or list(DEFAULT_STAGES), seeds)
+            run, state, configs = start(spec, output_dir, pairs, stages or list(default_stages()), seeds)
             write_json(run.path / STATE, state)
             stack.enter_context(locked(run.path))
         write_json(run.path / STATE, state)
@@ -232,25 +196,25 @@ def run_pipeline(spec: str | None, output_dir: str | Path, pairs: list[str], res
         stack.enter_context(Heartbeat(run))
         try:
             release()
-            report = run_stages(run, state, configs)
+            report_file = run_stages(run, state, configs, report)
             run.set_status(COMPLETED)
         except KeyboardInterrupt as exc:  # between stages or in the report (a stage records its own)
             if run.status().get("status") == RUNNING:
                 run.set_status(FAILED, error=f"{exc.__class__.__name__}: {exc}")
             raise
-    print(f"report: {report}")
+    print(f"report: {report_file}")
     return run.path
 
 
-def run_stages(run: Run, state: dict, configs: dict) -> Path:
+def run_stages(run: Run, state: dict, configs: dict, report: Reporter) -> Path:
     for i, record in enumerate(state["stages"], 1):
         if record["status"] == COMPLETED:
             print(f"== stage {i}/{len(state['stages'])}: {label(record)} already completed ({record['run_dir']})")
             continue
         print(f"== stage {i}/{len(state['stages'])}: {label(record)}", flush=True)
-        run_stage(run, state, record, stage_config(configs, record))
+        run_stage(run, state, record, stage_config(configs, record), report)
         print(f"== {label(record)} done in {record['elapsed_s']:.1f}s: {record['run_dir']}", flush=True)
-    return write_pipeline_report(run.path, state)
+    return report(run.path, state)
 
 
 @contextlib.contextmanager
@@ -296,7 +260,7 @@ def take_over(run: Run, state: dict) -> None:
                 mark_killed(stage, stage.status())
 
 
-def run_stage(run: Run, state: dict, record: dict, config) -> None:
+def run_stage(run: Run, state: dict, record: dict, config, report: Reporter) -> None:
     """One stage; its run directory is recorded as soon as the runner creates it (see ``announce_runs``)."""
     experiment = EXPERIMENTS[record["name"]]
     previous = run.path / record["run_dir"] if record.get("run_dir") else None
@@ -323,7 +287,7 @@ def run_stage(run: Run, state: dict, record: dict, config) -> None:
             record["run_dir"] = relative(stage_dir, run.path)
         if not isinstance(exc, (TransferlabError, KeyboardInterrupt)):
             (run.path / f"{record['name']}-error.log").write_text(traceback.format_exc())
-        fail(run, state, record, exc)
+        fail(run, state, record, exc, report)
     record.update(status=COMPLETED, run_dir=relative(stage_dir, run.path),
                   elapsed_s=round(time.perf_counter() - begin, 1))
     write_json(run.path / STATE, state)
@@ -338,7 +302,7 @@ def check_state(pipe_dir: Path, state) -> dict:
     """``pipeline.json`` as written: known stages, each run directory one inside ``pipe_dir`` (a received or
     edited file naming ``../elsewhere`` would have a resume rename or continue a folder outside)."""
     records = state.get("stages") if isinstance(state, dict) else None
-    if not isinstance(records, list) or not all(isinstance(r, dict) and r.get("name") in STAGES for r in records):
+    if not isinstance(records, list) or not all(isinstance(r, dict) and r.get("name") in EXPERIMENTS for r in records):
         raise TransferlabError(f"{pipe_dir / STATE} does not list known stages: it was edited or damaged; start a "
                                f"new `transferlab run`")
     for record in records:
@@ -367,42 +331,14 @@ def pipeline_summary(pipe_dir: Path, state: dict) -> tuple[list[dict], list[str]
     return stages, notes
 
 
-def write_pipeline_report(pipe_dir: Path, state: dict) -> Path:
-    from transferlab.reporting.report import write_report
-
-    stages, notes = pipeline_summary(pipe_dir, state)
-    return write_report(stage_dirs(pipe_dir, state), pipe_dir, notes, stages=stages)
-
-
-def fail(run: Run, state: dict, record: dict, exc: BaseException) -> None:
+def fail(run: Run, state: dict, record: dict, exc: BaseException, report: Reporter) -> None:
     """Record the failure, write the report of what finished, and stop with one line (Ctrl-C re-raised)."""
     write_json(run.path / STATE, state)
     run.set_status(FAILED, error=f"stage {record['name']}: {record['error']}")
-    report = write_pipeline_report(run.path, state)
+    report_file = report(run.path, state)
     if isinstance(exc, KeyboardInterrupt):
         raise exc
     log = run.path / f"{record['name']}-error.log"
     detail = f" (traceback in {log})" if log.is_file() else ""
     raise TransferlabError(f"stage {record['name']} failed: {exc}{detail}. Finished stages and a report are in "
-                           f"{report.parent}; continue with: transferlab run --resume {run.path}") from None
-
-
-def run_shots(args: argparse.Namespace) -> Path:
-    """``transferlab run --shots``: every stage as one arm of a label-budget study (``studies/shots.py``)."""
-    from transferlab.cli_options import run_study, shots_by_experiment
-
-    if args.resume:
-        raise TransferlabError("--shots and --resume do not go together: run the same --shots command again to "
-                               "continue a study")
-    stages = parse_stages(args.stages)
-    configs, run_name = load_stage_configs(args.config, args.overrides, stages)
-    shots = shots_by_experiment(args.shots, {s: EXPERIMENTS[s].section for s in stages})
-    name = run_name or f"{Path(args.config).stem if args.config else 'offline'}-shots"
-    return run_study(configs, shots, args.seeds, args.output_dir, name, nested=not args.independent_shots)
-
-
-def main(args: argparse.Namespace) -> Path:
-    if args.shots:
-        return run_shots(args)
-    return run_pipeline(args.config, args.output_dir, args.overrides, args.resume, parse_stages(args.stages),
-                        args.seeds)
+                           f"{report_file.parent}; continue with: transferlab run --resume {run.path}") from None

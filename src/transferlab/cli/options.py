@@ -77,33 +77,3 @@ def add_shots_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--independent-shots", action="store_true",
                         help="with --shots: draw each K anew (default: nested draws, the K=2 examples hold the K=1 "
                              "example within a seed)")
-
-
-def shots_by_experiment(entries: list[tuple[str | None, list]], sections: dict[str, str]) -> dict[str, list]:
-    """``--shots`` values per experiment (``sections``: experiment -> its config section): a bare list serves
-    every experiment without a ``SECTION=`` list of its own."""
-    from transferlab.errors import TransferlabError
-
-    known = set(sections.values())
-    default, named = None, {}
-    for section, values in entries:
-        if section is None:
-            default = values
-        elif section not in known:
-            raise TransferlabError(f"--shots {section}=...: {section!r} is none of this command's config sections "
-                                   f"({', '.join(sorted(known))})")
-        else:
-            named[section] = values
-    return {e: named.get(s, default) for e, s in sections.items() if named.get(s, default) is not None}
-
-
-def run_study(arms: dict, shots: dict[str, list], seeds: list[int], output_dir, name: str, nested: bool):
-    """Run (or continue) a label-budget study, then its report (learning curves, per-K tables); the study
-    directory."""
-    from transferlab.reporting.curves import write_study_report
-    from transferlab.studies.shots import run_shot_study
-
-    study_dir = run_shot_study(arms, shots, seeds, output_dir, name, nested=nested)
-    report = write_study_report(study_dir)
-    print(f"results: {study_dir / 'results.csv'}\nreport: {report}")
-    return study_dir

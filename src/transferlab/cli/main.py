@@ -15,7 +15,8 @@ from pathlib import Path
 
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
-from transferlab.cli_options import add_seeds_argument, add_shots_argument, add_threads_argument
+from transferlab.cli.experiment import run_experiment
+from transferlab.cli.options import add_seeds_argument, add_shots_argument, add_threads_argument
 
 EPILOG = """config overrides: any field as a dotted key=value, e.g.
   transferlab features classifier.name=logreg classifier.C_grid=[0.1,1,10] data.limit=500
@@ -56,65 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that are not one-experiment runs register themselves: module with add_parser(sub) and main(args).
-EXTRA_COMMANDS: list[str] = ["transferlab.pipeline", "transferlab.predict", "transferlab.reporting.command",
-                             "transferlab.reporting.tune_report"]
-
-
-def run_experiment(args: argparse.Namespace) -> Path | None:
-    from transferlab.config import load_config
-
-    experiment = EXPERIMENTS[args.command]
-    resume = getattr(args, "resume", None)
-    if resume and "=" in resume and not Path(resume).exists():  # `--resume key=value`: the value is an override
-        args.overrides.insert(0, resume)
-        resume = "latest"
-    config = load_config(experiment.config_class(), experiment.section, args.config, args.overrides)
-    if args.print_config:
-        import yaml
-
-        from transferlab.config import to_dict
-
-        print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
-        return None
-    if args.shots:
-        return run_shots(experiment, config, args, resume)
-    if args.seeds:
-        if resume:
-            raise TransferlabError("--seeds and --resume do not go together: resume each seed's run on its own")
-        return run_seeds(experiment, config, args.output_dir, args.seeds)
-    return experiment.run(config, args.output_dir, resume=resume)
-
-
-def run_shots(experiment, config, args: argparse.Namespace, resume) -> Path:
-    """``--shots``: the experiment's label-budget study (see ``transferlab.studies.shots``)."""
-    from transferlab.cli_options import run_study, shots_by_experiment
-
-    if resume:
-        raise TransferlabError("--shots and --resume do not go together: run the same --shots command again to "
-                               "continue a study")
-    shots = shots_by_experiment(args.shots, {experiment.name: experiment.section})
-    if not shots:
-        raise TransferlabError(f"--shots: no values for {experiment.name}: give e.g. --shots 8,16,full")
-    name = config.run_name or f"{experiment.name}-shots"
-    return run_study({experiment.name: config}, shots, args.seeds, args.output_dir, name,
-                     nested=not args.independent_shots)
-
-
-def run_seeds(experiment, config, output_dir: str, seeds: list[int]) -> Path | None:
-    """One run per seed, side by side (``<name>-seed<N>``), and a report over them in ``<name>-seeds/``."""
-    import dataclasses
-    from datetime import datetime
-
-    from transferlab.reporting.report import write_report
-
-    base = config.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
-    runs = [experiment.run(dataclasses.replace(config, seed=seed, run_name=f"{base}-seed{seed}"), output_dir)
-            for seed in seeds]
-    if any(r is None for r in runs):  # a non-main process of a multi-process launch
-        return None
-    report = write_report(runs, Path(output_dir) / experiment.name / f"{base}-seeds")
-    print(f"report over {len(seeds)} seeds: {report}")
-    return report.parent
+EXTRA_COMMANDS: list[str] = ["transferlab.cli.run", "transferlab.cli.predict", "transferlab.cli.report",
+                             "transferlab.cli.tune"]
 
 
 def main(argv: list[str] | None = None) -> int:
