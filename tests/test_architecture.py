@@ -21,7 +21,7 @@ LAYERS = (
     ("experiments",),
     ("studies",),
     ("reporting",),
-    ("__init__",),  # the public Python API
+    ("api", "__init__"),  # the public Python API
     ("cli",),
 )
 # Pairs inside one layer that must not know each other (two libraries side by side).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_finetune_distributed import torchrun
 
-from transferlab.tracking.rundir import read_json
+from transferlab.tracking.files import read_json
 
 
 @pytest.mark.slow

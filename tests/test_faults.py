@@ -25,7 +25,7 @@ import pytest
 
 from helpers import finetune_overrides, make_csv
 from transferlab.cli import main
-from transferlab.tracking.rundir import read_json
+from transferlab.tracking.files import read_json
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 ENOSPC = OSError(errno.ENOSPC, "No space left on device")
@@ -575,7 +575,8 @@ def test_sigterm_in_the_pipeline_features_stage_is_recorded_with_a_report(tmp_pa
 # --- status: a dead run does not look alive --------------------------------------------------------------------
 
 def test_a_running_run_records_its_process_and_a_heartbeat(tmp_path):
-    from transferlab.tracking.rundir import Heartbeat, Run, describe_status, is_dead
+    from transferlab.tracking.liveness import Heartbeat, describe_status, is_dead
+    from transferlab.tracking.rundir import Run
 
     run = Run.create(tmp_path, "features", "r", {})
     first = read_json(run.path / "status.json")
@@ -590,7 +591,7 @@ def test_a_running_run_records_its_process_and_a_heartbeat(tmp_path):
 def test_a_run_on_another_host_is_judged_by_its_heartbeat(tmp_path):
     from datetime import datetime, timedelta, timezone
 
-    from transferlab.tracking.rundir import STALE_AFTER_S, describe_status, is_dead
+    from transferlab.tracking.liveness import STALE_AFTER_S, describe_status, is_dead
 
     now = datetime.now(timezone.utc)
     fresh = {"status": "running", "pid": 1, "host": "elsewhere", "heartbeat": now.isoformat()}

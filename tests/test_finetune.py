@@ -12,7 +12,7 @@ from helpers import finetune_overrides
 from transferlab.config import load_config
 from transferlab.experiments.finetune import FinetuneConfig, run_finetune
 from transferlab.evaluation.predictions import read_predictions
-from transferlab.tracking.rundir import read_json
+from transferlab.tracking.files import read_json
 
 
 def events(run_dir: Path) -> list[tuple[str, int, float]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import finetune_overrides
 
-from transferlab.tracking.rundir import read_json
+from transferlab.tracking.files import read_json
 
 pytestmark = pytest.mark.slow  # torchrun launches
 

@@ -16,7 +16,7 @@ from helpers import finetune_overrides
 from safetensors.torch import load_file
 
 from transferlab.cli import main
-from transferlab.tracking.rundir import read_json
+from transferlab.tracking.files import read_json
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -12,7 +12,7 @@ import pytest
 from helpers import finetune_overrides
 from transferlab.cli import main
 from transferlab.evaluation.predictions import read_predictions
-from transferlab.tracking.rundir import read_json
+from transferlab.tracking.files import read_json
 
 pytestmark = pytest.mark.slow  # whole-pipeline runs
 

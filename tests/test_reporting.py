@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from transferlab.cli import main
-from transferlab.tracking.rundir import read_json
+from transferlab.tracking.files import read_json
 
 
 class StrictPage(HTMLParser):

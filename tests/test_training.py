@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from transferlab.cli import main
 from transferlab.errors import TransferlabError
-from transferlab.tracking.rundir import read_json
+from transferlab.tracking.files import read_json
 from transferlab.models.device import bf16_supported, resolve_precision
 from transferlab.training.arguments import training_arguments
 from transferlab.training.checkpoints import latest_checkpoint, list_checkpoints

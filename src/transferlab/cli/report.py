@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 def pipeline_state(pipe_dir: Path) -> dict:
     """A pipeline's pipeline.json, checked for the shape the report reads (it is data from the run folder)."""
     from transferlab.studies.pipeline import STATE
-    from transferlab.tracking.rundir import read_json
+    from transferlab.tracking.files import read_json
 
     state = read_json(pipe_dir / STATE, "pipeline state")
     stages = state.get("stages") if isinstance(state, dict) else None
@@ -50,7 +50,8 @@ def checked_stage_dir(stage_dir: Path, pipe_dir: Path) -> Path:
 
 def live(stages: list[dict], pipe_dir: Path) -> list[dict]:
     """A stage recorded as running in a pipeline whose process is gone reads as such (no heartbeat; process gone)."""
-    from transferlab.tracking.rundir import describe_status, is_dead, read_json
+    from transferlab.tracking.files import read_json
+    from transferlab.tracking.liveness import describe_status, is_dead
 
     status = read_json(pipe_dir / "status.json", "status file") if (pipe_dir / "status.json").is_file() else {}
     if not isinstance(status, dict) or not ("pid" in status or "heartbeat" in status) or not is_dead(status):
@@ -64,7 +65,7 @@ def expand(paths: list[str]) -> tuple[list[Path], list[dict], list[str]]:
     from transferlab.studies.pipeline import STATE, pipeline_summary, stage_dirs
     from transferlab.studies.shots import STATE as STUDY_STATE
     from transferlab.studies.shots import cell_dirs
-    from transferlab.tracking.rundir import read_json
+    from transferlab.tracking.files import read_json
 
     runs, stages, notes = [], [], []
     for p in map(Path, paths):

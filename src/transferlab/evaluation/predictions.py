@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from transferlab.tracking.rundir import atomic_write
+from transferlab.tracking.files import atomic_write
 
 FOLDER = "predictions"
 

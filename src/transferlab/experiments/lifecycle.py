@@ -25,7 +25,8 @@ from typing import Callable, Iterator
 from transferlab.config import TrackingConfig
 from transferlab.errors import TransferlabError
 from transferlab.evaluation.schema import RunMetrics
-from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Heartbeat, Run, describe_status, is_dead
+from transferlab.tracking.liveness import Heartbeat, describe_status, is_dead
+from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Run
 from transferlab.tracking.tracker import Tracker
 from transferlab.training import checkpoints as ckpt
 from transferlab.training.distributed import broadcast, state

@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from transferlab.tracking.rundir import atomic_write
+from transferlab.tracking.files import atomic_write
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -67,7 +67,7 @@ def load_checked(path: Path, key_parts: dict, rows: int | None) -> np.ndarray | 
 
 
 def save_atomically(path: Path, key_parts: dict, vectors: np.ndarray) -> None:
-    """The array, then its record, each through :func:`~transferlab.tracking.rundir.atomic_write` (a file
+    """The array, then its record, each through :func:`~transferlab.tracking.files.atomic_write` (a file
     created exclusively under a random name, renamed into place; removed on failure)."""
     buffer = io.BytesIO()
     try:

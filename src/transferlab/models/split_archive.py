@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transferlab.errors import TransferlabError
-from transferlab.tracking.rundir import atomic_write
+from transferlab.tracking.files import atomic_write
 
 MARKER = ".verified"
 WEIGHTS = "model.safetensors"

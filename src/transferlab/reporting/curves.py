@@ -23,7 +23,7 @@ from transferlab.errors import TransferlabError  # noqa: E402
 from transferlab.reporting.runs import REFERENCE  # noqa: E402
 from transferlab.studies.results import RESULTS, read_results  # noqa: E402
 from transferlab.studies.shots import STATE, cell_dirs  # noqa: E402
-from transferlab.tracking.rundir import read_json  # noqa: E402
+from transferlab.tracking.files import read_json  # noqa: E402
 
 ZERO_SHOT = "zero_shot"  # methods named so use no labels: the same at every K, drawn flat
 CURVE_HEADERS = ["method", "K (per class)", "test accuracy (mean ± sd over seeds)", "cells", "95% interval (mean of cells)"]

@@ -33,7 +33,7 @@ from transferlab.reporting.tables import (CALIBRATION_HEADERS, COMPARISON_HEADER
 from transferlab.reporting.uncertainty import comparisons, method_groups, missing_intervals
 from transferlab.studies.shots import STATE as STUDY_STATE
 from transferlab.studies.shots import cell_dirs
-from transferlab.tracking.rundir import read_json
+from transferlab.tracking.files import read_json
 
 INTERVALS_NOTE = (f"Intervals are {st.CONFIDENCE:.0%} {st.METHOD}, {st.N_RESAMPLES:,} resamples, seed {st.SEED} "
                   f"(read from metrics.json, or computed here from the predictions files of runs written before "

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from transferlab.evaluation.predictions import read_predictions
 from transferlab.evaluation.schema import RunMetrics
-from transferlab.tracking.rundir import describe_status, read_run
+from transferlab.tracking.liveness import describe_status
+from transferlab.tracking.rundir import read_run
 
 # The reference lab's reported numbers, per evaluated method: (what it ran, {metric: value}).
 REFERENCE = {

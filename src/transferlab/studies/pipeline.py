@@ -30,8 +30,9 @@ from transferlab.config import check_run_name, load_config, parse_overrides, rep
 from transferlab.errors import TransferlabError
 from transferlab.experiments.lifecycle import announce_runs, mark_killed, sigterm_as_interrupt, sigterm_held
 from transferlab.experiments.registry import EXPERIMENTS, default_stages, stages as registered_stages
-from transferlab.tracking.rundir import (COMPLETED, FAILED, RUNNING, Heartbeat, Run, describe_status, inside,
-                                        is_dead, read_json, set_aside, write_json)
+from transferlab.tracking.files import inside, read_json, write_json
+from transferlab.tracking.liveness import Heartbeat, describe_status, is_dead
+from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Run, set_aside
 
 STATE = "pipeline.json"
 LOCK = "pipeline.lock"

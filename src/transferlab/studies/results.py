@@ -18,7 +18,8 @@ import numpy as np
 import yaml
 
 from transferlab.evaluation.statistics import accuracy_interval
-from transferlab.tracking.rundir import COMPLETED, read_json, slug, write_json
+from transferlab.tracking.files import read_json, slug, write_json
+from transferlab.tracking.rundir import COMPLETED
 
 RESULTS = "results.csv"
 COLUMNS = ("experiment", "dataset", "model", "method", "shots", "seed", "split", "metric", "value", "ci_low", "ci_high")

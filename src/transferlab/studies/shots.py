@@ -25,7 +25,8 @@ from typing import Iterator, Sequence
 from transferlab.config import replace_at, to_dict, value_at
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
-from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, read_json, set_aside, write_json
+from transferlab.tracking.files import read_json, write_json
+from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, set_aside
 
 STATE = "study.json"
 PENDING = "pending"

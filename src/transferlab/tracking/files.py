@@ -1,0 +1,85 @@
+"""Files a run writes and reads, safely: atomic writes that never follow a planted link, JSON with one-line
+errors, containment of paths read from a received folder, and names safe for folders.
+
+The rule, implemented here once: every file transferlab writes is created inside the folder it owns through a
+temporary file made exclusively under a random name (``O_EXCL``: a link is never followed) and renamed into
+place; every path read from a received file is resolved and must lie inside its folder (:func:`inside`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from transferlab.errors import TransferlabError
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9._-]+", "-", text.rstrip("/").split("/")[-1].split(":")[-1]).strip("-").lower()
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """``data`` into ``path`` atomically: written to a file created exclusively (``O_EXCL``, a random name, never
+    through a link) in the same folder, then renamed over ``path``; removed again if writing fails."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes it 0600; a result file keeps the usual mode
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            exc.filename = str(path)  # "disk full while writing <this file>"
+        raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomically (see :func:`atomic_write`)."""
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    """Parsed JSON, or a one-line error naming the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TransferlabError(f"{what} {path} is not valid JSON ({exc.__class__.__name__}): it was cut short "
+                               f"or edited; rerun the run that wrote it") from None
+
+
+def inside(path: Path, folder: Path, what: str = "run directory") -> Path:
+    """``path`` if, resolved (links followed), it lies inside ``folder``; else a one-line error."""
+    resolved, root = Path(path).resolve(), Path(folder).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise TransferlabError(f"{what} {path} resolves to {resolved}, outside the output folder {root}: "
+                               f"give a plain run_name, or another --output-dir")
+    return path
+
+
+def write_bytes_new(folder: Path, name: str, data: bytes) -> Path:
+    """``folder/name`` holding ``data``: written once (atomically) if absent; an existing regular file with the
+    same bytes is kept as is; anything else there (other bytes, a link, a folder) is a one-line error."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise TransferlabError(f"{path} exists and is not a regular file: remove it and run again")
+    if path.is_file():
+        if path.read_bytes() != data:
+            raise TransferlabError(f"{path} exists with other content: remove it and run again")
+        return path
+    atomic_write(path, data)
+    return path
