@@ -26,7 +26,7 @@ _EXPORTS = {
     "Experiment": "transferlab.experiments.registry", "register": "transferlab.experiments.registry",
     "TransferlabError": "transferlab.errors",
     "FeaturesConfig": "transferlab.experiments.features", "FinetuneConfig": "transferlab.experiments.finetune.config",
-    "SetFitConfig": "transferlab.experiments.setfit", "ClipConfig": "transferlab.experiments.clip.config",
+    "SetFitConfig": "transferlab.experiments.setfit.config", "ClipConfig": "transferlab.experiments.clip.config",
 }
 __all__ = sorted(_EXPORTS)
 

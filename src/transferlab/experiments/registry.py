@@ -91,8 +91,8 @@ register(Experiment(
     "Experiment 2: fine-tune a text encoder for sequence classification (Trainer; full or LoRA).",
     resumable=True, tunable=True, prunable=True, path_keys=DATA_FILES, model_keys=("model",)))
 register(Experiment(
-    "setfit", "setfit", "transferlab.experiments.setfit:SetFitConfig",
-    "transferlab.experiments.setfit:run_setfit",
+    "setfit", "setfit", "transferlab.experiments.setfit.config:SetFitConfig",
+    "transferlab.experiments.setfit.runner:run_setfit",
     "SetFit: contrastive fine-tuning of a sentence encoder + logistic regression (the few-shot baseline).",
     default_stage=False, path_keys=DATA_FILES, model_keys=("model",)))
 register(Experiment(
