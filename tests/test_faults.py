@@ -672,7 +672,7 @@ def test_a_second_resume_of_one_pipeline_is_refused_while_the_first_runs(capsys,
 
 @pytest.mark.slow
 def test_a_resume_from_another_directory_reads_the_same_data(capsys, tmp_path, tiny_distilbert, monkeypatch):
-    import transferlab.experiments.features as features
+    import transferlab.experiments.features.runner as features
 
     rows = [{"text": f"review number {i} is {'good' if i % 2 else 'bad'}", "label": "pos" if i % 2 else "neg"}
             for i in range(24)]

@@ -184,7 +184,7 @@ def test_run_with_seeds_runs_each_stage_once_per_seed(tmp_path, tiny_distilbert,
 
 def test_resume_after_a_failed_seeded_stage_keeps_the_attempt_and_reruns(tmp_path, tiny_distilbert, monkeypatch,
                                                                         capsys):
-    import transferlab.experiments.features as features
+    import transferlab.experiments.features.runner as features
 
     out = tmp_path / "logs"
     args = ["--output-dir", str(out), "--stages", "features", "--seeds", "0", f"features.encoder.model={tiny_distilbert}",

@@ -88,7 +88,7 @@ def test_search_writes_the_best_config_scores_test_once_and_a_rerun_continues(tm
 
 @pytest.mark.slow
 def test_a_trial_that_raises_is_recorded_as_failed_and_the_study_goes_on(tmp_path, cache, monkeypatch):
-    import transferlab.experiments.features as features
+    import transferlab.experiments.features.runner as features
 
     real, calls = features.select_classifier, []
 

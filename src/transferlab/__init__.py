@@ -25,7 +25,7 @@ _EXPORTS = {
     "RunResult": "transferlab.api", "EXPERIMENTS": "transferlab.experiments.registry",
     "Experiment": "transferlab.experiments.registry", "register": "transferlab.experiments.registry",
     "TransferlabError": "transferlab.errors",
-    "FeaturesConfig": "transferlab.experiments.features", "FinetuneConfig": "transferlab.experiments.finetune.config",
+    "FeaturesConfig": "transferlab.experiments.features.config", "FinetuneConfig": "transferlab.experiments.finetune.config",
     "SetFitConfig": "transferlab.experiments.setfit.config", "ClipConfig": "transferlab.experiments.clip.config",
 }
 __all__ = sorted(_EXPORTS)

@@ -80,8 +80,8 @@ def sections() -> dict[str, str]:
 
 
 register(Experiment(
-    "features", "features", "transferlab.experiments.features:FeaturesConfig",
-    "transferlab.experiments.features:run_features",
+    "features", "features", "transferlab.experiments.features.config:FeaturesConfig",
+    "transferlab.experiments.features.runner:run_features",
     "Experiment 1: frozen encoder features + SVC / linear SVC / logistic regression.",
     tunable=True, path_keys=DATA_FILES + ("cache_dir",), model_keys=("encoder.model",),
     shared_cache=("cache_dir", "features")))

@@ -9,51 +9,26 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from transferlab.config import EvaluationConfig, TrackingConfig, to_dict
+from transferlab.config import to_dict
 from transferlab.data.checks import checked_notes
-from transferlab.data.text import TextDataConfig, load_text_data
+from transferlab.data.text import load_text_data
 from transferlab.errors import TransferlabError
 from transferlab.evaluation.results import summary_line, write_results
 from transferlab.evaluation.schema import RunMetrics
+from transferlab.experiments.features.config import FeaturesConfig
 from transferlab.experiments.lifecycle import open_run, set_seed
-from transferlab.models.classifiers import (CLASSIFIER_FILE, PICKLE_FILE, ClassifierConfig, load_classifier_file,
-                                            predict_proba, save_classifier, select_classifier)
+from transferlab.models.classifiers import (CLASSIFIER_FILE, PICKLE_FILE, load_classifier_file, predict_proba,
+                                            save_classifier, select_classifier)
 from transferlab.models.device import resolve_device, resolve_precision
 from transferlab.models.feature_cache import cached, weights_fingerprint
-from transferlab.models.text_encoder import EncoderConfig, encode, load_encoder
+from transferlab.models.text_encoder import encode, load_encoder
 from transferlab.training.lora import count_parameters
 
 EXPERIMENT = "features"
-
-
-@dataclass
-class FeaturesConfig:
-    seed: int = 0
-    run_name: str | None = None
-    data: TextDataConfig = field(default_factory=TextDataConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
-    # more classifiers fitted on the same vectors with the same C search, as methods features_<name>
-    also_classifiers: list[Literal["svc", "linear_svc", "logreg"]] = field(default_factory=list)
-    cache: bool = True
-    cache_dir: str | None = None  # default: <output_dir>/cache/features
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    score_test: bool = True  # false: validation only (a search's trials); the search's final run scores test once
-    source: str = ""  # where the config came from (filled by the loader)
-
-    def validate(self) -> None:
-        self.encoder.validate()
-        self.classifier.validate()
-        if self.classifier.name in self.also_classifiers or len(set(self.also_classifiers)) < len(self.also_classifiers):
-            raise TransferlabError(f"also_classifiers={self.also_classifiers} repeats a classifier (the primary is "
-                                   f"classifier.name={self.classifier.name}): list each other classifier once")
 
 
 def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", *, resume: str | None = None,
