@@ -133,7 +133,16 @@ def test_a_study_writes_every_cell_and_continues_after_a_sigkill(tiny_text_model
     first = next(c for c in killed["cells"] if c["status"] == "completed")
     first_metrics = study / first["run_dir"] / "metrics.json"
     stamp = first_metrics.stat().st_mtime_ns
-    assert not (study / "results.csv").exists()
+    with (study / "results.csv").open() as handle:  # rewritten after every cell: the finished ones are there
+        seen = {(r["shots"], r["seed"]) for r in csv.DictReader(handle)}
+    assert seen == {(str(c["shots"]), str(c["seed"])) for c in killed["cells"] if c["status"] == "completed"}
+    from transferlab.studies.shots import read_study
+    from transferlab.tracking.liveness import describe_status
+
+    assert "process gone" in describe_status(study)  # the study's own status.json: dead, not running forever
+    _, notes = read_study(study)
+    assert [c["run_dir"] for c in killed["cells"] if c["status"] == "running"] == \
+        [n.split()[1] for n in notes]  # the cell that was running is named as killed
 
     done = subprocess.run(study_command(tiny_text_models["bert"], tmp_path), env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

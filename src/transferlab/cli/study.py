@@ -27,11 +27,16 @@ def shots_by_experiment(entries: list[tuple[str | None, list]], sections: dict[s
 
 def run_study(arms: dict, shots: dict[str, list], seeds: list[int], output_dir, name: str, nested: bool):
     """Run (or continue) a label-budget study, then its report (learning curves, per-K tables); the study
-    directory."""
+    directory, or a one-line error (exit 2) after the report when any cell failed."""
     from transferlab.reporting.curves import write_study_report
     from transferlab.studies.shots import run_shot_study
 
-    study_dir = run_shot_study(arms, shots, seeds, output_dir, name, nested=nested)
-    report = write_study_report(study_dir)
-    print(f"results: {study_dir / 'results.csv'}\nreport: {report}")
-    return study_dir
+    outcome = run_shot_study(arms, shots, seeds, output_dir, name, nested=nested)
+    report = write_study_report(outcome.directory)
+    print(f"results: {outcome.directory / 'results.csv'}\nreport: {report}")
+    if outcome.failed:
+        shown = ", ".join(outcome.failed[:3]) + (", ..." if len(outcome.failed) > 3 else "")
+        raise TransferlabError(f"{len(outcome.failed)} of {outcome.cells} cells failed ({shown}; errors in "
+                               f"{outcome.directory / 'study.json'}): the report shows the finished ones; rerun "
+                               f"the same command to redo the failed cells")
+    return outcome.directory

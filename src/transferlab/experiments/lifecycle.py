@@ -26,6 +26,7 @@ from transferlab.config import TrackingConfig
 from transferlab.errors import TransferlabError
 from transferlab.evaluation.schema import RunMetrics
 from transferlab.tracking.liveness import Heartbeat, describe_status, is_dead
+from transferlab.tracking.ledger import mark_killed
 from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Run
 from transferlab.tracking.tracker import Tracker
 from transferlab.training import checkpoints as ckpt
@@ -193,14 +194,6 @@ def check_not_running(run: Run) -> None:
         raise TransferlabError(f"--resume {run.path}: the run is still {describe_status(status)}: wait for it, or "
                                f"stop that process first")
     mark_killed(run, status)
-
-
-def mark_killed(run: Run, status: dict) -> None:
-    """Record a run whose process died without a word (SIGKILL, a lost machine) as failed: killed."""
-    said = describe_status(status)
-    run.set_status(FAILED, error=f"killed: {said[len('running ('):-1]}",
-                   note="the process ended without recording it (SIGKILL or a lost machine)")
-    print(f"note: {run.path} was {said}: marked failed (killed)")
 
 
 @contextlib.contextmanager

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import gc
 import os
 import time
@@ -28,14 +27,13 @@ from typing import Callable
 
 from transferlab.config import check_run_name, load_config, parse_overrides, replace_at, to_dict, value_at
 from transferlab.errors import TransferlabError
-from transferlab.experiments.lifecycle import announce_runs, mark_killed, sigterm_as_interrupt, sigterm_held
+from transferlab.experiments.lifecycle import announce_runs, sigterm_as_interrupt, sigterm_held
 from transferlab.experiments.registry import EXPERIMENTS, default_stages, stages as registered_stages
-from transferlab.tracking.files import inside, read_json, write_json
-from transferlab.tracking.liveness import Heartbeat, describe_status, is_dead
-from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Run, set_aside
+from transferlab.tracking.ledger import Ledger, next_attempt
+from transferlab.tracking.liveness import Heartbeat
+from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Run
 
 STATE = "pipeline.json"
-LOCK = "pipeline.lock"
 Reporter = Callable[[Path, dict], Path]  # (pipeline directory, its state) -> the report written
 
 
@@ -154,7 +152,7 @@ def reopen(pipe_dir: Path, pairs: list[str]) -> tuple[Run, dict, dict]:
     if not (pipe_dir / STATE).is_file():
         raise TransferlabError(f"{pipe_dir} is not a `transferlab run` directory (no {STATE}): "
                                f"pass the directory an earlier `transferlab run` printed")
-    state = check_state(pipe_dir, read_json(pipe_dir / STATE, "pipeline state"))
+    state = ledger(pipe_dir).read()
     stages = [s["name"] for s in state["stages"]]
     touched = {section for section, tree in split_overrides(pairs, stages)[0].items() if tree}
     done = [s["name"] for s in state["stages"] if s["status"] == COMPLETED and EXPERIMENTS[s["name"]].section in touched]
@@ -186,12 +184,12 @@ def run_pipeline(spec: str | None, output_dir: str | Path, pairs: list[str], res
         if resume:
             stack.enter_context(locked(Path(resume)))
             run, state, configs = reopen(Path(resume), pairs)
-            take_over(run, state)
+            ledger(run.path).take_over(run, state)
         else:
             run, state, configs = start(spec, output_dir, pairs, stages or list(default_stages()), seeds)
-            write_json(run.path / STATE, state)
+            ledger(run.path).write(state)
             stack.enter_context(locked(run.path))
-        write_json(run.path / STATE, state)
+        ledger(run.path).write(state)
         print(f"pipeline directory: {run.path}")
         run.set_status(RUNNING)
         stack.enter_context(Heartbeat(run))
@@ -218,68 +216,40 @@ def run_stages(run: Run, state: dict, configs: dict, report: Reporter) -> Path:
     return report(run.path, state)
 
 
+def ledger(pipe_dir: Path) -> Ledger:
+    return Ledger(Path(pipe_dir), "pipeline", "stages", EXPERIMENTS, "pipeline directory")
+
+
 @contextlib.contextmanager
 def locked(pipe_dir: Path):
-    """Inside: this process alone works on ``pipe_dir`` (``flock`` on its ``pipeline.lock``); a second
-    ``transferlab run --resume`` of it is refused with one line."""
-    if not (pipe_dir / STATE).is_file():  # not a pipeline directory (yet): nothing to lock, reopen says so
+    """Inside: this process alone works on ``pipe_dir``; a second ``transferlab run --resume`` of it is refused
+    with one line."""
+    book = ledger(pipe_dir)
+    if not book.exists():  # not a pipeline directory (yet): nothing to lock, reopen says so
         yield
         return
-    try:
-        fd = os.open(pipe_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # a planted link: refused
-    except OSError as exc:
-        raise TransferlabError(f"cannot open the lock file {pipe_dir / LOCK} ({exc.strerror}): remove it if it is "
-                               f"a link or not a file, then resume") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = Run(pipe_dir, "run").status()
-            raise TransferlabError(f"{pipe_dir} is in use by another `transferlab run` (pid {holder.get('pid', '?')} "
-                                   f"on {holder.get('host', '?')}): wait for it to finish, then resume") from None
+    holder = Run(pipe_dir, "run").status()
+    with book.locked(f"{pipe_dir} is in use by another `transferlab run` (pid {holder.get('pid', '?')} on "
+                     f"{holder.get('host', '?')}): wait for it to finish, then resume"):
         yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def take_over(run: Run, state: dict) -> None:
-    """Before a resume works on a pipeline: refuse one still running elsewhere; a killed one (and its killed
-    stage) is recorded as failed: killed."""
-    status = run.status()
-    if status.get("status") == RUNNING and not is_dead(status):
-        raise TransferlabError(f"--resume {run.path}: the pipeline is still {describe_status(status)}: wait for "
-                               f"it, or stop that process first")
-    if status.get("status") == RUNNING:
-        mark_killed(run, status)
-    for record in state["stages"]:
-        stage_dir = run.path / record["run_dir"] if record.get("run_dir") else None
-        if record["status"] == RUNNING:
-            record.update(status=FAILED, error="killed: the process ended without recording it")
-        if stage_dir is not None and stage_dir.is_dir():
-            stage = Run(stage_dir, record["name"])
-            if is_dead(stage.status()):
-                mark_killed(stage, stage.status())
 
 
 def run_stage(run: Run, state: dict, record: dict, config, report: Reporter) -> None:
     """One stage; its run directory is recorded as soon as the runner creates it (see ``announce_runs``)."""
     experiment = EXPERIMENTS[record["name"]]
     previous = run.path / record["run_dir"] if record.get("run_dir") else None
-    resume = previous if experiment.resumable and previous and any(previous.glob("checkpoints/checkpoint-*")) else None
-    if previous is not None and resume is None and previous.is_dir():
-        kept = set_aside(previous)  # a failed attempt that cannot be continued: kept, and its name freed for the new one
-        print(f"note: the failed attempt {previous.name} is kept as {kept.name}; starting the stage afresh")
+    resume = next_attempt(previous, experiment.resumable) if previous is not None else None
     begin = time.perf_counter()
     record.update(status=RUNNING, error=None)
-    write_json(run.path / STATE, state)
+    ledger(run.path).write(state)
 
     def created(path: Path) -> None:
         record["run_dir"] = relative(path, run.path)
-        write_json(run.path / STATE, state)
+        ledger(run.path).write(state)
 
     try:
         with announce_runs(created):
-            stage_dir = experiment.run(config, run.path, resume=str(resume) if resume else None)
+            stage_dir = experiment.run(config, run.path, resume=resume)
     except (Exception, KeyboardInterrupt) as exc:
         stage_dir = getattr(exc, "run_dir", None)
         record.update(status=FAILED, error=f"{exc.__class__.__name__}: {exc}",
@@ -291,29 +261,12 @@ def run_stage(run: Run, state: dict, record: dict, config, report: Reporter) -> 
         fail(run, state, record, exc, report)
     record.update(status=COMPLETED, run_dir=relative(stage_dir, run.path),
                   elapsed_s=round(time.perf_counter() - begin, 1))
-    write_json(run.path / STATE, state)
+    ledger(run.path).write(state)
     gc.collect()
 
 
 def relative(path: str | Path, root: Path) -> str:
     return Path(path).resolve().relative_to(root.resolve()).as_posix()
-
-
-def check_state(pipe_dir: Path, state) -> dict:
-    """``pipeline.json`` as written: known stages, each run directory one inside ``pipe_dir`` (a received or
-    edited file naming ``../elsewhere`` would have a resume rename or continue a folder outside)."""
-    records = state.get("stages") if isinstance(state, dict) else None
-    if not isinstance(records, list) or not all(isinstance(r, dict) and r.get("name") in EXPERIMENTS for r in records):
-        raise TransferlabError(f"{pipe_dir / STATE} does not list known stages: it was edited or damaged; start a "
-                               f"new `transferlab run`")
-    for record in records:
-        if record.get("run_dir") is not None:
-            run_dir = Path(str(record["run_dir"]))
-            if run_dir.is_absolute() or ".." in run_dir.parts or not run_dir.parts:
-                raise TransferlabError(f"{pipe_dir / STATE} names the stage directory {record['run_dir']!r}, "
-                                       f"outside the pipeline directory: it was edited; start a new `transferlab run`")
-            inside(pipe_dir / run_dir, pipe_dir, "stage directory")
-    return state
 
 
 def stage_dirs(pipe_dir: Path, state: dict) -> list[Path]:
@@ -334,7 +287,7 @@ def pipeline_summary(pipe_dir: Path, state: dict) -> tuple[list[dict], list[str]
 
 def fail(run: Run, state: dict, record: dict, exc: BaseException, report: Reporter) -> None:
     """Record the failure, write the report of what finished, and stop with one line (Ctrl-C re-raised)."""
-    write_json(run.path / STATE, state)
+    ledger(run.path).write(state)
     run.set_status(FAILED, error=f"stage {record['name']}: {record['error']}")
     report_file = report(run.path, state)
     if isinstance(exc, KeyboardInterrupt):

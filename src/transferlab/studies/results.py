@@ -11,6 +11,7 @@ with each seed's figures beside it.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 import yaml
 
 from transferlab.evaluation.statistics import accuracy_interval
-from transferlab.tracking.files import read_json, slug, write_json
+from transferlab.tracking.files import atomic_write, own_folder, read_json, slug, write_json
 from transferlab.tracking.rundir import COMPLETED
 
 RESULTS = "results.csv"
@@ -91,11 +92,12 @@ def read_results(study_dir: str | Path) -> list[dict]:
 
 def write_results_csv(study_dir: Path, state: dict) -> Path:
     rows = [row for cell in state["cells"] if cell["status"] == COMPLETED for row in cell_rows(study_dir, cell)]
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
     path = study_dir / RESULTS
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write(path, buffer.getvalue())  # never through a link planted at results.csv
     return path
 
 
@@ -115,17 +117,15 @@ def write_benchmark_jsons(study_dir: Path, rows: list[dict]) -> list[Path]:
                   "task": "zeroshot_classification" if method == "zero_shot" else "few_shot_classification",
                   "method": method, "shots": shots, "seeds": sorted(by_seed), "metrics": metrics,
                   "per_seed": {str(seed): figures for seed, figures in sorted(by_seed.items())}}
-        path = study_dir / "benchmark" / f"{slug(model)}__{slug(dataset)}__{method}__{shots}.json"
-        path.parent.mkdir(exist_ok=True)
+        path = own_folder(study_dir, "benchmark") / f"{slug(model)}__{slug(dataset)}__{slug(method)}__{slug(shots)}.json"
         write_json(path, record)
         out.append(path)
     return out
 
 
-def write_study_results(study_dir: str | Path, state: dict | None = None) -> Path:
+def write_study_results(study_dir: str | Path, state: dict) -> Path:
     """``results.csv`` and ``benchmark/*.json`` of a study directory; returns the CSV's path."""
     study_dir = Path(study_dir)
-    state = state or read_json(study_dir / "study.json", "study state")
     path = write_results_csv(study_dir, state)
     write_benchmark_jsons(study_dir, read_results(study_dir))
     return path

@@ -5,8 +5,12 @@
 nested within a seed unless ``nested=False``) and scored on the whole test split. ``study.json`` records
 the cells and their statuses, written before and after each cell, so a killed study continues with the
 missing cells when the same command runs again (a cell that was running is set aside and redone; a
-finetune cell with checkpoints continues from its last one). At the end it writes the long-format
+finetune cell with checkpoints continues from its last one). After every cell it rewrites the long-format
 ``results.csv`` and a CLIP_benchmark-style JSON per (model, dataset, method, shots) (``studies/results.py``).
+The state file, its lock, the shape and containment checks and the attempt rule are the one ledger's
+(``tracking/ledger.py``); the study's own ``status.json`` carries its pid and heartbeat, so a study killed
+outright reads as dead. The study records the content hash of its data and refuses to continue on other data;
+it exits non-zero when any cell failed.
 
 K = ``None`` ("full" on the command line) is a full-data cell, today's run: the curve's last point.
 A training-free experiment (zero-shot) is the same at every K: it runs once, as one full-data cell.
@@ -14,19 +18,23 @@ A training-free experiment (zero-shot) is the same at every K: it runs once, as 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
-from transferlab.config import replace_at, to_dict, value_at
+from transferlab.config import check_run_name, replace_at, to_dict, value_at
 from transferlab.errors import TransferlabError
+from transferlab.experiments.lifecycle import sigterm_as_interrupt
 from transferlab.experiments.registry import EXPERIMENTS
-from transferlab.tracking.files import read_json, write_json
-from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, set_aside
+from transferlab.models.resolve import check_weights
+from transferlab.studies.results import write_study_results
+from transferlab.tracking.files import content_digest
+from transferlab.tracking.ledger import Ledger, next_attempt
+from transferlab.tracking.liveness import Heartbeat
+from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Run
 
 STATE = "study.json"
 PENDING = "pending"
@@ -63,7 +71,8 @@ def plan(arms: dict[str, object], shots: dict[str, list], seeds: Sequence[int] |
         cell["run_dir"] = f"{cell['experiment']}/{cell_name(cell['shots'], cell['seed'])}"
     return {"version": 1, "nested": nested, "seeds": list(seeds) if seeds else "each experiment's config seed",
             "shots": {e: [shots_label(k) for k in shots.get(e, [None])] for e in arms},
-            "settings": {e: comparable(c) for e, c in arms.items()}, "status": PENDING, "cells": cells}
+            "settings": {e: comparable(c) for e, c in arms.items()}, "data": data_fingerprints(arms),
+            "status": PENDING, "cells": cells}
 
 
 def check_shots(arms: dict[str, object], shots: dict[str, list]) -> None:
@@ -76,31 +85,45 @@ def check_shots(arms: dict[str, object], shots: dict[str, list]) -> None:
             raise TransferlabError(f"no --shots values for {experiment}: give e.g. --shots 8,16,full")
 
 
-def open_state(study_dir: Path, planned: dict) -> dict:
-    """The study's state: a new one, or the stored one when it has the same settings (a resume)."""
-    path = study_dir / STATE
-    if not path.is_file():
+def study_ledger(study_dir: Path) -> Ledger:
+    return Ledger(Path(study_dir), "study", "cells", EXPERIMENTS, "study", name_key="experiment")
+
+
+def data_fingerprints(arms: dict[str, object]) -> dict[str, dict[str, str]]:
+    """Per arm, the SHA-256 of the content of every data file or folder its config names (registry path keys
+    under ``data.``): a study continued on changed data is refused instead of mixing two data sets."""
+    out = {}
+    for experiment, config in arms.items():
+        prints = {}
+        for key in EXPERIMENTS[experiment].path_keys:
+            value = value_at(config, key)
+            if key.startswith("data.") and value and Path(value).expanduser().exists():
+                prints[key] = content_digest(Path(value).expanduser())
+        out[experiment] = prints
+    return out
+
+
+def open_state(book: Ledger, planned: dict) -> dict:
+    """The study's state: a new one, or the stored one when it has the same settings and data (a resume)."""
+    if not book.exists():
         return planned
-    stored = read_json(path, "study state")
-    for key in ("nested", "seeds", "shots", "settings"):
+    stored = book.read()
+    for key in ("nested", "seeds", "shots", "settings", "data"):
         if stored.get(key) != planned[key]:
-            raise TransferlabError(f"{study_dir} holds a study with other {key} ({stored.get(key)!r} there, "
-                                   f"{planned[key]!r} now): rerun it with the settings it started with, or give "
-                                   f"another run_name=... for a new study")
+            what = "data (file contents)" if key == "data" else key
+            raise TransferlabError(f"{book.folder} holds a study with other {what} ({stored.get(key)!r} there, "
+                                   f"{planned[key]!r} now): rerun it with the settings and data it started with, "
+                                   f"or give another run_name=... for a new study")
     return stored
 
 
-@contextlib.contextmanager
-def study_lock(study_dir: Path) -> Iterator[None]:
-    """One process at a time per study directory (a second one gets a one-line error, not a race)."""
-    study_dir.mkdir(parents=True, exist_ok=True)
-    with open(study_dir / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TransferlabError(f"{study_dir} is being run by another process: wait for it, or give another "
-                                   f"run_name=...") from None
-        yield
+def preflight(arms: dict[str, object]) -> None:
+    """Inputs every cell would refuse, checked once before the first cell: the model references (a missing
+    folder, one without weights, an unknown packaged model)."""
+    for experiment, config in arms.items():
+        for key in EXPERIMENTS[experiment].model_keys:
+            if value_at(config, key):
+                check_weights(value_at(config, key))
 
 
 def cell_config(config, cell: dict, nested: bool, study_dir: Path):
@@ -119,22 +142,22 @@ def finished(study_dir: Path, cell: dict) -> bool:
     return cell["status"] == COMPLETED and (study_dir / cell["run_dir"] / "metrics.json").is_file()
 
 
-def run_cell(study_dir: Path, state: dict, cell: dict, config) -> None:
-    """One cell, recorded in ``study.json`` before and after; a failure is recorded and the study goes on."""
+def run_cell(book: Ledger, state: dict, cell: dict, config) -> None:
+    """One cell, recorded in ``study.json`` before and after; a failure is recorded and the study goes on, but
+    an input error raised before the cell's run directory exists (the same for every cell) stops the study."""
     experiment = EXPERIMENTS[cell["experiment"]]
-    folder = study_dir / cell["run_dir"]
-    resume = None
-    if folder.is_dir():
-        has_checkpoint = any(folder.glob("checkpoints/checkpoint-*"))
-        resume = str(folder) if experiment.resumable and has_checkpoint else None
-        if resume is None:
-            kept = set_aside(folder)
-            print(f"note: the unfinished attempt {folder.name} is kept as {kept.name}; redoing the cell")
+    folder = book.contained(cell["run_dir"])
+    resume = next_attempt(folder, experiment.resumable)
     cell.update(status=RUNNING, error=None)
-    write_json(study_dir / STATE, state)
+    book.write(state)
     begin = time.perf_counter()
     try:
-        experiment.run(config, study_dir, resume=resume, progress=False)
+        experiment.run(config, book.folder, resume=resume, progress=False)
+    except TransferlabError as exc:
+        cell.update(status=FAILED, error=f"{exc.__class__.__name__}: {exc}")
+        if not folder.exists():
+            raise
+        print(f"cell {cell['run_dir']} failed: {cell['error']}")
     except Exception as exc:  # noqa: BLE001 - one cell's failure is recorded; the other cells still run
         cell.update(status=FAILED, error=f"{exc.__class__.__name__}: {exc}")
         print(f"cell {cell['run_dir']} failed: {cell['error']}")
@@ -146,44 +169,73 @@ def run_cell(study_dir: Path, state: dict, cell: dict, config) -> None:
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the final weights are in model/
     finally:
         cell["elapsed_s"] = round(time.perf_counter() - begin, 1)
-        write_json(study_dir / STATE, state)
+        book.write(state)
 
 
-def run_shot_study(arms: dict[str, object], shots: dict[str, list], seeds: Sequence[int] | None, output_dir: str | Path,
-                   name: str, *, nested: bool = True) -> Path:
-    """Run (or continue) the study ``<output_dir>/study/<name>``; return its directory. ``arms``: experiment ->
-    its config; ``shots``: experiment -> K values (``None``: full data)."""
-    from transferlab.studies.results import write_study_results
+@dataclass(frozen=True)
+class StudyOutcome:
+    directory: Path
+    cells: int
+    failed: list[str]  # run_dir of every cell that did not complete
 
+
+def run_shot_study(arms: dict[str, object], shots: dict[str, list], seeds: Sequence[int] | None,
+                   output_dir: str | Path, name: str, *, nested: bool = True) -> StudyOutcome:
+    """Run (or continue) the study ``<output_dir>/study/<name>``. ``arms``: experiment -> its config; ``shots``:
+    experiment -> K values (``None``: full data). ``results.csv`` is rewritten after every cell, so a study
+    killed outright still shows its finished cells."""
     check_shots(arms, shots)
-    study_dir = Path(output_dir) / "study" / name
+    preflight(arms)
+    book = study_ledger(Path(output_dir) / "study" / check_run_name(name))
     planned = plan(arms, shots, seeds, nested)
-    with study_lock(study_dir):
-        state = open_state(study_dir, planned)
-        state["status"] = RUNNING
-        write_json(study_dir / STATE, state)
-        todo = [c for c in state["cells"] if not finished(study_dir, c)]
-        print(f"study directory: {study_dir} ({len(state['cells'])} cells, {len(todo)} to run)", flush=True)
-        if not todo:
-            print("note: every cell is complete: results and report rebuilt (give run_name=... for a new study)")
-        try:
-            for i, cell in enumerate(state["cells"], 1):
-                if finished(study_dir, cell):
-                    continue
-                print(f"== cell {i}/{len(state['cells'])}: {cell['run_dir']}", flush=True)
-                run_cell(study_dir, state, cell, cell_config(arms[cell["experiment"]], cell, nested, study_dir))
-        except KeyboardInterrupt:
-            state["status"] = FAILED
-            write_json(study_dir / STATE, state)
-            raise
-        failed = [c["run_dir"] for c in state["cells"] if c["status"] != COMPLETED]
-        state["status"] = FAILED if failed else COMPLETED
-        state["failed_cells"] = failed
-        write_json(study_dir / STATE, state)
-        write_study_results(study_dir, state)
-    if failed:
-        print(f"{len(failed)} cell(s) failed ({', '.join(failed)}): rerun the same command to redo them")
-    return study_dir
+    with book.locked(f"{book.folder} is being run by another process: wait for it, or give another run_name=..."):
+        state = open_state(book, planned)
+        status = Run(book.folder, "study")
+        book.take_over(status, state)
+        with sigterm_as_interrupt(), Heartbeat(status):
+            status.set_status(RUNNING)
+            state["status"] = RUNNING
+            book.write(state)
+            failed = run_cells(book, state, arms, nested, status)
+    return StudyOutcome(book.folder, len(state["cells"]), failed)
+
+
+def run_cells(book: Ledger, state: dict, arms: dict, nested: bool, status: Run) -> list[str]:
+    """Every cell not yet finished, in order; the study's status and results recorded after each."""
+    todo = [c for c in state["cells"] if not finished(book.folder, c)]
+    print(f"study directory: {book.folder} ({len(state['cells'])} cells, {len(todo)} to run)", flush=True)
+    if not todo:
+        print("note: every cell is complete: results and report rebuilt (give run_name=... for a new study)")
+    try:
+        for i, cell in enumerate(state["cells"], 1):
+            if finished(book.folder, cell):
+                continue
+            print(f"== cell {i}/{len(state['cells'])}: {cell['run_dir']}", flush=True)
+            run_cell(book, state, cell, cell_config(arms[cell["experiment"]], cell, nested, book.folder))
+            write_study_results(book.folder, state)
+    except (KeyboardInterrupt, TransferlabError) as exc:
+        state["status"] = FAILED
+        book.write(state)
+        status.set_status(FAILED, error=f"{exc.__class__.__name__}: {exc}")
+        write_study_results(book.folder, state)
+        raise
+    failed = [c["run_dir"] for c in state["cells"] if c["status"] != COMPLETED]
+    state.update(status=FAILED if failed else COMPLETED, failed_cells=failed)
+    book.write(state)
+    write_study_results(book.folder, state)
+    status.set_status(FAILED if failed else COMPLETED, **({"error": f"{len(failed)} cell(s) failed"} if failed else {}))
+    return failed
+
+
+def read_study(study_dir: Path) -> tuple[dict, list[str]]:
+    """A study's state read back (checked: shape, contained paths) and notes for its report: cells recorded as
+    running by a study whose process is gone are named dead."""
+    book = study_ledger(study_dir)
+    state = book.read()
+    dead = book.dead_entries(Run(book.folder, "study").status(), state)
+    notes = [f"cell {c['run_dir']} was running when the study's process ended (killed): rerun the same command "
+             f"to redo it" for c in dead]
+    return state, notes
 
 
 def cell_dirs(study_dir: Path, state: dict, full_only: bool = False) -> list[Path]:

@@ -83,3 +83,30 @@ def write_bytes_new(folder: Path, name: str, data: bytes) -> Path:
         return path
     atomic_write(path, data)
     return path
+
+
+def own_folder(parent: Path, name: str) -> Path:
+    """``parent/name`` as a real folder of ``parent`` (made if absent): a link or a file there is refused with
+    one line, so nothing is written through it to another place."""
+    folder = Path(parent) / name
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise TransferlabError(f"{folder} is a link or not a folder: transferlab writes only into folders it "
+                               f"owns; remove it and run again")
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def content_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, or of a folder's files (relative names and bytes, in sorted order; links are
+    not followed): a fingerprint of data by content, whatever path it is reached by."""
+    import hashlib
+
+    root, digest = Path(path), hashlib.sha256()
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    for file in files:
+        digest.update(file.relative_to(root).as_posix().encode() + b"\0" if file != root else b"")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
