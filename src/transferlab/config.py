@@ -15,6 +15,7 @@ import functools
 import inspect
 import math
 import string
+import textwrap
 import types
 import typing
 from pathlib import Path
@@ -170,6 +171,8 @@ def read_yaml(spec: str | Path | None, experiment: str) -> tuple[dict, str]:
         source = str(path)
     elif (PRESET_DIR / spec).is_dir():
         path = PRESET_DIR / spec / f"{experiment}.yaml"
+        if not path.is_file() and spec == DEFAULT_PRESET:  # the config classes' defaults are the default preset's
+            return {}, f"preset:{spec} (the config's defaults)"
         if not path.is_file():
             raise TransferlabError(f"preset {spec!r} has no {experiment} settings ({path} is missing)")
         source = f"preset:{spec}"
@@ -392,3 +395,66 @@ def replace_at(config, dotted: str, value):
     """A copy of the config with the setting at a dotted key replaced (validated as any replace is)."""
     head, _, rest = dotted.partition(".")
     return dataclasses.replace(config, **{head: replace_at(getattr(config, head), rest, value) if rest else value})
+
+
+# What --print-config and --help show: every key with its help, the help read from the fields' metadata.
+
+COMMENT_WIDTH = 110  # characters of a --print-config line before its comment wraps
+
+
+def documented_yaml(config: Any) -> str:
+    """The config as YAML with each key's help as a comment after it (``--print-config``); loading the text
+    back gives the same config."""
+    return "".join(f"{line}\n" for line in yaml_lines(config, ""))
+
+
+def yaml_lines(config: Any, indent: str) -> list[str]:
+    lines = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        nested = dataclasses.is_dataclass(value)
+        code = f"{indent}{f.name}:" + ("" if nested else f" {yaml_scalar(value)}")
+        lines += commented(code, help_of(f))
+        if nested:
+            lines += yaml_lines(value, indent + "  ")
+    return lines
+
+
+def yaml_scalar(value: Any) -> str:
+    """One value as a YAML flow scalar or list (``null``, ``'off'``, ``[0.3, 0.66]``)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return text.removesuffix("...").strip()
+
+
+def commented(code: str, note: str) -> list[str]:
+    """``code  # note``, the note wrapped onto comment lines aligned under its first one."""
+    if not note:
+        return [code]
+    column = len(code) + 2
+    width = max(COMMENT_WIDTH - column - 2, 40)
+    pieces = textwrap.wrap(note, width)
+    return [f"{code}  # {pieces[0]}"] + [f"{' ' * column}# {piece}" for piece in pieces[1:]]
+
+
+def settings_help(cls: type, prefix: str = "") -> list[tuple[str, str]]:
+    """``(dotted key, help)`` of every setting of the config class ``cls``, nested sections' keys included."""
+    out = []
+    hints = field_types(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += settings_help(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            out.append((f"{prefix}{f.name}", help_of(f)))
+    return out
+
+
+def settings_text(cls: type, width: int = 100) -> str:
+    """The keys of ``cls`` with their help, one wrapped entry each (an experiment command's ``--help``)."""
+    entries = settings_help(cls)
+    column = min(max(len(key) for key, _ in entries) + 4, 40)
+    lines = []
+    for key, note in entries:
+        wrapped = textwrap.wrap(note or "-", max(width - column, 30))
+        first = f"  {key}".ljust(column) if len(key) + 4 <= column else f"  {key}\n" + " " * column
+        lines += [first + wrapped[0]] + [" " * column + piece for piece in wrapped[1:]]
+    return "\n".join(lines)
