@@ -64,3 +64,67 @@ def tiny_clip(folder: Path) -> Path:
     CLIPModel(config).save_pretrained(folder)
     CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+def character_tokenizer(max_length: int):
+    """A character-level Gemma-style tokenizer (SigLIP 2's kind; SigLIP's own is SentencePiece, not installed)."""
+    import string
+
+    from transformers import Siglip2Tokenizer
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
+    for c in string.ascii_lowercase + string.digits + ",.-'":
+        vocab[c] = len(vocab)
+    vocab["\u2581"] = len(vocab)  # the space
+    return Siglip2Tokenizer(vocab=vocab, merges=[], model_max_length=max_length), len(vocab)
+
+
+def siglip_configs(vocab_size: int, max_length: int, **vision) -> dict:
+    text = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, max_position_embeddings=max_length, pad_token_id=0, bos_token_id=2,
+                eos_token_id=1)
+    return dict(text_config=text, vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                     num_attention_heads=4, **vision))
+
+
+def set_scale_and_bias(model, scale: float = 10.0, bias: float = -2.0):
+    """A nonzero bias (zero-shot must add it) and a known scale, as a trained SigLIP has (about 118 and -16)."""
+    import math
+
+    import torch
+
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(scale))
+        model.logit_bias.fill_(bias)
+
+
+def tiny_siglip(folder: Path) -> Path:
+    """A 2-layer, 32-wide SiglipModel (random weights, logit bias -2) with SigLIP's image processor at 32 px and
+    a character-level tokenizer (as the fixed-resolution SigLIP 2 checkpoints pair SiglipModel with a Gemma
+    tokenizer), saved."""
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor
+
+    tokenizer, vocab_size = character_tokenizer(64)
+    torch.manual_seed(0)
+    model = SiglipModel(SiglipConfig(**siglip_configs(vocab_size, 64, image_size=32, patch_size=8)))
+    set_scale_and_bias(model)
+    model.save_pretrained(folder)
+    SiglipProcessor(image_processor=SiglipImageProcessorPil(size={"height": 32, "width": 32}),
+                    tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def tiny_siglip2(folder: Path) -> Path:
+    """A 2-layer, 32-wide Siglip2Model (NaFlex; random weights, logit bias -2) with its processor's defaults
+    (16-pixel patches, at most 256 of them, texts padded to 64 tokens), saved."""
+    import torch
+    from transformers import Siglip2Config, Siglip2ImageProcessorPil, Siglip2Model, Siglip2Processor
+
+    tokenizer, vocab_size = character_tokenizer(64)
+    torch.manual_seed(0)
+    model = Siglip2Model(Siglip2Config(**siglip_configs(vocab_size, 64, num_patches=256, patch_size=16)))
+    set_scale_and_bias(model)
+    model.save_pretrained(folder)
+    Siglip2Processor(image_processor=Siglip2ImageProcessorPil(), tokenizer=tokenizer).save_pretrained(folder)
+    return folder

@@ -1,7 +1,9 @@
 """One interface for image-text dual encoders: CLIP-family checkpoints and the offline stand-in.
 
 A dual encoder turns images and texts into vectors of one space (``encode_images``,
-``encode_texts``) and scores them with cosine similarity times a logit scale (``logits``).
+``encode_texts``) and scores them with cosine similarity times a logit scale, plus a logit bias where the
+family has one (``logits``); ``probabilities`` are the family's own: a softmax over the classes (CLIP, the
+stand-in) or a sigmoid per class (SigLIP: ``scoring = "sigmoid"``).
 ``towers`` names each tower's module prefix, so LoRA can target one tower or both.
 
 The implementations (``models/clip_hf.py``, ``models/standin.py``) import this module, never the
@@ -21,6 +23,8 @@ from torch import nn
 class DualEncoder(nn.Module):
     towers: dict[str, str] = {}  # "vision"/"text" -> module-name prefix
     preferred_cpu_precision = "fp32"  # what precision=auto means on a CPU with bf16: the measured faster one
+    scoring = "softmax"  # how logits become probabilities: "softmax" over the classes, or "sigmoid" per class
+    default_loss = "class_ce"  # the training objective objective.loss=auto means (models.clip_losses)
 
     def preprocess(self, images: list) -> torch.Tensor:  # RGB PIL images -> pixel_values
         raise NotImplementedError
@@ -54,16 +58,36 @@ class DualEncoder(nn.Module):
     def logit_scale(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def logit_bias(self) -> torch.Tensor | None:
+        """Added to every scaled cosine (SigLIP's learnt bias); ``None``: no bias."""
+        return None
+
     def save_pretrained(self, folder: str | Path) -> None:
         raise NotImplementedError
+
+    def adapter_base(self) -> tuple[nn.Module, str]:
+        """``(module peft wraps, the prefix its names carry here)``: this whole module by default; a Hugging
+        Face checkpoint's own model, so a saved adapter loads on the plain base model."""
+        return self, ""
+
+    def base_model_name(self) -> str | None:
+        """The Hub id or folder a saved adapter applies to (``None``: no loadable base model)."""
+        return None
 
     def description(self) -> str:
         """What this model is, in words (the report names it next to the reference lab's model)."""
         return type(self).__name__
 
     def logits(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
-        """Scaled cosine similarities, images x texts."""
-        return self.logit_scale() * F.normalize(image_embeds, dim=-1) @ F.normalize(text_embeds, dim=-1).T
+        """Scaled cosine similarities (plus the bias, if any), images x texts."""
+        logits = self.logit_scale() * F.normalize(image_embeds, dim=-1) @ F.normalize(text_embeds, dim=-1).T
+        bias = self.logit_bias()
+        return logits if bias is None else logits + bias
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """The family's probabilities of ``logits`` (images x classes): softmax over the classes, or a sigmoid
+        per class (each in [0, 1] on its own; rows need not sum to one)."""
+        return torch.sigmoid(logits) if self.scoring == "sigmoid" else torch.softmax(logits, dim=-1)
 
     @property
     def device(self) -> torch.device:

@@ -1,10 +1,10 @@
 """The module a dual encoder is trained as: images scored against every class prompt with the current weights.
 
 ``PromptClassifier`` holds the class prompts (tokenised once, as buffers) and a loss from
-``clip_losses``; its forward takes pixels, cached image embeddings (image tower frozen) or cached
-trunk outputs (``image_hidden``: the input of the first adapted image block, ``image_start``; see
-``models.trunk_cache``) and returns ``{"loss", "logits"}``,
-so the Hugging Face ``Trainer`` trains it as any model. Class embeddings are recomputed from the text
+``clip_losses`` (``auto``: the model family's own); its forward takes pixels, cached image embeddings
+(image tower frozen) or cached trunk outputs (``image_hidden``: the input of the first adapted image
+block, ``image_start``; see ``models.trunk_cache``) and returns ``{"loss", "logits"}``, so the Hugging
+Face ``Trainer`` trains it as any model. Class embeddings are recomputed from the text
 tower at every step; ``split_predictions`` scores a split with the current weights (what an evaluation
 during training and the final scoring both use).
 """
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferlab.models.clip_losses import LOSSES
+from transferlab.models.clip_losses import LOSSES, resolve_loss
 from transferlab.models.dual_encoder import DualEncoder
 from transferlab.models.trunk_cache import head_embeddings
 from transferlab.models.zero_shot import average_templates, image_embeddings, predictions
@@ -26,12 +26,13 @@ from transferlab.models.zero_shot import average_templates, image_embeddings, pr
 class PromptClassifier(nn.Module):
     CHUNKS = 4  # each template's prompts are encoded in this many length-sorted chunks: less padding
 
-    def __init__(self, encoder: DualEncoder, prompt_sets: Sequence[Sequence[str]], loss: str = "class_ce",
+    def __init__(self, encoder: DualEncoder, prompt_sets: Sequence[Sequence[str]], loss: str = "auto",
                  image_start: int | None = None, text_start: int | None = None):
         super().__init__()
         self.encoder = encoder
         self.image_start = image_start  # cached ``image_hidden`` inputs enter the image tower at this block
-        self.loss_fn = LOSSES[loss]
+        self.loss = resolve_loss(loss, encoder.default_loss)  # auto: the model family's own
+        self.loss_fn = LOSSES[self.loss]
         self.chunks: list[list[str]] = []  # per template, the buffer prefixes of its chunks
         for i, texts in enumerate(prompt_sets):
             lengths = encoder.tokenize(texts)["attention_mask"].sum(1)

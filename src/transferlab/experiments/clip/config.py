@@ -66,9 +66,11 @@ class ObjectiveConfig:
     """What the CLIP run trains against, beyond the shared training settings."""
 
     SECTION: ClassVar[str] = "objective"
-    loss: Literal["class_ce", "contrastive"] = setting(
-        "class_ce", "class_ce: cross-entropy of each image over all class prompts; contrastive: CLIP's symmetric "
-                    "loss over the classes in the batch (models/clip_losses.py)")
+    loss: Literal["auto", "class_ce", "contrastive", "sigmoid"] = setting(
+        "auto", "auto: the model family's own (sigmoid for SigLIP and SigLIP 2, class_ce for CLIP and the "
+                "stand-in); class_ce: cross-entropy of each image over all class prompts; contrastive: CLIP's "
+                "symmetric loss over the classes in the batch; sigmoid: SigLIP's pairwise sigmoid loss with its "
+                "bias, over all classes (models/clip_losses.py)")
     projection_learning_rate: float | None = setting(
         None, "the stand-in map and logit scale's learning rate (null: training.learning_rate)", above=0,
         note="(or null)")

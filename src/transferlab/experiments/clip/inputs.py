@@ -14,6 +14,7 @@ from transferlab.config import to_dict
 from transferlab.data.checks import image_split_notes
 from transferlab.data.images import ImageData, load_images
 from transferlab.errors import TransferlabError
+from transferlab.experiments.clip.config import ClipConfig
 from transferlab.experiments.lifecycle import open_run
 from transferlab.models.device import resolve_device, resolve_precision
 from transferlab.models.dual_encoder import DualEncoder, prompts
@@ -34,7 +35,7 @@ class Inputs:
     images_encoded: dict[str, int] = field(default_factory=dict)  # images through a tower in this run, by entry
 
 
-def prepare(config, experiment: str, resume: str | None = None) -> Inputs:
+def prepare(config: ClipConfig, experiment: str, resume: str | None = None) -> Inputs:
     """Data, model and prompts; every input error is raised here, before a run directory exists (a
     ``--resume`` too: these runs keep no checkpoints)."""
     if resume:
@@ -52,7 +53,7 @@ def prepare(config, experiment: str, resume: str | None = None) -> Inputs:
     return Inputs(data, model, prompts(config.model.templates, data.class_names, data.definitions), device, precision)
 
 
-def open_clip_run(experiment: str, config, inputs: Inputs, output_dir, **resolved):
+def open_clip_run(experiment: str, config: ClipConfig, inputs: Inputs, output_dir, **resolved):
     """``open_run`` with the CLIP config: the resolved device and precisions recorded in ``config.yaml``."""
     resolved = dict(to_dict(config), resolved={"device": str(inputs.device), "precision": inputs.precision,
                                                **resolved})
@@ -61,7 +62,7 @@ def open_clip_run(experiment: str, config, inputs: Inputs, output_dir, **resolve
                     cpu=inputs.device.type == "cpu")
 
 
-def model_record(config, inputs: Inputs, **extra) -> dict:
+def model_record(config: ClipConfig, inputs: Inputs, **extra) -> dict:
     """The ``model`` entry of ``metrics.json``: the model actually used, named in full."""
     return {"name": config.model.name, "description": inputs.model.description(), "device": str(inputs.device),
             "precision": inputs.precision, **extra}
@@ -110,7 +111,7 @@ def cached_split(folder: Path | None, key: dict, data: ImageData, name: str,
     return np.asarray(cached(folder, key, lambda: counted(split, name))[0])
 
 
-def encode_splits(inputs: Inputs, config, names: Sequence[str], use_cache: bool = True,
+def encode_splits(inputs: Inputs, config: ClipConfig, names: Sequence[str], use_cache: bool = True,
                   progress: bool = True) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
     """``{split: (embeddings, labels)}`` for the named splits, each image encoded once; reused across runs
     from ``model.feature_cache`` (keyed by weights, preprocessing and data) when set and ``use_cache``."""

@@ -1,19 +1,19 @@
 """Experiment 3b: LoRA fine-tuning of a dual encoder against its class prompts, beside the zero-shot
-baseline and a linear probe.
+baseline, a linear probe and (K-shot runs) Tip-Adapter(-F), from ``baselines``.
 
 Reads top to bottom: data, model, prompts and LoRA targets (every input error before a run directory
-exists); each image encoded once with the base model (the zero-shot baseline, the probe's features
-and, while the image tower stays frozen, the training inputs); the baselines (main process); adapters
-added (peft) and trained with the Trainer as one data-parallel job under ``torchrun`` (loss from
-``models.clip_losses``; every evaluation scores validation against class embeddings recomputed with the
-current weights; ``KeepBest`` keeps the best state); the best state scored on validation and test
-once; the adapter saved. The library pieces live in ``transferlab.models``.
+exists); each image encoded once with the base model (the baselines' features and, while the image
+tower stays frozen, the training inputs); the baselines (main process); adapters added (peft, on the
+checkpoint's own model for a Hugging Face one) and trained with the Trainer as one data-parallel job
+under ``torchrun`` (the model family's loss from ``models.clip_losses`` unless ``objective.loss`` names
+one; every evaluation scores validation against class embeddings recomputed with the current weights;
+``KeepBest`` keeps the best state); the best state scored on validation and test once; the adapter
+saved with its model card. The library pieces live in ``transferlab.models``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +22,17 @@ import torch
 from transferlab.evaluation.metrics import split_accuracy
 from transferlab.evaluation.results import summary_line, write_results
 from transferlab.evaluation.schema import RunMetrics
-from transferlab.experiments.clip.inputs import (SPLITS, Inputs, image_paths, model_record, open_clip_run, prepare)
+from transferlab.experiments.clip.adapter_card import write_adapter_card
+from transferlab.experiments.clip.baselines import baselines, evaluated_splits, timed
+from transferlab.experiments.clip.config import ClipConfig
+from transferlab.experiments.clip.inputs import SPLITS, Inputs, image_paths, model_record, open_clip_run, prepare
+from transferlab.experiments.clip.trunks import image_inputs, training_source
 from transferlab.experiments.lifecycle import RunContext, set_seed
 from transferlab.models.device import resolve_precision
-from transferlab.experiments.clip.trunks import image_inputs, training_source
+from transferlab.models.dual_encoder import DualEncoder
 from transferlab.models.dual_encoder_lora import (formula_by_tower, lora_by_tower, lora_targets, plain_convolutions,
                                                   projection_parameters, trunk_start, unfreeze)
-from transferlab.models.linear_probe import fit_linear_probe, probe_predictions
 from transferlab.models.prompt_classifier import EmbeddingDataset, PromptClassifier, param_groups, split_predictions
-from transferlab.models.tip_adapter import cache_model, finetune_keys, search_alpha_beta, tip_logits
-from transferlab.models.trunk_cache import head_embeddings
-from transferlab.models.zero_shot import class_embeddings, predictions, zero_shot_predictions
-from transferlab.models.zero_shot import scores as zero_shot_scores
 from transferlab.tracking.tracker import configure_wandb_env, trainer_report_to
 from transferlab.training.arguments import training_arguments
 from transferlab.training.callbacks import KeepBest, early_stopping_record, run_callbacks, use_tensorboard_dir
@@ -43,7 +42,7 @@ from transferlab.training.trainer import EvaluatingTrainer, train
 EXPERIMENT = "lora"
 
 
-def run_lora(config, output_dir: str | Path = "logs", *, resume: str | None = None,
+def run_lora(config: ClipConfig, output_dir: str | Path = "logs", *, resume: str | None = None,
              progress: bool = True) -> Path | None:
     inputs = prepare(config, EXPERIMENT, resume)
     targets = lora_targets(inputs.model, config.lora.target_modules, config.lora.towers,
@@ -72,8 +71,7 @@ def run_lora(config, output_dir: str | Path = "logs", *, resume: str | None = No
                                                              for s in evaluated_splits(config)})
         report_process(ctx, methods[method], keep)
         if ctx.is_main:
-            save_adapter(ctx.path, peft_model, inputs.model, projection, config.lora.save_merged)
-            details = {**searches, "best_step": keep.best.step, "loss": config.objective.loss,
+            details = {**searches, "best_step": keep.best.step, "loss": classifier.loss,
                        "best_validation_accuracy": keep.best.value, "global_step": trainer.state.global_step,
                        "early_stopping": early_stopping_record(trainer), "lora_targets": len(targets),
                        "image_features_cached": cached is not None,
@@ -85,107 +83,18 @@ def run_lora(config, output_dir: str | Path = "logs", *, resume: str | None = No
                        "skipped_unreadable_images": inputs.data.skipped, **shots_record(config, inputs)}
             metrics = lora_metrics(ctx, config, inputs, methods, trainer.state.global_step, parameters, timings,
                                    details)
+            save_adapter(ctx.path, peft_model, inputs.model, projection, config, metrics)
             ctx.save_metrics(metrics)
             print_summary(metrics)
     return ctx.path if ctx.is_main else None
 
 
-def timed(timings: dict, key: str, fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    timings[key] = round(time.perf_counter() - start, 1)
-    return out
-
-
-def evaluated_splits(config) -> tuple[str, ...]:
-    """Validation and test; validation alone with ``score_test=false`` (a search's trials)."""
-    return SPLITS if config.score_test else ("validation",)
-
-
-def splits_to_encode(config) -> list[str]:
+def splits_to_encode(config: ClipConfig) -> list[str]:
     needs_train = config.probe.enabled or config.objective.cache_image_features
     return (["train"] if needs_train else []) + list(evaluated_splits(config))
 
 
-def baselines(inputs: Inputs, encoded: dict, trunks: dict | None, start: int | None, config,
-              timings: dict) -> tuple[dict, dict]:
-    """``({method: {split: predictions}}, {method: its selection record})`` of the zero-shot baseline and
-    (if enabled) the linear probe (its C search) and, in K-shot runs, Tip-Adapter(-F) (alpha and beta),
-    all chosen on the validation split."""
-    evaluated = {s: encoded[s] for s in evaluated_splits(config)}
-    started = time.perf_counter()
-    class_embeds = class_embeddings(inputs.model, inputs.prompt_sets, config.model.batch_size, inputs.precision)
-    methods = {"zero_shot": {s: predictions(inputs.model, x, y, class_embeds) for s, (x, y) in evaluated.items()}}
-    timings["zero_shot_s"] = round(time.perf_counter() - started, 1)
-    if len(inputs.prompt_sets) > 1:  # the ensemble's first template alone, for comparison
-        methods["zero_shot_single_template"] = zero_shot_predictions(
-            inputs.model, inputs.prompt_sets[:1], evaluated, config.model.batch_size, inputs.precision)
-    searches = {}
-    if config.probe.enabled:
-        (tx, ty), (vx, vy) = encoded["train"], encoded["validation"]
-        probe, searches["linear_probe"] = timed(timings, "linear_probe_s", fit_linear_probe, (tx.numpy(), ty),
-                                                (vx.numpy(), vy), config.probe.c_grid, config.probe.max_iter,
-                                                config.seed)
-        methods["linear_probe"] = {s: probe_predictions(probe, encoded[s][0].numpy(), encoded[s][1])
-                                   for s in evaluated}
-    if config.tip_adapter.enabled and config.data.shots:  # a few-shot baseline: K-shot cells only
-        queries = tip_queries(inputs, config, encoded, trunks, start)
-        tip, tip_searches = tip_adapter_methods(inputs.model, class_embeds, encoded, queries, config, timings)
-        methods.update(tip)
-        searches.update(tip_searches)
-    return methods, searches
-
-
-def tip_queries(inputs: Inputs, config, encoded: dict, trunks: dict | None, start: int | None) -> tuple:
-    """Tip-Adapter-F's training features: the base model's embeddings of the training images and, from
-    the trunk cache, of their augmented views (``objective.train_views``)."""
-    features, labels = encoded["train"]
-    if trunks is None or len(trunks["train"][1]) == len(labels):
-        return features, labels
-    views = head_embeddings(inputs.model, trunks["train"][0][len(labels):], start, config.model.batch_size,
-                            inputs.precision)
-    return torch.cat([features, views]), trunks["train"][1]
-
-
-def tip_adapter_methods(model, class_embeds: torch.Tensor, encoded: dict, queries: tuple, config,
-                        timings: dict) -> tuple[dict, dict]:
-    """Tip-Adapter (keys: the training images' features) and Tip-Adapter-F (keys fine-tuned on the training
-    features for ``tip_adapter.epochs``); alpha and beta searched on validation, before and after."""
-    t, n_classes = config.tip_adapter, class_embeds.shape[0]
-    started = time.perf_counter()
-    zero_shot = {s: torch.from_numpy(zero_shot_scores(model, x, class_embeds)) for s, (x, _) in encoded.items()
-                 if s != "train"}  # the evaluated splits
-    keys, values = cache_model(encoded["train"][0], encoded["train"][1], n_classes)
-    (vx, vy) = encoded["validation"]
-    alpha, beta, record = search_alpha_beta(zero_shot["validation"], vx, vy, keys, values, t.alpha_grid, t.beta_grid)
-    methods = {"tip_adapter": tip_predictions(zero_shot, encoded, keys, values, alpha, beta)}
-    searches = {"tip_adapter": record}
-    timings["tip_adapter_s"] = round(time.perf_counter() - started, 1)
-    if t.finetune:
-        started = time.perf_counter()
-        query_zero_shot = torch.from_numpy(zero_shot_scores(model, queries[0], class_embeds))
-        tuned, losses = finetune_keys(keys, values, queries[0], query_zero_shot, queries[1], alpha, beta, t.epochs,
-                                      t.learning_rate, t.batch_size, config.seed)
-        alpha, beta, record = search_alpha_beta(zero_shot["validation"], vx, vy, tuned, values, t.alpha_grid,
-                                                t.beta_grid)
-        methods["tip_adapter_f"] = tip_predictions(zero_shot, encoded, tuned, values, alpha, beta)
-        searches["tip_adapter_f"] = {**record, "epochs": t.epochs, "training_rows": len(queries[1]),
-                                     "loss_per_epoch": losses}
-        timings["tip_adapter_f_s"] = round(time.perf_counter() - started, 1)
-    return methods, searches
-
-
-def tip_predictions(zero_shot: dict, encoded: dict, keys, values, alpha: float, beta: float) -> dict:
-    """``{split: (y_true, y_pred, scores)}`` of the blended logits on the evaluated splits."""
-    out = {}
-    with torch.no_grad():
-        for s in zero_shot:  # the evaluated splits (validation alone with score_test=false)
-            logits = tip_logits(zero_shot[s], encoded[s][0], keys, values, alpha, beta).numpy()
-            out[s] = (encoded[s][1], logits.argmax(1), logits)
-    return out
-
-
-def training_steps(config, inputs: Inputs) -> int | None:
+def training_steps(config: ClipConfig, inputs: Inputs) -> int | None:
     """``objective.steps_per_shot`` x the images per class (``data.shots``, or the training split's per
     class); ``None``: the training settings decide."""
     if config.objective.steps_per_shot is None:
@@ -194,7 +103,7 @@ def training_steps(config, inputs: Inputs) -> int | None:
     return config.objective.steps_per_shot * shots
 
 
-def shots_record(config, inputs: Inputs) -> dict:
+def shots_record(config: ClipConfig, inputs: Inputs) -> dict:
     """What a label-budget study reads: the images per class trained on and chosen on, and the draw."""
     d = config.data
     return {"shots": d.shots, "nested_shots": d.nested_shots if d.shots else None,
@@ -205,10 +114,13 @@ def shots_record(config, inputs: Inputs) -> dict:
             "images_encoded": dict(inputs.images_encoded)}
 
 
-def add_adapters(model, config, targets: list[str], projection: list[str]):
-    """The peft model (adapters injected into ``model`` in place) and the parameter counts."""
+def add_adapters(model: DualEncoder, config: ClipConfig, targets: list[str], projection: list[str]):
+    """The peft model (adapters injected into ``model`` in place) and the parameter counts. peft wraps the
+    model's ``adapter_base`` (a Hugging Face checkpoint's own model), so the saved adapter names its layers
+    as the plain base model does."""
     set_seed(config.seed)  # the adapters' initialisation, whatever ran before
-    peft_model = apply_lora(model, config.lora, targets)
+    base, prefix = model.adapter_base()
+    peft_model = apply_lora(base, config.lora, [t[len(prefix):] for t in targets])
     unfreeze(model, projection)
     counts = count_parameters(model)
     by_tower, formula = lora_by_tower(model), formula_by_tower(model, targets, config.lora.r)
@@ -222,20 +134,21 @@ def add_adapters(model, config, targets: list[str], projection: list[str]):
     return peft_model, parameters
 
 
-def text_start(model, targets: list[str], config) -> int | None:
+def text_start(model: DualEncoder, targets: list[str], config: ClipConfig) -> int | None:
     """The first adapted text block when the frozen ones below it may run once (``objective.cache_text_trunk``)."""
     start = trunk_start(model, targets, "text") if config.objective.cache_text_trunk else None
     return start or None
 
 
-def score(classifier: PromptClassifier, split: str, cached: dict | None, inputs: Inputs, config) -> tuple:
+def score(classifier: PromptClassifier, split: str, cached: dict | None, inputs: Inputs,
+          config: ClipConfig) -> tuple:
     """``(y_true, y_pred, scores)`` of a split with the current weights."""
     return split_predictions(classifier, cached[split] if cached else None, getattr(inputs.data, split),
                              config.model.batch_size, config.data.num_workers, inputs.precision)
 
 
-def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: Inputs, config, run_dir: Path,
-                   precision: str, progress: bool) -> tuple[EvaluatingTrainer, KeepBest]:
+def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: Inputs, config: ClipConfig,
+                   run_dir: Path, precision: str, progress: bool) -> tuple[EvaluatingTrainer, KeepBest]:
     """Train with the Trainer, evaluating on validation on the schedule; the classifier ends in its best state."""
     from transferlab.data.images import with_pixels
 
@@ -282,7 +195,7 @@ class ViewedPreprocess:
         return self.preprocess(self.view(images, self.rng))
 
 
-def pixel_preprocess(inputs: Inputs, config):
+def pixel_preprocess(inputs: Inputs, config: ClipConfig):
     """The model's preprocessing, after ``objective.pixel_view`` if set."""
     view = config.objective.pixel_view
     if not view:
@@ -291,7 +204,7 @@ def pixel_preprocess(inputs: Inputs, config):
     return ViewedPreprocess(inputs.model.preprocess, view, seed)
 
 
-def recipe_training(config, inputs: Inputs):
+def recipe_training(config: ClipConfig, inputs: Inputs):
     """``training`` with the recipe's step count (``objective.steps_per_shot``) and, for a fixed recipe
     (``objective.select_step: false``), one evaluation, after the last step (that state is kept)."""
     t, steps = config.training, training_steps(config, inputs)
@@ -312,22 +225,24 @@ def report_process(ctx: RunContext, lora: dict, keep: KeepBest) -> None:
               f"trained weights checksum {checksum:.6f}", flush=True)
 
 
-def save_adapter(run_dir: Path, peft_model, model, projection: list[str], save_merged: bool) -> None:
-    """``adapter/`` (peft ``save_pretrained``, plus the fully trained map as ``extra_trainable.safetensors``)
-    and, on request, ``merged_model/``."""
+def save_adapter(run_dir: Path, peft_model, model: DualEncoder, projection: list[str], config: ClipConfig,
+                 metrics: RunMetrics) -> None:
+    """``adapter/`` (peft ``save_pretrained`` with its model card, plus the stand-in's fully trained map as
+    ``extra_trainable.safetensors``) and, with ``lora.save_merged``, ``merged_model/``."""
     peft_model.save_pretrained(run_dir / "adapter")
+    write_adapter_card(run_dir / "adapter", getattr(model, "family", None), model.base_model_name(), config, metrics)
     if projection:
         from safetensors.torch import save_file
 
         params = dict(model.named_parameters())
         save_file({n: params[n].detach().cpu().contiguous() for n in projection},
                   str(run_dir / "adapter" / "extra_trainable.safetensors"))
-    if save_merged:
+    if config.lora.save_merged:
         peft_model.merge_and_unload()
         model.save_pretrained(run_dir / "merged_model")
 
 
-def lora_metrics(ctx: RunContext, config, inputs: Inputs, methods: dict, step: int, parameters: dict,
+def lora_metrics(ctx: RunContext, config: ClipConfig, inputs: Inputs, methods: dict, step: int, parameters: dict,
                  timings: dict, details: dict) -> RunMetrics:
     data = inputs.data
     return RunMetrics(

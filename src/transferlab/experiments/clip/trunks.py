@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from transferlab.experiments.clip.config import ClipConfig
 from transferlab.experiments.clip.inputs import Inputs, cached_split, encode_splits
 from transferlab.models.trunk_cache import RANDOM_VIEWS, head_embeddings, trunk_outputs
 
 
-def training_source(config, start: int | None) -> str:
+def training_source(config: ClipConfig, start: int | None) -> str:
     """``embeddings`` (no image-side adapter), ``trunk`` (adapters from block ``start`` > 0 on) or ``pixels``."""
     if not config.objective.cache_image_features:
         return "pixels"
@@ -28,8 +29,8 @@ def training_source(config, start: int | None) -> str:
     return "trunk" if start > 0 else "pixels"
 
 
-def image_inputs(inputs: Inputs, config, names: list[str], source: str, start: int | None, use_cache: bool,
-                 progress: bool) -> tuple[dict, dict | None]:
+def image_inputs(inputs: Inputs, config: ClipConfig, names: list[str], source: str, start: int | None,
+                 use_cache: bool, progress: bool) -> tuple[dict, dict | None]:
     """``(embeddings, trunks)``: ``{split: (base image embeddings, labels)}`` and, for the ``trunk``
     source, ``{split: (trunk outputs, labels)}`` (train with its views appended; else ``None``)."""
     if source != "trunk":
@@ -44,7 +45,7 @@ def image_inputs(inputs: Inputs, config, names: list[str], source: str, start: i
     return embeddings, trunks
 
 
-def split_trunk(inputs: Inputs, config, name: str, start: int, view: str | None, use_cache: bool,
+def split_trunk(inputs: Inputs, config: ClipConfig, name: str, start: int, view: str | None, use_cache: bool,
                 progress: bool, index: int = 0) -> tuple[torch.Tensor, np.ndarray]:
     """One split's trunk outputs (of one view, the ``index``-th of ``objective.train_views``: a random view
     named twice is drawn twice), from ``model.feature_cache`` when set."""
@@ -57,6 +58,8 @@ def split_trunk(inputs: Inputs, config, name: str, start: int, view: str | None,
     seed = base + (1 + index if view else 0)
     key = {"kind": "image-trunk", "model": m.name, "weights": weights, "image_size": m.image_size, "start": start,
            "view": view, "seed": seed if view in RANDOM_VIEWS else None, "precision": inputs.precision}
+    if getattr(model, "family", "clip") != "clip":  # SigLIP's cached "trunk" was its pixels until it was split
+        key["trunk_split"] = 2
     hidden = cached_split(folder, key, inputs.data, name, lambda split, label: trunk_outputs(
         model, split, start, view, seed, m.batch_size, config.data.num_workers, inputs.precision,
         desc=f"{label} {view or ''}".strip(), progress=progress)[0].numpy(), inputs.images_encoded)
