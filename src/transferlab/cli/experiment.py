@@ -20,11 +20,9 @@ def run_experiment(args: argparse.Namespace) -> Path | None:
         resume = "latest"
     config = load_config(experiment.config_class(), experiment.section, args.config, args.overrides)
     if args.print_config:
-        import yaml
+        from transferlab.config import documented_yaml
 
-        from transferlab.config import to_dict
-
-        print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+        print(documented_yaml(config), end="")  # every key, its value and its help
         return None
     if args.shots:
         return run_shots(experiment, config, args, resume)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shutil
 import sys
 from pathlib import Path
+from typing import Callable
 
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
@@ -20,8 +22,24 @@ from transferlab.cli.options import add_seeds_argument, add_shots_argument, add_
 
 EPILOG = """config overrides: any field as a dotted key=value, e.g.
   transferlab features classifier.name=logreg classifier.C_grid=[0.1,1,10] data.limit=500
---print-config lists every key with its resolved value.
+--print-config lists every key with its resolved value and its help.
 Presets live in src/transferlab/configs/<preset>/; a YAML file may be given instead of a preset."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser; an experiment command's ``--help`` ends with its config keys and their help (the
+    config class is imported only then, so ``transferlab --help`` stays fast)."""
+
+    config_class: Callable[[], type] | None = None
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if self.config_class is None:
+            return text
+        from transferlab.config import settings_text
+
+        width = shutil.get_terminal_size().columns - 2
+        return f"{text}\nconfig keys (key=value):\n{settings_text(self.config_class(), width)}\n"
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,10 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="transferlab", description="Transfer-learning experiments with pretrained transformers.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for experiment in EXPERIMENTS.values():
         p = sub.add_parser(experiment.name, help=experiment.help, description=experiment.help, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.config_class = experiment.config_class
         add_config_arguments(p)
         if experiment.resumable:
             p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR",
