@@ -171,6 +171,23 @@ def test_two_workers_share_one_storage_and_run_distinct_trials(tmp_path, cache):
     ("params:\n  classifier.C: {low: 1.0, high: 0.1}\n", "needs numbers low < high"),
     ("params:\n  classifier.C: {choices: [svc]}\n", "classifier.C"),
     ("param:\n  classifier.C: {low: 0.1, high: 1.0}\n", "unknown section 'param'"),
+    # spaces Optuna cannot sample: refused up front, not by every trial
+    ("params:\n  classifier.C: {low: 0.0, high: 1.0, log: true}\n", "low > 0 with log: true"),
+    ("params:\n  classifier.C: {choices: []}\n", "choices must be a non-empty list"),
+    ("params:\n  classifier.C: {low: 0.1, high: 1.0, step: 2.0}\n", "step 2.0 is larger than the range"),
+    ("params:\n  classifier.C: {low: 0.1, high: 1.0, step: 0.1, log: true}\n", "step and log: true"),
+    ("params:\n  encoder.batch_size: {low: 8, high: 64, step: 0.5}\n", "step must be a positive whole number"),
+    ("params:\n  encoder.batch_size: {low: 8, high: 64, step: -8}\n", "step must be a positive"),
+    ("params:\n  classifier.C: {low: 0.1, high: 1.0, log: 'yes'}\n", "log must be true or false"),
+    ("params:\n  classifier.C: {low: .nan, high: 1.0}\n", "needs numbers low < high"),
+    # a typo in a condition: refused, not a parameter silently dropped from every trial
+    ("params:\n  classifier.name: {choices: [svc, logreg]}\n"
+     "  classifier.C: {low: 0.1, high: 1.0, when: {classifier.nme: svc}}\n",
+     "names 'classifier.nme', neither a parameter of the space nor a config key (did you mean 'classifier.name'?)"),
+    ("params:\n  classifier.name: {choices: [svc, logreg]}\n"
+     "  classifier.C: {low: 0.1, high: 1.0, when: {classifier.name: svm}}\n", "can never hold"),
+    ("params:\n  classifier.C: {low: 0.1, high: 1.0, when: {classifier.name: svc}}\n"
+     "  classifier.name: {choices: [svc, logreg]}\n", "names a parameter listed after it"),
 ])
 def test_a_bad_search_space_is_one_line_and_creates_nothing(tmp_path, capsys, space, message):
     (tmp_path / "space.yaml").write_text(space)
@@ -178,6 +195,28 @@ def test_a_bad_search_space_is_one_line_and_creates_nothing(tmp_path, capsys, sp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_condition_on_a_config_key_or_an_earlier_parameter_is_accepted(tmp_path):
+    from transferlab.studies.search_space import check_conditions
+
+    (tmp_path / "s.yaml").write_text("params:\n  classifier.name: {choices: [svc, logreg]}\n"
+                                     "  classifier.C: {low: 0.1, high: 1.0, when: {classifier.name: svc}}\n"
+                                     "  classifier.standardize: {choices: [true], when: {encoder.pooling: mean}}\n")
+    check_conditions(load_search_space(tmp_path / "s.yaml"), {"encoder.pooling": "mean", "classifier.C": 1.0})
+
+
+@pytest.mark.slow
+def test_a_study_whose_every_trial_fails_names_the_error_not_missing_files(tmp_path, capsys):
+    """Each trial fails before its run directory exists (the data file is gone): the one line names the
+    trials' error, and no status.json that does not exist."""
+    (tmp_path / "space.yaml").write_text("params:\n  classifier.C: {low: 0.1, high: 1.0}\n")
+    data = ["data.source=files", f"data.train_file={tmp_path / 'gone.csv'}", f"data.test_file={tmp_path / 'gone.csv'}"]
+    assert main(["tune", "features", "--trials", "2", "--search", str(tmp_path / "space.yaml"), "--output-dir",
+                 str(tmp_path), *FEATURES, *data]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: no trial of study 'features-offline' completed (2 of 2 trials failed; trial 1: ")
+    assert "gone.csv' for the train split does not exist" in err and "status.json" not in err
 
 
 def test_a_searched_key_given_as_an_override_is_refused(tmp_path, capsys):
@@ -199,3 +238,107 @@ def test_conditions_and_list_choices(tmp_path):
         seen.append(values["views"])
     assert len({tuple(v) for v in seen}) == 3
     assert space.decode({"views": "[flip, crop]", "method": "lora"}) == {"views": ["flip", "crop"], "method": "lora"}
+
+
+# --- a trial whose process died -----------------------------------------------------------------------------
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+SPACE_C = "params:\n  classifier.C: {low: 0.1, high: 10.0, log: true}\n"
+
+
+def start_cli(*argv) -> "subprocess.Popen":
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(SRC), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.Popen([sys.executable, "-m", "transferlab.cli", *map(str, argv)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_file(proc, pattern: str, folder: Path, timeout: float = 180) -> Path:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(folder.glob(pattern)) if folder.is_dir() else []
+        if found:
+            return found[0]
+        if proc.poll() is not None:
+            pytest.fail(f"ended before {pattern} appeared: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.01)
+    proc.kill()
+    pytest.fail(f"no {pattern} within {timeout}s")
+
+
+def dead_pid() -> int:
+    """The pid of a real process that has ended."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.slow
+def test_a_sigkilled_trial_is_marked_failed_retried_and_counted(tmp_path, tiny_distilbert):
+    """A worker killed outright (SIGKILL) mid-trial leaves the trial ``running`` in the journal and its run
+    ``running`` in status.json; the same command again finds the process gone, marks the trial failed, runs
+    its settings again (on top of --trials), and the report counts it."""
+    (tmp_path / "space.yaml").write_text(SPACE_C)
+    args = ["tune", "features", "--search", tmp_path / "space.yaml", "--output-dir", tmp_path, "--threads", "1",
+            f"encoder.model={tiny_distilbert}", "data.limit=600", "encoder.max_length=32", "encoder.batch_size=8",
+            "tracking.tensorboard=false", f"cache_dir={tmp_path / 'cache'}"]
+    folder = tmp_path / "tune" / "features-offline"
+    proc = start_cli(*args, "--trials", "1")
+    status_file = wait_for_file(proc, "features/trial-0000/status.json", folder)
+    proc.kill()  # SIGKILL: nothing is recorded, by the run or by Optuna
+    proc.communicate(timeout=60)
+    assert json.loads(status_file.read_text())["status"] == "running"
+    killed = study_of(folder, "features-offline").trials[0]
+    assert killed.state == optuna.trial.TrialState.RUNNING and killed.user_attrs["run_dir"] == "features/trial-0000"
+
+    assert main([str(a) for a in args] + ["--trials", "1"]) == 0
+    trials = study_of(folder, "features-offline").trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert "features/trial-0000 is dead" in trials[0].user_attrs["error"] and "process gone" in trials[0].user_attrs["error"]
+    assert trials[1].user_attrs["retry_of"] == 0 and trials[1].params == killed.params  # the same settings again
+    report = (folder / "report.md").read_text()
+    assert "3 trials (2 completed, 0 pruned, 1 failed)" in report
+
+    assert main([str(a) for a in args] + ["--trials", "0"]) == 0  # found once: nothing more to retry
+    assert len(study_of(folder, "features-offline").trials) == 3
+
+
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_only_trials_whose_process_is_gone_are_reaped(tmp_path, storage):
+    """Journal and RDB storages alike: a running trial whose recorded process ended is failed and queued again;
+    one whose process lives (this one), or that ran on another host with no run directory here, is left."""
+    import socket
+
+    from optuna.distributions import FloatDistribution
+
+    from transferlab.studies.tune import reap_dead_trials
+    from transferlab.tracking.liveness import this_process
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}" if storage == "sqlite" else None
+    if url is None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        backend = JournalStorage(JournalFileBackend(str(tmp_path / "study.journal")))
+    study = optuna.create_study(storage=url or backend, study_name="s", direction="maximize")
+    processes = [{"pid": dead_pid(), "host": socket.gethostname()}, this_process(),
+                 {"pid": dead_pid(), "host": "another-machine"}]
+    for i, process in enumerate(processes):
+        trial = study.ask({"classifier.C": FloatDistribution(0.1, 10.0)})
+        trial.set_user_attr("process", process)
+        trial.set_user_attr("run_dir", f"features/trial-{i:04d}")  # no such folder here
+    plan = SimpleNamespace(directory=tmp_path)
+    assert reap_dead_trials(study, plan) == 1
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "RUNNING", "WAITING"]
+    assert trials[3].system_attrs["fixed_params"] == trials[0].params  # its settings, queued
+    assert "is gone" in trials[0].user_attrs["error"] and trials[3].user_attrs["retry_of"] == 0
+    assert reap_dead_trials(study, plan) == 0  # already failed: not queued twice

@@ -28,10 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="stop starting trials after S seconds (each worker)")
     p.add_argument("--storage", default=None, metavar="URL",
-                   help="an RDB URL (postgresql://..., mysql://..., sqlite:///...) or a journal file, shared by "
-                        "every worker; default: <output-dir>/tune/<study>/study.journal")
+                   help="an RDB URL (postgresql://... needs pip install \"transferlab[postgres]\"; mysql://..., "
+                        "sqlite:///...) or a journal file, shared by every worker; default: the environment "
+                        "variable TRANSFERLAB_TUNE_STORAGE (keeps a password off the command line), else "
+                        "<output-dir>/tune/<study>/study.journal. A password is never printed or written")
     p.add_argument("--study-name", default=None, metavar="NAME",
-                   help="default: <experiment>-<preset or config file name>")
+                   help="one folder name (the study is <output-dir>/tune/NAME); default: <experiment>-<preset or "
+                        "config file name>")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="worker processes on this machine, each with threads = cores // N (default: 1)")
     p.add_argument("--search", default=None, metavar="FILE",

@@ -12,11 +12,15 @@
       classifier.name: {choices: [svc, logreg]}            # categorical (a choice may be a list)
       lora.r: {low: 4, high: 32, log: true, when: {method: lora}}   # only when those keys have those values
 
-Every key is checked against the experiment's config before any trial runs.
+Every key is checked against the experiment's config before any trial runs, and every parameter is one Optuna
+can sample (bounds, ``log``, ``step``, choices): a space that cannot be searched is refused with one line. A
+``when`` key names a parameter listed before it (with a value among its choices) or a config key.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,15 +133,77 @@ def parse_param(path: Path, name: str, spec: Any) -> Param:
                                f"(optionally when: {{key: value}})")
     param = Param(name, **spec)
     if param.choices is not None:
-        if not isinstance(param.choices, list) or not param.choices or param.low is not None:
-            raise TransferlabError(f"{where}: choices must be a non-empty list (and no low/high beside it)")
-    elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (param.low, param.high)) \
-            or param.low >= param.high or (param.log and param.low <= 0):
-        raise TransferlabError(f"{where}: needs numbers low < high (and low > 0 with log: true); "
-                               f"got low={param.low!r}, high={param.high!r}")
+        if not isinstance(param.choices, list) or not param.choices or param.low is not None \
+                or param.high is not None or param.step is not None or param.log:
+            raise TransferlabError(f"{where}: choices must be a non-empty list (and no low/high/step/log beside it)")
+    else:
+        check_range(where, param)
     if not isinstance(param.when, dict):
         raise TransferlabError(f"{where}: when must map config keys to the values that enable it")
+    check_sampleable(where, param)
     return param
+
+
+def number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_range(where: str, param: Param) -> None:
+    """Bounds, ``log`` and ``step`` of a range that Optuna samples from (more than one value)."""
+    low, high, step = param.low, param.high, param.step
+    if not isinstance(param.log, bool):
+        raise TransferlabError(f"{where}: log must be true or false; got {param.log!r}")
+    if not number(low) or not number(high) or low >= high or (param.log and low <= 0):
+        raise TransferlabError(f"{where}: needs numbers low < high (and low > 0 with log: true); "
+                               f"got low={low!r}, high={high!r}")
+    if step is None:
+        return
+    integer = isinstance(low, int) and isinstance(high, int)
+    if not number(step) or step <= 0 or (integer and not isinstance(step, int)):
+        raise TransferlabError(f"{where}: step must be a positive {'whole ' if integer else ''}number; got {step!r}")
+    if param.log:
+        raise TransferlabError(f"{where}: step and log: true do not go together (Optuna samples a log range "
+                               f"without steps): drop one")
+    if step > high - low:
+        raise TransferlabError(f"{where}: step {step!r} is larger than the range {low!r} to {high!r}, so only low "
+                               f"could ever be drawn: give a smaller step or a wider range")
+
+
+def check_sampleable(where: str, param: Param) -> None:
+    """Build the distribution Optuna will sample, so whatever it refuses is refused here, before any trial."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    try:
+        if param.choices is not None:
+            CategoricalDistribution([as_label(c) for c in param.choices] if param.encoded else param.choices)
+        elif isinstance(param.low, int) and isinstance(param.high, int):
+            IntDistribution(param.low, param.high, log=param.log, step=param.step or 1)
+        else:
+            FloatDistribution(float(param.low), float(param.high), log=param.log, step=param.step)
+    except (ValueError, TypeError) as exc:
+        raise TransferlabError(f"{where}: Optuna cannot sample it ({exc})") from None
+
+
+def check_conditions(space: SearchSpace, config_keys: Any) -> None:
+    """Each ``when`` key names a parameter listed before it, with a value among its choices, or a key of the
+    experiment's config (``config_keys``): a typo would otherwise drop the parameter from every trial."""
+    before: dict[str, Param] = {}
+    names = [p.name for p in space.params]
+    for param in space.params:
+        for key, value in param.when.items():
+            where = f"search space {space.source}, parameter {param.name!r}: when: {{{key}: {value!r}}}"
+            if key in before:
+                if before[key].choices is not None and not any(value == c for c in before[key].choices):
+                    raise TransferlabError(f"{where} can never hold: {key} is chosen from "
+                                           f"{before[key].choices}; fix the value")
+            elif key in names:
+                raise TransferlabError(f"{where} names a parameter listed after it (or itself): list {key!r} "
+                                       f"before {param.name!r}")
+            elif key not in config_keys:
+                close = difflib.get_close_matches(key, names + sorted(config_keys), n=1)
+                raise TransferlabError(f"{where} names {key!r}, neither a parameter of the space nor a config key"
+                                       + (f" (did you mean {close[0]!r}?)" if close else "") + ": fix the key")
+        before[param.name] = param
 
 
 def nest(flat: dict[str, Any]) -> dict:

@@ -9,6 +9,13 @@ at the end, ``best.yaml`` (the experiment's full config with the best trial's se
 its one run that scores test (``<experiment>/final-trial-0003``). Running the same command again adds
 ``--trials`` more trials to the same study. ``--jobs N`` starts N worker processes (the same command with
 ``--worker I``), each with its share of the threads.
+
+The study name is one folder name (the check run names get), so nothing is written outside ``--output-dir``;
+the storage is checked and opened with one-line errors, and a database URL's password is never printed or
+written (``studies.tune_storage``). A trial whose process died (SIGKILL, a lost machine) stays ``running`` in
+Optuna's storage: when the study is continued or finished, a running trial whose run directory's liveness
+record (``status.json``: pid, host, heartbeat), or the process the trial recorded on this host, reads as dead
+is marked failed, and its settings are queued again.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -26,10 +34,15 @@ from typing import Any
 import yaml
 from transformers import TrainerCallback
 
-from transferlab.config import load_config, merge, parse_overrides, to_dict
+from transferlab.config import check_run_name, load_config, merge, parse_overrides, to_dict
 from transferlab.errors import TransferlabError
+from transferlab.experiments.lifecycle import announce_runs
 from transferlab.experiments.registry import EXPERIMENTS, Experiment
-from transferlab.studies.search_space import SearchSpace, flatten, load_search_space, nest, search_file
+from transferlab.studies import tune_storage
+from transferlab.studies.search_space import (SearchSpace, check_conditions, flatten, load_search_space, nest,
+                                              search_file)
+from transferlab.tracking.files import read_json
+from transferlab.tracking.liveness import RUNNING, describe_status, is_dead, process_alive, this_process
 from transferlab.tracking.rundir import Run, load_run
 from transferlab.training.callbacks import extra_callbacks
 
@@ -48,10 +61,11 @@ class Plan:
     space: SearchSpace
     name: str
     directory: Path
-    storage: str  # an RDB URL or a journal file path
+    storage: str  # what is shown of the storage: a journal file path, or an RDB URL with its password as ***
     output_dir: Path
     pruner: str
     base: dict  # the flattened base config (fixed settings and overrides applied), read by ``when`` conditions
+    storage_url: str = ""  # the storage itself (an RDB URL with its password): opened, never printed
 
     def config(self, values: dict, *, trial: bool, run_name: str | None, caches: bool = True):
         """The experiment's config with ``values`` applied: a trial's (validation only) or the final one."""
@@ -80,41 +94,76 @@ def plan_study(args: argparse.Namespace) -> Plan:
         raise TransferlabError(f"{clash[0]!r} is both overridden and searched: drop the override, or give a search "
                                f"space without it (--search FILE)")
     spec = args.config
-    name = args.study_name or f"{args.experiment}-{Path(spec).stem if spec else 'offline'}"
-    directory = Path(args.output_dir) / "tune" / name
-    plan = Plan(experiment, spec, overrides, space, name, directory, args.storage or str(directory / JOURNAL),
-                Path(args.output_dir), args.pruner, {})
+    name = check_run_name(args.study_name or f"{args.experiment}-{Path(spec).stem if spec else 'offline'}",
+                          "--study-name")
+    directory = study_directory(Path(args.output_dir), name)
+    storage = checked_storage(args.storage or os.environ.get(tune_storage.ENV) or str(directory / JOURNAL))
+    plan = Plan(experiment, spec, overrides, space, name, directory, shown_storage(storage), Path(args.output_dir),
+                args.pruner, {}, storage_url=storage)
     plan.base = flatten(to_dict(plan.config({}, trial=True, run_name=None, caches=False)))
     for param in space.params:  # each key known and each bound of the right type, before any trial runs
         for value in param.choices if param.choices is not None else (param.low, param.high):
             plan.config({param.name: value}, trial=True, run_name=None)
+    check_conditions(space, plan.base)
     return plan
 
 
+def study_directory(output_dir: Path, name: str) -> Path:
+    """``<output-dir>/tune/<name>``: inside ``--output-dir`` (no link on the way leads elsewhere)."""
+    directory = output_dir / "tune" / name
+    for path in (output_dir / "tune", directory):
+        if path.is_symlink():
+            raise TransferlabError(f"{path} is a symbolic link: a study is written inside --output-dir only; "
+                                   f"remove the link or choose another --output-dir")
+    return directory
+
+
+def checked_storage(storage: str) -> str:
+    """``storage`` (a database URL or a journal path) once it passed its checks (``studies.tune_storage``)."""
+    if tune_storage.is_url(storage):
+        tune_storage.check_url(storage)
+    else:
+        tune_storage.check_journal(Path(storage))
+    return storage
+
+
+def shown_storage(storage: str) -> str:
+    return tune_storage.redact_url(storage) if tune_storage.is_url(storage) else storage
+
+
 def storage_of(plan: Plan):
-    """Optuna's storage: an RDB URL as is; otherwise a journal file (its lock makes local processes safe)."""
-    if "://" in plan.storage:
-        return plan.storage
+    """Optuna's storage: an RDB URL's (its tables created when new); otherwise a journal file (its lock makes
+    local processes safe)."""
+    storage = plan.storage_url or plan.storage
+    if tune_storage.is_url(storage):
+        from optuna.storages import RDBStorage
+
+        return RDBStorage(storage)
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    Path(plan.storage).parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(plan.storage))
+    Path(storage).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(storage))
 
 
 def open_study(plan: Plan, worker: int = 0):
     """The study (created, or loaded to continue), with a TPE sampler seeded by the config's seed, the worker
-    and the trials already run (so a continued study or a second worker does not repeat the first draws)."""
+    and the trials already run (so a continued study or a second worker does not repeat the first draws).
+    A storage that cannot be opened is one line (its password never shown)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruners = {"median": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
                "hyperband": optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto"),
                "none": optuna.pruners.NopPruner()}
-    storage = storage_of(plan)
-    study = optuna.create_study(storage=storage, study_name=plan.name, direction="maximize", load_if_exists=True,
-                                pruner=pruners[plan.pruner])
-    recorded = study.user_attrs.get("experiment")
+    try:
+        study = optuna.create_study(storage=storage_of(plan), study_name=plan.name, direction="maximize",
+                                    load_if_exists=True, pruner=pruners[plan.pruner])
+        recorded = study.user_attrs.get("experiment")
+    except TransferlabError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a driver's, SQLAlchemy's or the journal's own: one line
+        raise tune_storage.open_error(exc, plan.storage_url or plan.storage) from None
     if recorded not in (None, plan.experiment.name):
         raise TransferlabError(f"study {plan.name!r} searches {recorded}, not {plan.experiment.name}: "
                                f"choose another --study-name")
@@ -123,6 +172,51 @@ def open_study(plan: Plan, worker: int = 0):
     seed = int(plan.base.get("seed", 0)) + 1000 * worker + len(study.trials)
     study.sampler = optuna.samplers.TPESampler(seed=seed)
     return study
+
+
+def reap_dead_trials(study, plan: Plan) -> int:
+    """Mark failed each running trial whose process is gone (:func:`trial_death`), with the reason in its
+    ``error``, and queue its settings again (``retry_of``); how many were queued. Works for every storage."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage = study._storage  # the one the study was opened with (journal or RDB)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    queued = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        death = trial_death(trial, plan)
+        if death is None:
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        try:
+            storage.set_trial_user_attr(trial_id, "error", death)
+            if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:  # another process finished (or reaped) it meanwhile
+            continue
+        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+        print(f"trial {trial.number}: fail ({death}); its settings are queued again", flush=True)
+        queued += 1
+    return queued
+
+
+def trial_death(trial, plan: Plan) -> str | None:
+    """Why a running trial is dead, or ``None`` while it may be alive (or cannot be judged from here): its run
+    directory's ``status.json`` read as dead, else the process the trial recorded, on this host, gone."""
+    run_dir = trial.user_attrs.get("run_dir")
+    folder = (plan.directory / run_dir).resolve() if isinstance(run_dir, str) else None
+    inside = folder is not None and folder.is_relative_to(plan.directory.resolve())  # a path from storage: checked
+    status_file = folder / "status.json" if inside else None
+    if status_file is not None and status_file.is_file():
+        with contextlib.suppress(TransferlabError):
+            status = read_json(status_file, "status file")
+            if status.get("status") == RUNNING:
+                return f"its run {run_dir} is dead: {describe_status(status)}" if is_dead(status) else None
+    process = trial.user_attrs.get("process") or {}
+    if process.get("pid") and process.get("host") == socket.gethostname() \
+            and not process_alive(int(process["pid"]), process.get("pid_start")):
+        return f"its process {process['pid']} on {process['host']} is gone"
+    return None
 
 
 class ReportToTrial(TrainerCallback):
@@ -142,14 +236,17 @@ class ReportToTrial(TrainerCallback):
 
 
 def objective(trial, plan: Plan) -> float:
-    """One trial: the suggested settings, one run (validation only), its validation accuracy."""
+    """One trial: the suggested settings, one run (validation only), its validation accuracy. The trial
+    records its run directory and its process first, so a trial whose process dies can be told dead."""
     import optuna
 
-    values = plan.space.suggest(trial, plan.base)
-    cfg = plan.config(values, trial=True, run_name=f"trial-{trial.number:04d}")
+    trial.set_user_attr("process", this_process())
     callbacks = [] if plan.experiment.name == "features" else [ReportToTrial(trial)]
     try:
-        with extra_callbacks(*callbacks):
+        values = plan.space.suggest(trial, plan.base)
+        cfg = plan.config(values, trial=True, run_name=f"trial-{trial.number:04d}")
+        with extra_callbacks(*callbacks), announce_runs(lambda path: trial.set_user_attr(
+                "run_dir", str(Path(path).relative_to(plan.directory)))):  # recorded the moment it exists
             run_dir = plan.experiment.run(cfg, plan.directory, progress=False)
     except optuna.TrialPruned as exc:
         where = getattr(exc, "run_dir", None)
@@ -174,9 +271,9 @@ def drop_checkpoints(run_dir: Path) -> None:
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
 
 
-def optimize(plan: Plan, n_trials: int, timeout: float | None, worker: int = 0):
+def optimize(plan: Plan, n_trials: int, timeout: float | None, worker: int = 0, study=None):
     """Run ``n_trials`` trials in this process; a trial that raises is recorded as failed and the study goes on."""
-    study = open_study(plan, worker)
+    study = study if study is not None else open_study(plan, worker)
     if n_trials:
         study.optimize(lambda trial: objective(trial, plan), n_trials=n_trials, timeout=timeout,
                        catch=(Exception,), callbacks=[say_trial], gc_after_trial=True)
@@ -193,19 +290,19 @@ def shares(total: int, jobs: int) -> list[int]:
     return [total // jobs + (i < total % jobs) for i in range(jobs)]
 
 
-def run_workers(plan: Plan, args: argparse.Namespace) -> None:
-    """``--jobs N``: N processes of this same command (``--worker I``, their share of the trials and threads)
-    against the one storage; waits for all, and fails if any failed."""
+def run_workers(plan: Plan, args: argparse.Namespace, trials: int) -> None:
+    """``--jobs N``: N processes of this same command (``--worker I``, their share of ``trials`` and of the
+    threads) against the one storage; waits for all, and fails if any failed."""
     from transferlab.models.device import available_cores
 
     threads = max(1, (args.threads or available_cores()) // args.jobs)
-    base = [sys.executable, "-m", "transferlab.cli", "tune", args.experiment, "--storage", plan.storage,
-            "--study-name", plan.name, "--output-dir", str(plan.output_dir), "--threads", str(threads),
+    env = dict(os.environ, **{tune_storage.ENV: plan.storage_url})  # the storage (and any password) off argv
+    base = [sys.executable, "-m", "transferlab.cli", "tune", args.experiment, "--study-name", plan.name, "--output-dir", str(plan.output_dir), "--threads", str(threads),
             "--search", plan.space.source, "--pruner", plan.pruner]
     base += (["--config", args.config] if args.config else []) + \
             (["--timeout", str(args.timeout)] if args.timeout else [])
-    procs = [subprocess.Popen(base + ["--worker", str(i), "--trials", str(n), *args.overrides])
-             for i, n in enumerate(shares(args.trials, args.jobs)) if n]
+    procs = [subprocess.Popen(base + ["--worker", str(i), "--trials", str(n), *args.overrides], env=env)
+             for i, n in enumerate(shares(trials, args.jobs)) if n]
     try:
         codes = [p.wait() for p in procs]
     except BaseException:
@@ -231,14 +328,28 @@ def finish(plan: Plan, study) -> Outcome:
     from optuna.trial import TrialState
 
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        raise TransferlabError(f"no trial of study {plan.name!r} completed (see the trials' status.json under "
-                               f"{plan.directory}): fix the cause, then run the command again")
+        raise TransferlabError(f"no trial of study {plan.name!r} completed ({failure_cause(study, plan)}): fix the "
+                               f"cause, then run the command again")
     best = study.best_trial
     values = plan.space.decode(best.params)
     path = write_best_config(plan, values, best)
     final = final_run(plan, best.number, path)
     study.set_user_attr("final_run", str(final.relative_to(plan.directory)))
     return Outcome(study, plan, path, final)
+
+
+def failure_cause(study, plan: Plan) -> str:
+    """Where to look for why no trial completed: the last failed trial's error, and its run's status.json
+    where that run directory exists."""
+    failed = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("error")]
+    if not failed:
+        return f"{len(study.trials)} trials, none failed with an error"
+    last = failed[-1]
+    error = " ".join(str(last.user_attrs["error"]).split())[:300]
+    run_dir = last.user_attrs.get("run_dir")
+    status = plan.directory / run_dir / "status.json" if isinstance(run_dir, str) else None
+    where = f"; see {status}" if status is not None and status.is_file() else ""
+    return f"{len(failed)} of {len(study.trials)} trials failed; trial {last.number}: {error}{where}"
 
 
 def write_best_config(plan: Plan, values: dict, best) -> Path:
@@ -279,18 +390,20 @@ def cache_override(plan: Plan) -> dict:
 
 def run_tune(args: argparse.Namespace) -> Outcome | None:
     """The command: plan, trials (here or in ``--jobs`` workers), then the best config and its test run.
-    A worker (``--worker I``) or ``--no-final`` runs trials only and returns ``None``."""
+    A worker (``--worker I``) or ``--no-final`` runs trials only and returns ``None``. Trials found dead are
+    failed and queued again first; they run on top of ``--trials``."""
     plan = plan_study(args)
     if args.worker is not None:
         optimize(plan, args.trials, args.timeout, args.worker)
         return None
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    study = open_study(plan)  # created once, before any worker joins it
+    trials = args.trials + reap_dead_trials(study, plan)
     if args.jobs > 1:
-        open_study(plan)  # created once, before the workers join it
-        run_workers(plan, args)
+        run_workers(plan, args, trials)
         study = open_study(plan)
     else:
-        study = optimize(plan, args.trials, args.timeout)
+        study = optimize(plan, trials, args.timeout, study=study)
     if args.no_final:  # trials only (a worker machine): another command writes the result
         done = [t.value for t in study.trials if t.value is not None]
         print(f"study {plan.name}: {len(study.trials)} trials; best validation accuracy "
