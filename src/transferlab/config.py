@@ -160,6 +160,24 @@ class EvaluationConfig:
         check_config(self)
 
 
+@dataclasses.dataclass
+class RunConfig:
+    """The settings every experiment's config holds (``experiments.protocol.ExperimentConfig``), checked on
+    construction: an experiment's config class extends it with its own settings and sections (and may declare
+    ``seed`` again for its own default or help; a redeclared field keeps its place)."""
+
+    seed: int = setting(0, "the run's seed (every random choice of the run)")
+    run_name: str | None = setting(None, "the run directory's name (null: a timestamp)")
+    tracking: TrackingConfig = setting(help="where the run reports", factory=TrackingConfig)
+    evaluation: EvaluationConfig = setting(help="how each figure's interval is computed", factory=EvaluationConfig)
+    score_test: bool = setting(True, "false: validation only (a search's trials); the search's final run scores "
+                                     "test once")
+    source: str = setting("", "where the config came from (filled by the loader)")
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+
 def read_yaml(spec: str | Path | None, experiment: str) -> tuple[dict, str]:
     """The raw mapping for ``experiment`` from a preset name or a YAML file, and where it came from."""
     spec = DEFAULT_PRESET if spec is None else str(spec)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from transferlab.config import EvaluationConfig, TrackingConfig, check_config, check_template_fields, setting
+from transferlab.config import RunConfig, check_config, check_template_fields, setting
 from transferlab.data.images import ImageDataConfig
 from transferlab.errors import TransferlabError
 from transferlab.training.config import AdapterSettings, TrainingConfig
@@ -146,10 +146,8 @@ class TipAdapterConfig:
 
 
 @dataclass
-class ClipConfig:
+class ClipConfig(RunConfig):
     seed: int = setting(42, "the run's seed (the validation hold-out, a K-shot draw, initialisation)")
-    run_name: str | None = setting(None, "the run directory's name (null: a timestamp)")
-    source: str = setting("", "where the config came from (filled by the loader)")
     data: ImageDataConfig = setting(help="the images: a folder, a Hub data set, a label budget",
                                     factory=ImageDataConfig)
     model: ModelConfig = setting(help="the dual encoder and its prompts", factory=ModelConfig)
@@ -160,13 +158,6 @@ class ClipConfig:
     probe: ProbeConfig = setting(help="the linear-probe baseline", factory=ProbeConfig)
     tip_adapter: TipAdapterConfig = setting(help="the Tip-Adapter baselines (K-shot runs)",
                                             factory=TipAdapterConfig)
-    tracking: TrackingConfig = setting(help="where the run reports", factory=TrackingConfig)
-    evaluation: EvaluationConfig = setting(help="how each figure's interval is computed", factory=EvaluationConfig)
-    score_test: bool = setting(True, "false: validation only (a search's trials); the search's final run scores "
-                                     "test once")
-
-    def __post_init__(self) -> None:
-        check_config(self)
 
     def validate(self) -> None:
         check_template_fields(self.model.templates, ("name", "definition"), "model.templates", required="name")

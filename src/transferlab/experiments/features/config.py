@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from transferlab.config import EvaluationConfig, TrackingConfig, check_config, setting
+from transferlab.config import RunConfig, setting
 from transferlab.data.text import TextDataConfig
 from transferlab.errors import TransferlabError
 from transferlab.models.classifiers import ClassifierConfig
@@ -24,9 +24,8 @@ def offline_classifier() -> ClassifierConfig:
 
 
 @dataclass
-class FeaturesConfig:
+class FeaturesConfig(RunConfig):
     seed: int = setting(0, "the run's seed (the classifier's randomness, a K-shot draw)")
-    run_name: str | None = setting(None, "the run directory's name (null: a timestamp)")
     data: TextDataConfig = setting(help="the texts: where they come from, a limit, a label budget",
                                    factory=TextDataConfig)
     encoder: EncoderConfig = setting(help="the frozen text encoder and how its hidden states are pooled",
@@ -38,15 +37,6 @@ class FeaturesConfig:
         factory=list)
     cache: bool = setting(True, "cache the encoded vectors (keyed by weights, settings and data)")
     cache_dir: str | None = setting(None, "the vector cache's folder (null: <output_dir>/cache/features)")
-    tracking: TrackingConfig = setting(help="where the run reports", factory=TrackingConfig)
-    evaluation: EvaluationConfig = setting(help="how each figure's interval is computed", factory=EvaluationConfig)
-    score_test: bool = setting(True, "false: validation only (a search's trials); the search's final run scores "
-                                     "test once")
-    source: str = setting("", "where the config came from (filled by the loader)")
-
-    def __post_init__(self) -> None:
-        check_config(self)
-
     def validate(self) -> None:
         if self.classifier.name in self.also_classifiers or len(set(self.also_classifiers)) < len(self.also_classifiers):
             raise TransferlabError(f"also_classifiers={self.also_classifiers} repeats a classifier (the primary is "

