@@ -211,7 +211,7 @@ def test_a_pipeline_state_naming_a_folder_outside_is_refused(v1_runs, tmp_path, 
     assert "outside" in capsys.readouterr().err
     (pipe / "pipeline.json").write_text(json.dumps({"stages": "all"}))
     assert main(["report", str(pipe)]) == 2
-    assert "not a pipeline state" in capsys.readouterr().err
+    assert "does not list known stages" in capsys.readouterr().err
 
 
 def test_schema_versions_read_and_refused():
@@ -308,3 +308,31 @@ def test_one_method_of_two_studies_with_alike_run_names_gets_two_labels(tmp_path
         for i, (study, acc, template) in enumerate((("lab", 0.5, "a"), ("clip-lora", 0.3, "b")))]
     labels = sorted(g["label"] for g in method_groups([load_record(r) for r in runs]))
     assert labels == ["zero_shot (clip-lora/lora/k16-seed0)", "zero_shot (lab/lora/k16-seed0)"]
+
+
+def test_an_interval_against_the_lab_is_judged_as_printed_by_one_rule_everywhere(v1_runs, tmp_path):
+    """The lab's 0.79 and an upper bound of 0.7899999999999998 (printed 0.790): 'contains' in every table and
+    in the README's sentence, never 'below' in one and 'contains' in another."""
+    import shutil
+
+    from transferlab.reporting.tables import verdict
+    from transferlab.reporting.uncertainty import lab_relation, relation
+
+    bound = 0.7899999999999998
+    assert bound < 0.79 and f"{bound:.3f}" == "0.790"
+    assert relation(0.79, 0.75, bound) == "contains" == lab_relation(0.75, bound, "features")
+    assert relation(0.79, 0.75, 0.7894) == "below" and relation(0.79, 0.7906, 0.82) == "above"  # 0.789, 0.791
+    assert verdict({"ci_low": 0.0004, "ci_high": 0.03}) == "no clear difference"  # printed +0.000
+    assert verdict({"ci_low": 0.0006, "ci_high": 0.03}) == "A above B"  # printed +0.001
+    run = tmp_path / "features" / "edge"
+    shutil.copytree(v1_runs["features0"], run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["methods"]["features"]["test"]["intervals"] = {"accuracy": [0.75, bound]}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:begin -->\n<!-- results:end -->\n")
+    assert main(["report", str(run), "--output", str(tmp_path / "rep"), "--readme", str(readme)]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| features |") and "[0.750, 0.790]" in line]
+    assert len(rows) == 2 and all(row.rstrip(" |").endswith("contains") for row in rows)  # results and lab tables
+    assert "[0.750, 0.790]: the interval contains the lab's 0.79" in readme.read_text()

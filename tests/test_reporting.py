@@ -142,3 +142,66 @@ def test_markdown_from_data_cannot_make_html_links_cells_or_code_blocks(tmp_path
     assert "\n# not" not in md and "# not a heading" in md              # no line of the text starts a heading
     assert "![x\\] \\[y\\]\\(z)](a%20b%281%29.png)" in md                # the alt text cannot close early
     assert "`````\ntext ```` inside\n`````" in md                       # a longer fence than any run inside
+
+
+def test_hparams_hold_the_settings_that_define_a_run_and_counts_are_no_series():
+    from transferlab.tracking.tracker import flatten, hparams
+
+    config = {"seed": 0, "run_name": "x", "source": "preset:offline", "cache_dir": "/tmp/c", "score_test": True,
+              "data": {"limit": 40, "path": None, "shots": None}, "classifier": {"name": "svc", "C_grid": [1.0]},
+              "tracking": {"tensorboard": True}, "resolved": {"device": "cpu"}, "environment": {"cpu_count": 2},
+              "paths": {"data.path": {"given": "a"}}}
+    assert hparams(config) == {"seed": 0, "score_test": True, "data.limit": 40, "classifier.name": "svc",
+                               "classifier.C_grid": "[1.0]"}
+    split = {"accuracy": 0.8, "n_examples": 40, "calibration": {"ece": 0.1, "n_bins": 15}, "per_class": {"a": 1}}
+    assert flatten(split, "features/test") == {"features/test/accuracy": 0.8, "features/test/calibration/ece": 0.1,
+                                               "features/test/per_class/a": 1.0}
+
+
+def test_a_short_training_history_is_a_table_and_a_long_one_a_panel_of_marked_points(tmp_path):
+    from transferlab.reporting.figures import training_blocks
+    from transferlab.reporting.runs import RunRecord
+
+    short = RunRecord(tmp_path, {}, None, {}, {"train/loss": [(4, 0.7)], "eval/accuracy": [(4, 0.55), (8, 0.6)]})
+    blocks = training_blocks(short, tmp_path / "short.png")
+    assert [b[0] for b in blocks] == ["p", "table"] and not (tmp_path / "short.png").exists()
+    assert blocks[1][2] == [["training loss", "4", "0.7000"], ["validation accuracy", "4", "0.5500"],
+                            ["validation accuracy", "8", "0.6000"]]
+    mixed = RunRecord(tmp_path, {}, None, {}, {"train/loss": [(i, 1 / i) for i in range(1, 6)],
+                                               "eval/accuracy": [(5, 0.6)]})
+    blocks = training_blocks(mixed, tmp_path / "mixed.png")
+    assert [b[0] for b in blocks] == ["img", "p", "table"] and "(5 points)" in blocks[0][2]
+    assert (tmp_path / "mixed.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_lab_stars_stand_only_on_a_curve_of_its_class_count_and_the_caption_says_it(tmp_path):
+    from transferlab.reporting.curves import curve_figure
+
+    methods = {"lora": [(1.0, "1", [0.3], [(0.2, 0.4)]), (16.0, "16", [0.5], [(0.4, 0.6)])],
+               "zero_shot": [(1.0, "1", [0.25], [(0.2, 0.3)])]}
+    _, demo = curve_figure("tiny_imagenet_demo", methods, tmp_path / "demo.png", n_classes=20)
+    assert demo.startswith("tiny_imagenet_demo (20 classes): ") and "stars" not in demo
+    assert "the lab's figures for lora, zero_shot are not drawn: its task had 200 classes" in demo
+    _, full = curve_figure("tiny-imagenet-200", methods, tmp_path / "full.png", n_classes=200)
+    assert "(200 classes)" in full and "stars: the reference lab's full-data figures" in full and "not drawn" not in full
+
+
+@pytest.mark.slow
+def test_a_study_keeps_its_curves_when_reported_elsewhere_and_write_report_guesses_nothing(tmp_path,
+                                                                                          tiny_distilbert):
+    from helpers import make_csv
+    from test_study_ledger import rows
+    from transferlab.reporting.report import write_report
+
+    make_csv(tmp_path / "train.csv", rows(24))
+    make_csv(tmp_path / "test.csv", rows(10, 100))
+    assert main(["features", "--shots", "2,4", "--output-dir", str(tmp_path / "out"), f"encoder.model={tiny_distilbert}",
+                 "data.source=files", f"data.train_file={tmp_path / 'train.csv'}", "classifier.C_grid=[1.0]",
+                 f"data.test_file={tmp_path / 'test.csv'}", "tracking.tensorboard=false", "run_name=s"]) == 0
+    study = tmp_path / "out" / "study" / "s"
+    assert "Learning curve: train" in (study / "report.md").read_text()
+    assert main(["report", str(study), "--output", str(tmp_path / "elsewhere")]) == 0
+    md = (tmp_path / "elsewhere" / "report.md").read_text()
+    assert "Learning curve: train" in md and "(report_assets/curve-train.png)" in md
+    write_report([], study)  # a plain report into a study's folder: no section it was not handed
+    assert "Learning curve" not in (study / "report.md").read_text()

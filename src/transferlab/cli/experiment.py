@@ -51,6 +51,7 @@ def run_seeds(experiment, config, output_dir: str, seeds: list[int]) -> Path | N
     import dataclasses
     from datetime import datetime
 
+    from transferlab.reporting.analysis import data_folders
     from transferlab.reporting.report import write_report
 
     base = config.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -58,6 +59,7 @@ def run_seeds(experiment, config, output_dir: str, seeds: list[int]) -> Path | N
             for seed in seeds]
     if any(r is None for r in runs):  # a non-main process of a multi-process launch
         return None
-    report = write_report(runs, Path(output_dir) / experiment.name / f"{base}-seeds")
+    report = write_report(runs, Path(output_dir) / experiment.name / f"{base}-seeds",
+                          image_roots=data_folders([config]))
     print(f"report over {len(seeds)} seeds: {report}")
     return report.parent

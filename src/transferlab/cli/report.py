@@ -1,8 +1,16 @@
-"""``transferlab report RUN_DIR... [--output DIR]``: rebuild the report from finished runs."""
+"""``transferlab report DIR... [--output DIR] [--readme FILE] [--images DIR]``: rebuild the report from finished
+runs, label-budget studies and ``transferlab run`` pipelines.
+
+This command decides what each folder is (``study.json``: a study; ``pipeline.json``: a pipeline; else a run),
+reads its state through the ledger's checks, and hands the reporting library the run folders and the
+sections (a study's curves, a pipeline's stage table) as blocks. A folder is data: thumbnails come only from
+inside the run folders, the packaged demo data and the folders given with ``--images``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -12,10 +20,11 @@ from transferlab.errors import TransferlabError
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="Rebuild report.md / report.html from finished run directories.",
                        description="Rebuild report.md and a self-contained report.html from run directories "
-                                   "(any mix of experiments; several runs of one experiment side by side). "
-                                   "Nothing is recomputed.")
+                                   "(any mix of experiments; several runs of one experiment side by side), "
+                                   "label-budget study directories and `transferlab run` directories. Nothing is "
+                                   "recomputed.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                   help="run directories printed by transferlab commands (or a `transferlab run` directory)")
+                   help="run directories printed by transferlab commands (or a `transferlab run` or study directory)")
     p.add_argument("--output", default=None, metavar="DIR",
                    help="where to write the report (default: the run directory when one is given, "
                         "else logs/reports/<timestamp>)")
@@ -23,29 +32,11 @@ def add_parser(sub) -> None:
                    help="also write the results table into FILE between <!-- results:begin/end --> markers "
                         "(study directories: their learning curves between <!-- shots:begin/end -->, the "
                         "figures under docs/figures/ beside FILE)")
+    p.add_argument("--images", action="append", default=[], metavar="DIR",
+                   help="a folder of images the runs' predictions name (e.g. your Tiny ImageNet copy): the error "
+                        "analysis may show thumbnails from it; without it, only images inside the run folders and "
+                        "the packaged demo data are shown (repeat for several)")
     p.set_defaults(func=main)
-
-
-def pipeline_state(pipe_dir: Path) -> dict:
-    """A pipeline's pipeline.json, checked for the shape the report reads (it is data from the run folder)."""
-    from transferlab.studies.pipeline import STATE
-    from transferlab.tracking.files import read_json
-
-    state = read_json(pipe_dir / STATE, "pipeline state")
-    stages = state.get("stages") if isinstance(state, dict) else None
-    if not isinstance(stages, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str)
-                                               and isinstance(s.get("status"), str) for s in stages):
-        raise TransferlabError(f"{pipe_dir / STATE} is not a pipeline state (a list of stages with name and "
-                               f"status): pass the directory `transferlab run` printed, or its stage directories")
-    return state
-
-
-def checked_stage_dir(stage_dir: Path, pipe_dir: Path) -> Path:
-    """A stage directory named by pipeline.json, refused when it lies outside the pipeline's directory."""
-    if pipe_dir.resolve() not in stage_dir.resolve().parents:
-        raise TransferlabError(f"{pipe_dir / 'pipeline.json'} names the stage directory {stage_dir}, outside "
-                               f"{pipe_dir}: the file was edited; report the stage directories themselves")
-    return stage_dir
 
 
 def live(stages: list[dict], pipe_dir: Path) -> list[dict]:
@@ -59,48 +50,70 @@ def live(stages: list[dict], pipe_dir: Path) -> list[dict]:
     return [{**s, "status": describe_status(status)} if s["status"] == "running" else s for s in stages]
 
 
-def expand(paths: list[str]) -> tuple[list[Path], list[dict], list[str]]:
-    """The run directories to report, with the stage table and notes of each `transferlab run` directory
-    among them (from its pipeline.json, as the pipeline's own report shows them)."""
-    from transferlab.studies.pipeline import STATE, pipeline_summary, stage_dirs
+def expand(paths: list[str], assets: Path) -> tuple[list[Path], list[tuple]]:
+    """The run folders to report and the sections handed in: each study's (curves saved into ``assets``), and
+    one stage table over the pipelines among ``paths``."""
+    from transferlab.reporting.pipeline import pipeline_blocks
+    from transferlab.reporting.study import study_blocks
+    from transferlab.studies.pipeline import STATE, ledger, pipeline_summary, stage_dirs
     from transferlab.studies.shots import STATE as STUDY_STATE
-    from transferlab.studies.shots import cell_dirs
-    from transferlab.tracking.files import read_json
+    from transferlab.studies.shots import cell_dirs, read_study
 
-    runs, stages, notes = [], [], []
+    runs, studies, stages, notes = [], [], [], []
     for p in map(Path, paths):
-        if not p.is_dir():
-            raise TransferlabError(f"{p} is not a directory: pass run directories printed by transferlab commands")
         if (p / STUDY_STATE).is_file():  # a label-budget study: its curves come from results.csv
-            runs += cell_dirs(p, read_json(p / STUDY_STATE, "study state"), full_only=True)
+            runs += cell_dirs(p, read_study(p)[0], full_only=True)
+            studies += study_blocks(p, assets)
         elif (p / STATE).is_file():
-            state = pipeline_state(p)
-            runs += [checked_stage_dir(d, p) for d in stage_dirs(p, state)]
+            state = ledger(p).read()  # shape and containment checked
+            runs += stage_dirs(p, state)
             more_stages, more_notes = pipeline_summary(p, state)
             stages, notes = stages + live(more_stages, p), notes + more_notes
         else:
             runs.append(p)
-    return runs, stages, notes
+    return runs, pipeline_blocks(stages, notes) + studies
+
+
+def image_folders(given: list[str]) -> list[Path]:
+    bad = [g for g in given if not Path(g).is_dir()]
+    if bad:
+        raise TransferlabError(f"--images {bad[0]}: not a folder: give the folder holding the images the runs name")
+    return [Path(g) for g in given]
+
+
+def shown_path(path: str, readme: Path) -> str:
+    """``path`` relative to the README's folder when it lies inside it (a generated line names no machine path)."""
+    resolved, base = Path(path).resolve(), readme.resolve().parent
+    return os.path.relpath(resolved, base) if base in resolved.parents else path
 
 
 def main(args: argparse.Namespace) -> Path:
+    from transferlab.reporting.output import report_assets
+    from transferlab.reporting.readme import checked_readme, update_readme, update_study_readme
     from transferlab.reporting.report import write_report
+    from transferlab.studies.shots import STATE as STUDY_STATE
 
-    runs, stages, notes = expand(args.run_dirs)
+    missing = [d for d in args.run_dirs if not Path(d).is_dir()]
+    if missing:
+        raise TransferlabError(f"{missing[0]} is not a directory: pass run directories printed by transferlab commands")
+    roots = image_folders(args.images)
+    studies = all((Path(d) / STUDY_STATE).is_file() for d in args.run_dirs)
+    if args.readme:  # a README that cannot take the block: refused before any report is written
+        checked_readme(Path(args.readme), "shots" if studies else "results")
     if args.output:
         out = Path(args.output)
     elif len(args.run_dirs) == 1:
         out = Path(args.run_dirs[0])
     else:
         out = Path("logs") / "reports" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    html = write_report(runs, out, notes, stages=stages)
+    runs, blocks = expand(args.run_dirs, report_assets(out))
+    html = write_report(runs, out, blocks, roots)
     if args.readme:
-        from transferlab.reporting.report import update_readme, update_study_readme
-        from transferlab.studies.shots import STATE as STUDY_STATE
-
-        command = "transferlab report " + " ".join(args.run_dirs) + f" --readme {args.readme}"
-        if all((Path(d) / STUDY_STATE).is_file() for d in args.run_dirs):
-            update_study_readme(args.readme, args.run_dirs, command)  # studies: their curves, the shots block
+        readme = Path(args.readme)
+        command = ("transferlab report " + " ".join(shown_path(d, readme) for d in args.run_dirs)
+                   + f" --readme {shown_path(args.readme, readme)}")
+        if studies:
+            update_study_readme(readme, args.run_dirs, command)  # studies: their curves, the shots block
         else:
-            update_readme(args.readme, runs, command)
+            update_readme(readme, runs, command)
     return html

@@ -28,11 +28,12 @@ def shots_by_experiment(entries: list[tuple[str | None, list]], sections: dict[s
 def run_study(arms: dict, shots: dict[str, list], seeds: list[int], output_dir, name: str, nested: bool):
     """Run (or continue) a label-budget study, then its report (learning curves, per-K tables); the study
     directory, or a one-line error (exit 2) after the report when any cell failed."""
-    from transferlab.reporting.curves import write_study_report
+    from transferlab.reporting.analysis import data_folders
+    from transferlab.reporting.study import write_study_report
     from transferlab.studies.shots import run_shot_study
 
     outcome = run_shot_study(arms, shots, seeds, output_dir, name, nested=nested)
-    report = write_study_report(outcome.directory)
+    report = write_study_report(outcome.directory, image_roots=data_folders(arms.values()))
     print(f"results: {outcome.directory / 'results.csv'}\nreport: {report}")
     if outcome.failed:
         shown = ", ".join(outcome.failed[:3]) + (", ..." if len(outcome.failed) > 3 else "")

@@ -1,10 +1,15 @@
-"""A label-budget study in the report: one learning curve per experiment and a table per K, from results.csv.
+"""Learning curves of label-budget studies: the points from results.csv, one figure per data set, a table per K.
 
 The curve: x is the labelled examples per class (log2 axis; a full-data cell sits at its own per-class
 count, the curve's last point), y the test accuracy; one line per method, the mean over seeds with a band
 (the spread of the seeds, or the 95% bootstrap interval when there is one seed); zero-shot (no labels) a
-flat line; the reference lab's full-data figures marked as points. The table: mean ± sd over seeds
+flat line; the reference lab's full-data figures marked as stars, named in the legend, and only on a data set
+with as many classes as the lab's task (the caption gives the class count). The table: mean ± sd over seeds
 per method and K, with the mean of the per-cell 95% intervals.
+
+A study's state is read through the studies' ledger (``studies.shots.read_study``: its shape checked, every
+cell's folder inside the study). Figure names built from results.csv (the data set) go through
+``reporting.output.asset_name``.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 from transferlab.errors import TransferlabError  # noqa: E402
-from transferlab.reporting.runs import REFERENCE  # noqa: E402
-from transferlab.studies.results import RESULTS, read_results  # noqa: E402
-from transferlab.studies.shots import STATE, cell_dirs  # noqa: E402
+from transferlab.reporting.output import asset_name, save_figure  # noqa: E402
+from transferlab.reporting.runs import LAB_CLASSES, REFERENCE  # noqa: E402
+from transferlab.studies.results import RESULTS, dataset_name, read_results  # noqa: E402
+from transferlab.studies.shots import STATE, read_study  # noqa: E402
 from transferlab.tracking.files import read_json  # noqa: E402
 
 ZERO_SHOT = "zero_shot"  # methods named so use no labels: the same at every K, drawn flat
@@ -43,6 +50,20 @@ def per_class(study_dir: Path, state: dict) -> dict[tuple[str, str], float]:
             train = (metrics.get("n_examples") or {}).get("train")
             if train:
                 out[key] = train / max(metrics.get("n_classes") or 1, 1)
+    return out
+
+
+def class_counts(study_dir: Path, state: dict) -> dict[str, int]:
+    """``{data set: classes}`` from the completed cells' config.yaml and metrics.json."""
+    out: dict[str, int] = {}
+    for cell in state["cells"]:
+        folder = study_dir / cell["run_dir"]
+        if cell.get("status") != "completed" or not (folder / "metrics.json").is_file():
+            continue
+        config = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
+        n = read_json(folder / "metrics.json", "metrics").get("n_classes")
+        if isinstance(config, dict) and isinstance(n, int):
+            out.setdefault(dataset_name(config), n)
     return out
 
 
@@ -88,7 +109,23 @@ def band(values: list[float], intervals: list[tuple]) -> tuple[float, float, flo
     return mean, (mean if low is None else low), (mean if high is None else high)
 
 
-def curve_figure(experiment: str, methods: dict[str, list], path: Path) -> tuple[Path, str]:
+def lab_stars(ax, methods: dict[str, list], x: float, n_classes: int | None) -> list[str]:
+    """The lab's full-data figure of each method at ``x``, as a star named in the legend, where the lab's task
+    had ``n_classes`` classes; the methods whose figure was left out for another class count."""
+    skipped = []
+    for method in sorted(methods):
+        lab = REFERENCE.get(method, (None, {}))[1].get("test/accuracy")
+        if lab is None:
+            continue
+        if n_classes != LAB_CLASSES.get(method):
+            skipped.append(method)
+            continue
+        ax.plot([x], [lab], marker="*", markersize=12, linestyle="none", color="black",
+                label=f"lab {method} (full data, {LAB_CLASSES[method]} classes): {lab:.3f}")
+    return skipped
+
+
+def curve_figure(dataset: str, methods: dict[str, list], path: Path, n_classes: int | None = None) -> tuple[Path, str]:
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     xs = [p[0] for points in methods.values() for p in points]
     full = [p[0] for points in methods.values() for p in points if p[1] == "full"]
@@ -105,24 +142,23 @@ def curve_figure(experiment: str, methods: dict[str, list], path: Path) -> tuple
         x = [p[0] for p in points]
         line, = ax.plot(x, [s[0] for s in stats], marker="o", label=method)
         ax.fill_between(x, [s[1] for s in stats], [s[2] for s in stats], color=line.get_color(), alpha=0.18)
-    for method in methods:
-        lab = REFERENCE.get(method, (None, {}))[1].get("test/accuracy")
-        if lab is not None:
-            ax.plot([right], [lab], marker="*", markersize=12, linestyle="none", color="black")
-            ax.annotate(f"lab {method} (full data)", (right, lab), textcoords="offset points", xytext=(-8, 6),
-                        ha="right", fontsize=8)
+    skipped = lab_stars(ax, methods, right, n_classes)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("labelled examples per class (log2)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"{experiment}: learning curve")
+    classes = f" ({n_classes} classes)" if n_classes else ""
+    ax.set_title(f"{dataset}{classes}: learning curve")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path, (f"{experiment}: test accuracy against labelled examples per class; lines are the mean over seeds, "
-                  f"bands ± 1 sd over seeds (one seed: the 95% bootstrap interval); the full-data cell is the last "
-                  f"point; stars: the reference lab's full-data figures")
+    caption = (f"{dataset}{classes}: test accuracy against labelled examples per class; lines are the mean over "
+               f"seeds, bands ± 1 sd over seeds (one seed: the 95% bootstrap interval); the full-data cell is the "
+               f"last point")
+    if len(skipped) < sum(m in REFERENCE and "test/accuracy" in REFERENCE[m][1] for m in methods):
+        caption += "; stars: the reference lab's full-data figures on its task's classes"
+    if skipped:
+        caption += (f"; the lab's figures for {', '.join(skipped)} are not drawn: its task had "
+                    f"{', '.join(sorted({str(LAB_CLASSES[m]) for m in skipped}))} classes")
+    return save_figure(fig, path), caption
 
 
 def curve_rows(methods: dict[str, list]) -> list[list[str]]:
@@ -141,37 +177,28 @@ def curve_rows(methods: dict[str, list]) -> list[list[str]]:
     return rows
 
 
-def study_blocks(study_dir: str | Path, assets: Path) -> list[tuple]:
-    """The report blocks of the study in ``study_dir``: nothing when it holds none (or no results yet)."""
-    study_dir = Path(study_dir)
-    if not (study_dir / STATE).is_file() or not (study_dir / RESULTS).is_file():
+def curve_section(dataset: str, methods: dict[str, list], folder: Path, n_classes: int | None) -> list[tuple]:
+    """One data set's learning curve (saved into ``folder``) and its table per K, as report blocks; nothing
+    for zero-shot alone (no curve to draw it beside)."""
+    if all(method.startswith(ZERO_SHOT) for method in methods):
         return []
-    state = read_json(study_dir / STATE, "study state")
-    curves = curve_points(read_results(study_dir), per_class(study_dir, state), by="dataset")
-    done = sum(c["status"] == "completed" for c in state["cells"])
-    blocks: list[tuple] = [("h2", "Label-budget study"),
-                           ("p", f"{done} of {len(state['cells'])} cells completed; draws "
-                                 f"{'nested' if state['nested'] else 'independent'}, seeds: {state['seeds']}; every "
-                                 f"cell scored on the whole test split. Figures: {study_dir / RESULTS}.")]
-    for dataset, methods in sorted(curves.items()):
-        if all(method.startswith(ZERO_SHOT) for method in methods):
-            continue  # zero-shot alone: no curve to draw it beside
-        path, caption = curve_figure(dataset, methods, assets / f"curve-{dataset}.png")
-        blocks += [("h3", f"Learning curve: {dataset}"), ("img", path, caption),
-                   ("table", CURVE_HEADERS, curve_rows(methods))]
-    failed = [c for c in state["cells"] if c["status"] == "failed"]
-    blocks += [("p", f"FAILED cell {c['run_dir']}: {c.get('error')}") for c in failed]
-    return blocks
+    path, caption = curve_figure(dataset, methods, folder / asset_name("curve", dataset), n_classes)
+    return [("h3", f"Learning curve: {dataset}"), ("img", path, caption), ("table", CURVE_HEADERS, curve_rows(methods))]
 
 
 def study_curves(study_dir: Path) -> dict[str, dict[str, list]]:
     """The curve points of one study directory per data set (see ``curve_points``), refused when it holds no
     results yet."""
+    state = finished_study(study_dir)
+    return curve_points(read_results(study_dir), per_class(study_dir, state), by="dataset")
+
+
+def finished_study(study_dir: Path) -> dict:
+    """The study's state (through the ledger's checks), refused in one line when it has no results yet."""
     if not (study_dir / STATE).is_file() or not (study_dir / RESULTS).is_file():
         raise TransferlabError(f"{study_dir} holds no finished label-budget study (no {STATE} and {RESULTS}): pass "
                                f"the study directory a `--shots` command printed, once it has ended")
-    state = read_json(study_dir / STATE, "study state")
-    return curve_points(read_results(study_dir), per_class(study_dir, state), by="dataset")
+    return read_study(study_dir)[0]
 
 
 def merged_curves(study_dirs: Sequence[Path]) -> dict[str, dict[str, list]]:
@@ -186,26 +213,3 @@ def merged_curves(study_dirs: Sequence[Path]) -> dict[str, dict[str, list]]:
                     method = f"{method} ({study_dir.name})"
                 into.setdefault(method, points)
     return merged
-
-
-def readme_study_blocks(study_dirs: Sequence[Path], figures: Path) -> list[tuple]:
-    """The README's label-budget block: per data set one curve of every method (saved into ``figures``) and
-    its table per K."""
-    figures.mkdir(parents=True, exist_ok=True)
-    blocks: list[tuple] = []
-    for dataset, methods in sorted(merged_curves(study_dirs).items()):
-        if all(method.startswith(ZERO_SHOT) for method in methods):
-            continue
-        path, caption = curve_figure(dataset, methods, figures / f"curve-{dataset}.png")
-        blocks += [("h3", f"Learning curve: {dataset}"), ("img", path, caption),
-                   ("table", CURVE_HEADERS, curve_rows(methods))]
-    return blocks
-
-
-def write_study_report(study_dir: str | Path) -> Path:
-    """The study's report: its curves and tables, then the usual report of its full-data cells."""
-    from transferlab.reporting.report import write_report
-
-    study_dir = Path(study_dir)
-    state = read_json(study_dir / STATE, "study state")
-    return write_report(cell_dirs(study_dir, state, full_only=True), study_dir)

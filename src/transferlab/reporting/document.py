@@ -7,6 +7,12 @@ Blocks: ``("h1"|"h2"|"h3", text)``, ``("p", text)``, ``("list", [text, ...])``, 
 Text in blocks is plain text, often from data (review texts, class names, run names, error messages).
 HTML escapes it; Markdown escapes it too (:func:`md_text`): no HTML tag, link, image, code span or table
 cell boundary can come from the text, and code blocks use a fence longer than any run of backticks inside.
+Every text passes :func:`visible` first, in both renderings: bidirectional controls (an RTL override can make
+a cell read backwards), zero-width and other control characters are dropped, and line breaks fold into
+spaces everywhere but in code blocks.
+
+Images: ``to_html`` inlines an image only when it is a regular file inside one of the folders it is given
+(``reporting.output.readable``); any other is named, not read.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ import html
 import os
 import re
 from pathlib import Path
+from typing import Iterable, Sequence
 from urllib.parse import quote
+
+from transferlab.reporting.output import readable, resolved_roots
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .5em;
@@ -30,6 +39,20 @@ figcaption{color:#555;font-size:.9em}
 
 
 CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.S)
+# Bidirectional controls (LRM/RLM, ALM, the embeddings, overrides and isolates), the zero-width space, word
+# joiners, the byte-order mark and the C0/C1 controls but tab and line breaks: nothing a reader sees, all of it
+# able to change what the reader sees (the joiners ZWJ/ZWNJ that scripts and emoji need stay).
+INVISIBLE = re.compile("[\u200b\u200e\u200f\u061c\u202a-\u202e\u2060-\u2069\ufeff"
+                       "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+LINE_BREAKS = re.compile("[\r\n\u2028\u2029]+")
+LINE_BREAK = re.compile("\r\n|[\r\u2028\u2029]")
+
+
+def visible(text, lines: bool = False) -> str:
+    """``text`` without invisible characters (see ``INVISIBLE``); line breaks folded into spaces unless
+    ``lines`` (code blocks keep theirs, as ``\\n``)."""
+    text = INVISIBLE.sub("", str(text))
+    return LINE_BREAK.sub("\n", text) if lines else LINE_BREAKS.sub(" ", text)
 
 
 def md_plain(text: str) -> str:
@@ -43,7 +66,7 @@ def md_text(text) -> str:
     where nothing is interpreted; everywhere else backslashes, HTML (``&``, ``<``, ``>``), ``|``, stray
     backticks and the ``](`` of a link or image are escaped. Line breaks fold into spaces; a leading ``#``
     or ``[`` is escaped (no heading, no link reference definition). ``[CLS]`` alone is no link and stays."""
-    text = re.sub(r"[\r\n]+", " ", str(text))
+    text = visible(text)
     out, last = [], 0
     for span in CODE_SPAN.finditer(text):
         out += [md_plain(text[last:span.start()]), span.group(0).replace("|", "\\|")]
@@ -55,6 +78,7 @@ def md_text(text) -> str:
 
 def fenced(text: str, info: str = "") -> str:
     """A code block whose fence is longer than any backtick run in ``text``, so the text cannot close it."""
+    text = visible(text, lines=True)
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{info}\n{text.rstrip()}\n{fence}"
@@ -62,7 +86,7 @@ def fenced(text: str, info: str = "") -> str:
 
 def md_code(text: str) -> str:
     """Inline code whose backtick fence is longer than any backtick run in ``text`` (newlines folded)."""
-    text = re.sub(r"[\r\n]+", " ", str(text))
+    text = visible(text)
     fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
     return f"{fence} {text} {fence}" if text.startswith("`") or text.endswith("`") else f"{fence}{text}{fence}"
 
@@ -101,48 +125,59 @@ def to_markdown(blocks: list[tuple], relative_to: Path) -> str:
             out.append(fenced(args[0]))
         elif kind == "details":
             summary, text = args
-            out.append(f"<details><summary>{html.escape(summary)}</summary>\n\n{fenced(text, 'yaml')}\n\n</details>")
+            out.append(f"<details><summary>{esc(summary)}</summary>\n\n{fenced(text, 'yaml')}\n\n</details>")
     return "\n\n".join(out) + "\n"
 
 
-def figure(path: str | Path, caption: str) -> str:
-    """An image inlined as a data URI, so the HTML file stands alone."""
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+def esc(text, lines: bool = False) -> str:
+    """Text for HTML: :func:`visible`, then escaped."""
+    return html.escape(visible(text, lines))
+
+
+def figure(path: str | Path, caption: str, roots: Sequence[Path]) -> str:
+    """An image inlined as a data URI, so the HTML file stands alone; only a regular file inside ``roots``."""
+    found = readable(path, roots)
+    if found is None:
+        return f'<p class="failed">{esc(caption)}: not shown ({esc(Path(path).name)} is no file inside the ' \
+               f"folders this report covers)</p>"
+    data = base64.b64encode(found.read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
 NOWRAP = 32  # a table cell this short (a figure with its interval) is kept on one line
 
 
 def cell(value) -> str:
-    text = str(value)
+    text = visible(value)
     return f'<td class="nowrap">{html.escape(text)}</td>' if len(text) <= NOWRAP else f"<td>{html.escape(text)}</td>"
 
 
-def to_html(blocks: list[tuple], title: str) -> str:
+def to_html(blocks: list[tuple], title: str, roots: Iterable[str | Path] = ()) -> str:
+    """The page; images are read only from regular files inside ``roots`` (the folders the report covers)."""
+    roots = resolved_roots(roots)
     body = []
     for kind, *args in blocks:
         if kind in ("h1", "h2", "h3"):
-            body.append(f"<{kind}>{html.escape(args[0])}</{kind}>")
+            body.append(f"<{kind}>{esc(args[0])}</{kind}>")
         elif kind == "p":
-            body.append(f"<p>{html.escape(args[0])}</p>")
+            body.append(f"<p>{esc(args[0])}</p>")
         elif kind == "list":
-            body.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in args[0]) + "</ul>")
+            body.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in args[0]) + "</ul>")
         elif kind == "table":
             headers, rows = args
-            head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+            head = "".join(f"<th>{esc(h)}</th>" for h in headers)
             cells = "".join("<tr>" + "".join(cell(c) for c in row) + "</tr>" for row in rows)
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
         elif kind == "img":
-            body.append(figure(*args))
+            body.append(figure(*args, roots))
         elif kind == "gallery":
-            body.append('<div class="gallery">' + "".join(figure(path, caption) for path, caption in args[0])
+            body.append('<div class="gallery">' + "".join(figure(path, caption, roots) for path, caption in args[0])
                         + "</div>")
         elif kind == "pre":
-            body.append(f"<pre>{html.escape(args[0])}</pre>")
+            body.append(f"<pre>{esc(args[0], lines=True)}</pre>")
         elif kind == "details":
             summary, text = args
-            body.append(f"<details><summary>{html.escape(summary)}</summary><pre>{html.escape(text)}</pre></details>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            body.append(f"<details><summary>{esc(summary)}</summary><pre>{esc(text, lines=True)}</pre></details>")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

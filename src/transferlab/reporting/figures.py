@@ -1,9 +1,13 @@
 """The report's pictures, each with a caption that says what it shows.
 
-- ``summary_chart``: each method's test accuracy with its 95% interval beside the reference lab's figure;
+- ``summary_chart``: each method's test accuracy with its 95% interval beside the reference lab's figure
+  (drawn only for rows on as many classes as the lab's task);
 - ``reliability_chart``: the reliability diagram of a run's primary method on test;
-- ``training_curves``: loss and validation accuracy per step, read back from TensorBoard;
+- ``training_blocks``: loss and validation accuracy per step, read back from TensorBoard (a series of fewer
+  than 3 points is a table, not a panel holding a dot);
 - ``selection_plot``: experiment 1's validation accuracy per C (log axis), the chosen C marked.
+
+Every picture is written with ``reporting.output.save_figure`` (never through a link).
 """
 
 from __future__ import annotations
@@ -18,20 +22,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from transferlab.evaluation.calibration import expected_calibration_error, reliability  # noqa: E402
 from transferlab.evaluation.plots import plot_reliability  # noqa: E402
-from transferlab.reporting.runs import REFERENCE, RunRecord  # noqa: E402
+from transferlab.reporting.output import save_figure, save_rendered  # noqa: E402
+from transferlab.reporting.runs import LAB_CLASSES, REFERENCE, RunRecord  # noqa: E402
 from transferlab.reporting.uncertainty import lab_figure  # noqa: E402
-
-
-def save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def summary_chart(groups: Sequence[dict], path: Path) -> tuple[Path, str] | None:
     """Horizontal bars, one per method (its seeds together): our test accuracy with its 95% interval as an
-    error bar, and the lab's figure (hatched) where it has one. The axis runs from 0 to 1."""
+    error bar, and the lab's figure (hatched) where it has one on as many classes. The axis runs from 0 to 1."""
     if not groups:
         return None
     fig, ax = plt.subplots(figsize=(9, 0.9 + 0.75 * len(groups)))
@@ -44,7 +42,7 @@ def summary_chart(groups: Sequence[dict], path: Path) -> tuple[Path, str] | None
         text = f"{ours:.3f}" + (f" [{found['low']:.3f}, {found['high']:.3f}]" if found else "")
         ax.text(0.01, y + 0.18, text, va="center", fontsize=8, color="black",
                 bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1})
-        lab = lab_figure(g["method"])
+        lab = lab_figure(g["method"], g["n_classes"])
         if lab is not None:
             ax.barh(y - 0.18, lab, height=0.34, color="white", edgecolor="tab:gray", hatch="//",
                     label=None if shown_lab else "reference lab (its own model)")
@@ -58,10 +56,20 @@ def summary_chart(groups: Sequence[dict], path: Path) -> tuple[Path, str] | None
     ax.set_xlabel("test accuracy")
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     ax.grid(axis="x", alpha=0.3)
-    caption = ("Test accuracy of each method (one bar per method; several seeds averaged) with its 95% bootstrap "
-               "interval, beside the reference lab's figure (hatched; the lab ran DistilBERT and CLIP ViT-B/16 on "
-               "200 classes, so rows with other models or class counts compare only loosely)")
-    return save(fig, path), caption
+    counts = ", ".join(sorted({str(g["n_classes"]) for g in groups}, key=int))
+    caption = (f"Test accuracy of each method (one bar per method; several seeds averaged) with its 95% bootstrap "
+               f"interval, on {counts} classes, beside the reference lab's figure (hatched) where the class count "
+               f"is the lab's ({lab_tasks()}); the lab ran DistilBERT and CLIP ViT-B/16, so rows with other models "
+               f"compare only loosely")
+    return save_figure(fig, path), caption
+
+
+def lab_tasks() -> str:
+    """``features, finetune: 2 classes; zero_shot, lora: 200 classes``."""
+    by_count: dict[int, list[str]] = {}
+    for method, n in LAB_CLASSES.items():
+        by_count.setdefault(n, []).append(method)
+    return "; ".join(f"{', '.join(methods)}: {n} classes" for n, methods in sorted(by_count.items()))
 
 
 def reliability_chart(record: RunRecord, path: Path) -> tuple[Path, str] | None:
@@ -72,8 +80,8 @@ def reliability_chart(record: RunRecord, path: Path) -> tuple[Path, str] | None:
         return None
     confidence = [r["probability"] for r in rows]
     correct = [r["label"] == r["prediction"] for r in rows]
-    plot_reliability(reliability(confidence, correct), path, title=f"{method}, test",
-                     ece=expected_calibration_error(confidence, correct))
+    table, ece = reliability(confidence, correct), expected_calibration_error(confidence, correct)
+    save_rendered(lambda made: plot_reliability(table, made, title=f"{method}, test", ece=ece), path)
     caption = (f"{record.name}: reliability of {method} on the test split: accuracy against the probability of the "
                f"predicted class in 15 equal-width bins (the dashed diagonal is perfect calibration; below it, "
                f"how many predictions fall in each bin)")
@@ -81,28 +89,33 @@ def reliability_chart(record: RunRecord, path: Path) -> tuple[Path, str] | None:
 
 
 CURVE_TAGS = ("train/loss", "eval/accuracy")
+TITLES = {"train/loss": "training loss", "eval/accuracy": "validation accuracy"}
+MIN_PANEL_POINTS = 3  # fewer points than this are a table: a panel would hold a dot or two
 
 
-def training_curves(record: RunRecord, path: Path) -> tuple[Path, str] | str | None:
-    """Training loss and validation accuracy per step; with a single evaluation, a sentence instead of a dot."""
-    curves = {t: record.scalars[t] for t in CURVE_TAGS if t in record.scalars}
-    if not curves:
-        return None
-    evaluations = curves.get("eval/accuracy", [])
-    if len(evaluations) == 1:
-        step, value = evaluations[0]
-        note = f"One evaluation only: validation accuracy {value:.4f} at step {step}."
-        if "train/loss" not in curves:
-            return note
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 3.4), squeeze=False)
-    for ax, (tag, points) in zip(axes[0], curves.items()):
-        steps, values = zip(*points)
-        ax.plot(steps, values, marker="o" if len(steps) < 30 else None)
-        ax.set(xlabel="optimizer step", title="training loss" if tag == "train/loss" else "validation accuracy")
-        ax.grid(alpha=0.3)
-    caption = (f"{record.experiment} / {record.name}: training loss and validation accuracy per step, read from "
-               f"its TensorBoard event files" + (" (a single evaluation)" if len(evaluations) == 1 else ""))
-    return save(fig, path), caption
+def training_blocks(record: RunRecord, path: Path) -> list[tuple]:
+    """Training loss and validation accuracy per step: a panel per series of at least 3 points (every point
+    marked), and the shorter series as one table of their values."""
+    curves = {t: record.scalars[t] for t in CURVE_TAGS if record.scalars.get(t)}
+    drawn = {t: points for t, points in curves.items() if len(points) >= MIN_PANEL_POINTS}
+    short = {t: points for t, points in curves.items() if t not in drawn}
+    blocks: list[tuple] = []
+    if drawn:
+        fig, axes = plt.subplots(1, len(drawn), figsize=(5.5 * len(drawn), 3.4), squeeze=False)
+        for ax, (tag, points) in zip(axes[0], drawn.items()):
+            steps, values = zip(*points)
+            ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=4)
+            ax.set(xlabel="optimizer step", title=TITLES[tag])
+            ax.grid(alpha=0.3)
+        caption = (f"{record.experiment} / {record.name}: {' and '.join(TITLES[t] for t in drawn)} per step, read "
+                   f"from its TensorBoard event files ({', '.join(f'{len(p)} points' for p in drawn.values())})")
+        blocks.append(("img", save_figure(fig, path), caption))
+    if short:
+        blocks += [("p", f"{record.name}: {' and '.join(TITLES[t] for t in short)} logged at fewer than "
+                         f"{MIN_PANEL_POINTS} steps (read from its TensorBoard event files):"),
+                   ("table", ["series", "optimizer step", "value"],
+                    [[TITLES[t], str(step), f"{value:.4f}"] for t, points in short.items() for step, value in points])]
+    return blocks
 
 
 def selection_plot(record: RunRecord, path: Path) -> tuple[Path, str] | None:
@@ -120,4 +133,4 @@ def selection_plot(record: RunRecord, path: Path) -> tuple[Path, str] | None:
     ax.grid(alpha=0.3)
     caption = (f"{record.name}: validation accuracy of the {selection.get('classifier', 'classifier')} for each C "
                f"tried; the circled C was kept and scored once on test")
-    return save(fig, path), caption
+    return save_figure(fig, path), caption

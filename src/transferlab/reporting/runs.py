@@ -1,10 +1,16 @@
-"""Read finished run directories back: config, metrics, status, TensorBoard scalars. No recomputation."""
+"""Read finished run directories back: config, metrics, status, TensorBoard scalars. No recomputation.
+
+A run folder may be one someone sent: every file the report reads from it (config.yaml, metrics.json,
+status.json, predictions/, tensorboard/) must, links resolved, lie inside it (:func:`check_contained`); a link
+to a file elsewhere is a one-line error, never read.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from transferlab.errors import TransferlabError
 from transferlab.evaluation.predictions import read_predictions
 from transferlab.evaluation.schema import RunMetrics
 from transferlab.tracking.liveness import describe_status
@@ -17,6 +23,9 @@ REFERENCE = {
     "zero_shot": ("CLIP ViT-B/16 zero-shot, 200 classes", {"test/accuracy": 0.6425, "test/f1": 0.6417}),
     "lora": ("CLIP ViT-B/16 + LoRA r=8, 200 classes", {"test/accuracy": 0.7667, "test/f1": 0.7669}),
 }
+# The class count of the lab's task per method (Rotten Tomatoes: 2, Tiny ImageNet: 200): a figure draws the
+# lab's figure only beside ours on as many classes.
+LAB_CLASSES = {"features": 2, "finetune": 2, "zero_shot": 200, "lora": 200}
 
 
 @dataclass
@@ -87,9 +96,30 @@ def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: sorted(points) for tag, points in out.items()}
 
 
+READ = ("config.yaml", "metrics.json", "status.json", "predictions", "tensorboard")
+
+
+def check_contained(path: Path) -> None:
+    """Refuse (one line) a run folder whose files the report reads resolve outside it (a planted link)."""
+    root = path.resolve()
+    named = [path / name for name in READ]
+    named += [f for folder in ("predictions", "tensorboard") if (path / folder).is_dir()
+              for f in (path / folder).rglob("*")]
+    for file in named:
+        if not (file.is_symlink() or file.exists()):
+            continue
+        resolved = file.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise TransferlabError(f"{file} resolves to {resolved}, outside the run folder {path}: a run's files "
+                                   f"are read only inside it; remove the link, or report another run")
+
+
 def load_record(path: str | Path) -> RunRecord:
-    """A run directory read back; a malformed metrics.json is a one-line error naming it."""
+    """A run directory read back; a malformed metrics.json is a one-line error naming it, a file linked from
+    outside the folder another (:func:`check_contained`)."""
     path = Path(path)
+    if path.is_dir():
+        check_contained(path)
     config, metrics, status = read_run(path)
     record = RunMetrics.from_dict(metrics, str(path / "metrics.json")) if metrics else None
     scalars = read_scalars(path / "tensorboard") if (path / "tensorboard").is_dir() else {}

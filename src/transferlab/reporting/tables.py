@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from transferlab.evaluation.results import interval_text as with_interval  # 0.7683 [0.742, 0.793]
 from transferlab.reporting.runs import REFERENCE, RunRecord
-from transferlab.reporting.uncertainty import calibration, figures, interval, lab_figure, lab_relation
+from transferlab.reporting.uncertainty import calibration, figures, interval, lab_figure, lab_relation, relation
 
 STANDINS = {"standin": "offline stand-in: EfficientNet-Lite0 (ImageNet) image tower + all-MiniLM-L6-v2 text tower"}
 RUN_HEADERS = ["experiment", "run", "model used", "classes / test examples", "trainable params", "wall time (s)",
@@ -31,15 +32,6 @@ def fmt(value, digits: int = 4) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
-
-
-def with_interval(value: float | None, found: Sequence[float] | None, digits: int = 4) -> str:
-    """``0.7683 [0.742, 0.793]``; the value alone where no interval could be computed."""
-    if value is None:
-        return "–"
-    if not found:
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} [{found[0]:.{digits - 1}f}, {found[1]:.{digits - 1}f}]"
 
 
 def signed(value: float, low: float, high: float) -> str:
@@ -104,11 +96,9 @@ def seed_rows(groups: Sequence[dict]) -> list[list[str]]:
 
 
 def verdict(row: dict) -> str:
-    if row["ci_low"] > 0:
-        return "A above B"
-    if row["ci_high"] < 0:
-        return "B above A"
-    return "no clear difference"
+    """The difference's interval against 0, by the one rule (as printed: ``uncertainty.relation``)."""
+    return {"above": "A above B", "below": "B above A"}.get(relation(0.0, row["ci_low"], row["ci_high"]),
+                                                           "no clear difference")
 
 
 def comparison_rows(found: Sequence[dict]) -> list[list[str]]:

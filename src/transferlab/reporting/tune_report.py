@@ -2,6 +2,10 @@
 ``report.md`` with the trials table, the optimisation history, the parameter importances and the
 intermediate values (Optuna's matplotlib visualisations), and the final run's test figure with its 95%
 interval (from its ``metrics.json`` when it carries one, else a bootstrap over its test predictions).
+
+:func:`tune_blocks` is the search's section as report blocks; :func:`write_tune_report` writes it as the study
+folder's ``report.md``. Every file goes through ``reporting.output`` (atomic, never through a link); the
+storage is shown as the plan shows it (a database URL with its password as ``***``).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import warnings
 from pathlib import Path
 
 from transferlab.reporting.document import to_markdown
+from transferlab.reporting.output import save_figure, write_file
+
 
 def test_figure(run_dir: Path) -> dict:
     """The final run's test accuracy and its interval: ``metrics.json``'s ``intervals`` when present (schema 2),
@@ -67,7 +73,6 @@ def plots(study, folder: Path) -> list[tuple]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as ovm
     from optuna.trial import TrialState
 
@@ -92,10 +97,7 @@ def plots(study, folder: Path) -> list[tuple]:
                 continue
         fig = ax.figure
         fig.set_size_inches(7, 4)
-        fig.tight_layout()
-        fig.savefig(folder / f"{stem}.png", dpi=100)
-        plt.close(fig)
-        blocks.append(("img", folder / f"{stem}.png", caption))
+        blocks.append(("img", save_figure(fig, folder / f"{stem}.png"), caption))
     return blocks
 
 
@@ -118,8 +120,9 @@ def fmt_param(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def write_tune_report(outcome, compare: Path | None = None) -> Path:
-    """``report.md`` and its figures in the study's directory (with the paired comparison to ``compare``)."""
+def tune_blocks(outcome, compare: Path | None = None) -> list[tuple]:
+    """The search's report blocks (figures saved into the study's directory), with the paired comparison to
+    ``compare``."""
     from transferlab.studies.tune import trial_rows
 
     plan, study = outcome.plan, outcome.study
@@ -144,6 +147,10 @@ def write_tune_report(outcome, compare: Path | None = None) -> Path:
               *([comparison(outcome.final_run, compare)] if compare else []),
               ("h2", "Trials"), ("table", *trials_table(rows)),
               ("h2", "Figures"), *plots(study, folder)]
-    path = folder / "report.md"
-    path.write_text(to_markdown(blocks, folder))
-    return path
+    return blocks
+
+
+def write_tune_report(outcome, compare: Path | None = None) -> Path:
+    """``report.md`` and its figures in the study's directory (with the paired comparison to ``compare``)."""
+    folder = outcome.plan.directory
+    return write_file(folder / "report.md", to_markdown(tune_blocks(outcome, compare), folder))

@@ -21,12 +21,13 @@ import numpy as np
 
 from transferlab.evaluation import statistics as st
 from transferlab.evaluation.calibration import rows_calibration
-from transferlab.reporting.runs import REFERENCE, RunRecord
+from transferlab.reporting.runs import LAB_CLASSES, REFERENCE, RunRecord
 
 FROM_METRICS = "metrics.json"
 FROM_PREDICTIONS = "computed by the report from predictions/"
 NOT_SETTINGS = ("seed", "run_name", "source", "environment", "resolved", "evaluation", "tracking")
 # The order in which methods build on each other: a comparison reads "later - earlier".
+SHOWN_DIGITS = 3  # interval bounds and the lab's figures are printed with 3 decimals
 METHOD_ORDER = ("zero_shot", "linear_probe", "lora", "features", "finetune")
 
 
@@ -244,13 +245,33 @@ def missing_intervals(records: Sequence[RunRecord]) -> list[str]:
     return out
 
 
-def lab_figure(method: str) -> float | None:
-    return REFERENCE[method][1].get("test/accuracy") if method in REFERENCE else None
+def lab_figure(method: str, n_classes: int | None = None) -> float | None:
+    """The lab's test accuracy for ``method``; with ``n_classes``, only when the lab's task had as many classes."""
+    if method not in REFERENCE or (n_classes is not None and n_classes != LAB_CLASSES.get(method)):
+        return None
+    return REFERENCE[method][1].get("test/accuracy")
+
+
+def shown(value: float, digits: int = SHOWN_DIGITS) -> float:
+    """``value`` as the report prints it (rounded to ``digits`` decimals), back as a number."""
+    return float(f"{value:.{digits}f}")
+
+
+def relation(value: float, low: float, high: float, digits: int = SHOWN_DIGITS) -> str:
+    """Where our interval ``[low, high]`` lies against a point ``value``: 'above', 'below' or 'contains'. The
+    one rule of every table and sentence: all three compared as printed (rounded to ``digits``), so an interval
+    shown as [0.770, 0.790] contains the lab's 0.790 even when its bound is 0.7899999999999998."""
+    value, low, high = shown(value, digits), shown(low, digits), shown(high, digits)
+    if high < value:
+        return "below"
+    if low > value:
+        return "above"
+    return "contains"
 
 
 def lab_relation(low: float | None, high: float | None, method: str) -> str:
     """Where our interval lies against the lab's test accuracy: 'above', 'below', 'contains', or '–'."""
     lab = lab_figure(method)
-    if lab is None or low is None:
+    if lab is None or low is None or high is None:
         return "–"
-    return st.relation_to(lab, low, high)
+    return relation(lab, low, high)
