@@ -3,6 +3,10 @@
 Each value is written once, by one writer. Experiments that train with the Hugging Face ``Trainer``
 let the Trainer write the training curves (``report_to`` from :func:`trainer_report_to`) and use the
 tracker only for the final metrics, so nothing is logged twice.
+
+What goes where: scalar series hold measurements only (a count such as ``n_examples`` or ``n_bins`` is no
+series: :func:`is_count`); the HParams tab holds the settings that define the run (:func:`hparams`: no
+``None``, no environment, resolved device, tracking options, names or file locations).
 """
 
 from __future__ import annotations
@@ -17,23 +21,38 @@ from transferlab.config import TrackingConfig
 from transferlab.errors import TransferlabError
 
 
+def is_count(key: str) -> bool:
+    """A leaf that counts something (``n_examples``, ``n_bins``, ``n_classes``): a size, not a measurement."""
+    return str(key).startswith("n_")
+
+
 def flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
-    """``{"test": {"accuracy": .8}}`` -> ``{"test/accuracy": .8}``; non-numeric leaves are skipped."""
+    """``{"test": {"accuracy": .8}}`` -> ``{"test/accuracy": .8}``; non-numeric leaves and counts are skipped."""
     out: dict[str, float] = {}
     for key, value in metrics.items():
         name = f"{prefix}/{key}" if prefix else str(key)
         if isinstance(value, dict):
             out.update(flatten(value, name))
-        elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+                and not is_count(key):
             out[name] = float(value)
     return out
 
 
+# Config sections and keys that do not define what a run computes: where it ran and how it was tracked,
+# what it was called, where its files and caches live.
+NOT_HPARAMS = frozenset({"environment", "resolved", "tracking", "paths", "run_name", "source", "cache_dir",
+                         "output_dir"})
+
+
 def hparams(config: dict, prefix: str = "") -> dict[str, float | int | str | bool]:
-    """A nested config as TensorBoard hparams: dotted keys; lists and None as text."""
+    """The settings that define a run, as TensorBoard hparams: dotted keys, lists as text; ``None`` values and
+    the sections and keys in ``NOT_HPARAMS`` left out."""
     out: dict = {}
     for key, value in config.items():
         name = f"{prefix}.{key}" if prefix else str(key)
+        if key in NOT_HPARAMS or value is None:
+            continue
         if isinstance(value, dict):
             out.update(hparams(value, name))
         elif isinstance(value, (bool, int, float, str)):
