@@ -33,7 +33,7 @@ def write_adapter_card(folder: Path, family: str | None, base_model: str | None,
     from huggingface_hub import ModelCardData
 
     dataset, test_split = dataset_of(config)
-    splits = {"test": test_split, "validation": "validation (held out of train)"}
+    splits = {"test": test_split, "validation": "validation"}  # validation: held out of the training images
     results = eval_results(metrics.result, "zero-shot-image-classification", dataset,
                            {s: n for s, n in splits.items() if s in metrics.result},
                            metric_names=("accuracy", "top5_accuracy"),
@@ -46,8 +46,22 @@ def write_adapter_card(folder: Path, family: str | None, base_model: str | None,
     return path
 
 
+def settings(config: ClipConfig, metrics: RunMetrics) -> str:
+    """The adapter's settings and training, one bullet each."""
+    lora, d, details = config.lora, config.data, metrics.details
+    blocks = lora.layers if lora.layers is not None else "all"
+    towers = "both towers" if lora.towers == "both" else f"{lora.towers} tower"
+    return "\n".join([
+        f"- LoRA r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout} on {lora.target_modules} of the "
+        f"{towers}, blocks {blocks}: {metrics.parameters.get('lora', 0):,} parameters",
+        f"- loss {details.get('loss')}; step {details.get('best_step')} of {details.get('global_step')} "
+        f"({details.get('step_selection', 'best on validation')}); seed {config.seed}",
+        f"- data: {d.hub_id or d.path or 'the vendored demo subset'}, "
+        f"{f'{d.shots} images' if d.shots else 'all images'} a class; examples {metrics.n_examples}"])
+
+
 def card_body(folder: Path, base_model: str | None, family: str | None, config: ClipConfig, metrics: RunMetrics) -> str:
-    lora, primary = config.lora, metrics.primary
+    primary, kind = metrics.primary, f"{family} dual" if family else "dual"
     rows = "\n".join(f"| {m} | {with_interval(r['validation'], 'accuracy')} | "
                      + (with_interval(r["test"], "accuracy") if "test" in r else "-") + " |"
                      for m, r in metrics.methods.items())
@@ -66,8 +80,8 @@ processor = AutoProcessor.from_pretrained("{base_model}")
                "settings, with `extra_trainable.safetensors` (its trained map) where present.")
     return f"""# {folder.parent.name}
 
-LoRA adapter for the {family or "dual"} encoder `{base_model or config.model.name}`, trained by `transferlab lora`
-against class prompts ({", ".join(repr(t) for t in config.model.templates)}) on {metrics.n_classes} classes.
+LoRA adapter for the {kind} encoder `{base_model or config.model.name}`, trained by `transferlab lora` against
+class prompts ({", ".join(repr(t) for t in config.model.templates)}) on {metrics.n_classes} classes.
 
 ## Use
 
@@ -75,13 +89,7 @@ against class prompts ({", ".join(repr(t) for t in config.model.templates)}) on 
 
 ## Settings
 
-- LoRA r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, target modules {lora.target_modules}, towers
-  {lora.towers}, layers {lora.layers if lora.layers is not None else "all"}; {metrics.parameters.get("lora", 0):,}
-  LoRA parameters
-- loss: {metrics.details.get("loss")}; best step {metrics.details.get("best_step")} of
-  {metrics.details.get("global_step")} (chosen on validation); seed {config.seed}
-- data: {config.data.hub_id or config.data.path or "the vendored demo subset"}; shots per class:
-  {config.data.shots or "all"}; examples {metrics.n_examples}
+{settings(config, metrics)}
 
 ## Results (top-1 accuracy [bootstrap interval]; `{primary}` is this adapter)
 
