@@ -108,3 +108,23 @@ def test_the_searched_finetune_settings_load_as_a_config_file():
     cfg = load_config(FinetuneConfig, "finetune", path)
     assert (cfg.training.epochs, round(cfg.training.learning_rate, 8)) == (2.0, 4.83e-05)
     assert cfg.training.eval_steps == 60 and cfg.training.early_stopping_patience == 3
+
+
+def test_a_config_built_or_replaced_in_python_is_checked_as_a_loaded_one():
+    import dataclasses
+
+    import transferlab as tl
+    from transferlab.models.classifiers import ClassifierConfig
+
+    message = "config key 'classifier.name' must be one of svc, linear_svc, logreg; got 'forest'"
+    config = tl.load_config("features")
+    for build in (lambda: tl.FeaturesConfig(classifier=ClassifierConfig(name="forest")),
+                  lambda: dataclasses.replace(config, classifier=dataclasses.replace(config.classifier, name="forest")),
+                  lambda: load_config(FeaturesConfig, "features", None, ["classifier.name=forest"])):
+        with pytest.raises(TransferlabError) as err:
+            build()
+        assert str(err.value) == message
+    with pytest.raises(TransferlabError, match=r"^data.limit must be at least 1 \(or null for all examples\); got 0$"):
+        dataclasses.replace(config.data, limit=0)
+    edited = dataclasses.replace(config, data=dataclasses.replace(config.data, limit=5), seed=3)
+    assert (edited.data.limit, edited.seed, edited.classifier) == (5, 3, config.classifier)
