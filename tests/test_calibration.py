@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,58 @@ def test_write_results_records_intervals_calibration_and_calibrated(tmp_path):
     assert rows_calibration(test_rows, 6)["nll"] == pytest.approx(test["calibration"]["nll"], rel=1e-4)
     assert summary_line(results["m"]).startswith(f"test {test['accuracy']:.4f} [")
     assert summary_line({"validation": {"accuracy": 0.5}}) == "test not scored"
+
+
+def test_a_temperature_fitted_at_its_bound_is_noted_in_the_metrics(tmp_path):
+    """Two validation reviews, both confidently wrong: the NLL falls as T grows, so the fit stops at 20, the
+    top of its range. The split records ``at_bound`` and metrics.json's notes say so."""
+    from transferlab.evaluation.calibration import TEMPERATURE_BOUNDS
+    from transferlab.evaluation.schema import RunMetrics
+
+    wrong = np.array([[0.05, 0.95], [0.9, 0.1]])
+    splits = {"validation": (np.array([0, 1]), wrong.argmax(1), wrong),
+              "test": (np.array([0, 1, 1]), np.array([0, 1, 0]), np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]]))}
+
+    class Evaluation:
+        calibrate, n_resamples, confidence, seed = True, 200, 0.95, 0
+
+    methods = write_results(tmp_path, None, {"features": splits}, ["neg", "pos"], primary="features",
+                            evaluation=Evaluation())
+    calibrated = methods["features"]["validation"]["calibrated"]
+    assert calibrated["temperature"] == pytest.approx(TEMPERATURE_BOUNDS[1], rel=1e-3)
+    assert calibrated["at_bound"] == TEMPERATURE_BOUNDS[1]
+    metrics = RunMetrics(experiment="features", model={"name": "m"}, primary="features", methods=methods,
+                         n_classes=2, n_examples={"validation": 2, "test": 3}, notes=["a loader note"])
+    assert metrics.notes[0] == "a loader note"
+    (note,) = metrics.notes[1:]
+    assert "features: the temperature fitted on 2 validation examples is at the bound of its range, T = 20" in note
+
+    fitted = write_results(tmp_path, None, {"m": {"validation": splits["test"], "test": splits["test"]}},
+                           ["neg", "pos"], primary="m", evaluation=Evaluation())
+    assert "at_bound" not in fitted["m"]["validation"]["calibrated"]  # an interior optimum: no note
+    assert RunMetrics(experiment="features", model={"name": "m"}, primary="m", methods=fitted, n_classes=2,
+                      n_examples={"validation": 3, "test": 3}).notes == []
+
+
+def test_a_class_absent_from_the_test_split_is_noted_in_metrics_json(clip_folder, tmp_path, capsys):
+    """A CLIP run (whose data checks only print) on a Tiny ImageNet whose test images lack one class: the note
+    goes into metrics.json, once, naming the class."""
+    from clip_fixtures import WNIDS, tiny_imagenet_tree
+
+    from transferlab.cli import main
+
+    tree = tiny_imagenet_tree(tmp_path / "tiny", n_train=6, n_val=2)
+    annotations = tree / "val" / "val_annotations.txt"
+    lines = annotations.read_text().splitlines()
+    for line in lines:
+        if WNIDS[2] in line:  # the test images of the third class go
+            (tree / "val" / "images" / line.split("\t")[0]).unlink()
+    annotations.write_text("\n".join(line for line in lines if WNIDS[2] not in line) + "\n")
+    assert main(["zeroshot", "--output-dir", str(tmp_path / "out"), f"model.name={clip_folder}", f"data.path={tree}",
+                 "data.val_per_class=2", "model.templates=['a photo of a {name}.']", "model.batch_size=8"]) == 0
+    run = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["methods"]["zero_shot"]["test"]["missing_classes"] == ["Egyptian cat"]
+    notes = [n for n in metrics["notes"] if n.startswith("the test split has no example of")]
+    assert notes == ["the test split has no example of 1 class(es) (Egyptian cat): its macro precision, recall and "
+                     "F1 average over the classes present"]

@@ -117,3 +117,41 @@ def test_jsonl_output_has_the_fields_of_the_predictions_files(capsys, finetuned_
     tsv = predict(capsys, str(finetuned_run), *[a for t in TEXTS for a in ("--text", t)])
     assert [(r["prediction"], r["probability"]) for r in rows] == [(label, pytest.approx(p, abs=1e-4))
                                                                   for label, p, _ in tsv]
+
+
+def test_predict_file_with_a_review_over_the_csv_field_limit(capsys, tmp_path, finetuned_run):
+    import csv
+
+    long_review = ("a long, winding review\nof a film " * 7000)[:200_000]
+    path = tmp_path / "long.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([["id", "text"], [1, long_review], [2, "a dull film"]])
+    assert main(["predict", str(finetuned_run), "--file", str(path)]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r[2] for r in rows] == [" ".join(long_review.split()), "a dull film"]
+
+
+@pytest.fixture(scope="module")
+def odd_names_run(tmp_path_factory, tiny_text_models):
+    """A features run whose class names hold a newline, a tab, a backslash and a line separator."""
+    from transferlab.config import load_config
+    from transferlab.experiments.features import FeaturesConfig, run_features
+
+    cfg = load_config(FeaturesConfig, "features", "offline", {
+        "encoder": {"model": str(tiny_text_models["distilbert"]), "max_length": 32},
+        "data": {"limit": 64, "label_names": ["bad\nreview", "good\treview\\2\u2028"]},
+        "classifier": {"name": "logreg", "C_grid": [1.0]}, "cache": False})
+    return run_features(cfg, tmp_path_factory.mktemp("odd-names"), progress=False)
+
+
+def test_a_class_name_with_a_newline_or_tab_stays_one_tsv_field(capsys, odd_names_run):
+    assert main(["predict", str(odd_names_run), *[a for t in TEXTS for a in ("--text", t)]]) == 0
+    out = capsys.readouterr().out
+    lines = out.split("\n")[:-1]
+    assert len(lines) == len(TEXTS) == len(out.splitlines())  # one row per text, whatever the names hold
+    fields = [line.split("\t") for line in lines]
+    assert all(len(f) == 3 for f in fields) and [f[2] for f in fields] == TEXTS
+    assert {f[0] for f in fields} <= {"bad\\nreview", "good\\treview\\\\2\\u2028"}
+    assert main(["predict", str(odd_names_run), "--format", "jsonl", "--text", TEXTS[0]]) == 0
+    row = json.loads(capsys.readouterr().out)  # JSON keeps the name as it is
+    assert row["prediction"] in ("bad\nreview", "good\treview\\2\u2028")

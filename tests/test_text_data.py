@@ -130,3 +130,17 @@ def test_out_of_range_settings_are_refused(settings, message):
     with pytest.raises(TransferlabError) as err:
         TextDataConfig(**settings)
     assert str(err.value) == message
+
+
+def test_a_review_over_the_csv_field_limit_loads_whole(tmp_path, rt_data):
+    """csv's default field limit is 128 kB: a 200 kB review (a quoted field with commas and newlines) loads."""
+    long_review = ("a long, winding review\nof a film " * 7000)[:200_000]
+    assert len(long_review) == 200_000
+    texts = list(rt_data["train"]["text"][:20]) + list(rt_data["train"]["text"][-20:])
+    rows = [{"text": long_review, "label": "pos"}] + [{"text": t, "label": "pos" if i >= 20 else "neg"}
+                                                      for i, t in enumerate(texts)]
+    train = make_csv(tmp_path / "train.csv", rows)
+    test = make_csv(tmp_path / "test.csv", rows[1:])
+    data = load_text_data(TextDataConfig(source="files", train_file=str(train), test_file=str(test)))
+    loaded = list(data.splits["train"]["text"]) + list(data.splits["validation"]["text"])
+    assert long_review in loaded and len(loaded) == 41

@@ -1,5 +1,6 @@
 """``transferlab predict RUN_DIR (--text TEXT | --file FILE)``: label and probability per text, for runs of
-experiment 1 (encoder + saved classifier) and experiment 2 (the saved fine-tuned model)."""
+experiment 1 (encoder + saved classifier), experiment 2 (the saved fine-tuned model) and SetFit (its tuned body and
+head)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from transferlab.experiments.predict import load_predictor, read_texts
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    text = "Classify texts with the model of a finished features or finetune run."
+    text = "Classify texts with the model of a finished features, finetune or setfit run."
     p = subparsers.add_parser("predict", help=text, description=text + " Prints label<TAB>probability<TAB>text "
                               "per input, in input order; --format jsonl prints the fields of a run's "
                               "predictions/*.jsonl files (id, example, prediction, probability, top5).")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by transferlab features/finetune")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by transferlab features/finetune/setfit")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", action="append", help="a text to classify (repeat for several)")
     source.add_argument("--file", help="one text a line, or a .csv / .jsonl file with a text column")
@@ -48,4 +49,16 @@ def main(args: argparse.Namespace) -> None:
         if args.format == "jsonl":
             print(json.dumps(row, ensure_ascii=False))
         else:
-            print(f"{row['prediction']}\t{row['probability']:.4f}\t{' '.join(text.split())}")
+            print(f"{tsv_field(row['prediction'])}\t{row['probability']:.4f}\t{' '.join(text.split())}")
+
+
+def tsv_field(value: str) -> str:
+    """A class name as one TSV field: a backslash, tab, and every character that ends a line (newline, carriage
+    return, and those ``str.splitlines`` splits on) is escaped, as ``\\t``, ``\\n``, ``\\r``, ``\\\\``,
+    ``\\x0b``, ``\\u2028``..., so a name holding one cannot split a row or add a column."""
+    return str(value).translate(TSV_ESCAPES)
+
+
+LINE_ENDS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # besides \n and \r, where str.splitlines splits
+TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r",
+                             **{c: c.encode("unicode_escape").decode() for c in LINE_ENDS}})

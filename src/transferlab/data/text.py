@@ -25,6 +25,9 @@ from transferlab.data.rotten_tomatoes import load_rotten_tomatoes
 from transferlab.errors import TransferlabError
 
 SPLITS = ("train", "validation", "test")
+# csv's default field limit is 128 KiB (131,072 characters): a longer review would fail to read. The largest
+# limit every platform's C long holds (2**31 - 1); pandas, which the datasets loader reads CSV with, has none.
+CSV_FIELD_LIMIT = 2**31 - 1
 
 
 @dataclass
@@ -233,19 +236,28 @@ def json_document(text: str) -> list:
 
 def csv_rows(text: str, path: Path) -> list[tuple[int, dict]]:
     """(line, row) of every record of a CSV text, or a one-line error for a row that does not fit the header."""
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
     out = []
-    for row in reader:
-        if not row:
-            continue
-        if len(row) != len(header):
-            raise TransferlabError(f"data file {str(path)!r} line {reader.line_num} has {len(row)} fields, its header "
-                                   f"{len(header)} ({', '.join(header)}): quote texts that hold commas")
-        out.append((reader.line_num, dict(zip(header, row))))
+    try:
+        header = next(reader, None)
+        for row in reader:
+            if row:
+                out.append((reader.line_num, csv_record(row, header, reader.line_num, path)))
+    except csv.Error as exc:
+        raise TransferlabError(f"data file {str(path)!r} line {reader.line_num} is not valid CSV ({exc}): fix its "
+                               f"quoting") from None
     if not out:
         raise TransferlabError(f"data file {str(path)!r} has a header but no rows")
     return out
+
+
+def csv_record(row: list[str], header: list[str], line: int, path: Path) -> dict:
+    if len(row) != len(header):
+        raise TransferlabError(f"data file {str(path)!r} line {line} has {len(row)} fields, its header "
+                               f"{len(header)} ({', '.join(header)}): quote texts that hold commas")
+    return dict(zip(header, row))
 
 
 def json_rows(text: str, path: Path) -> list[tuple[int, dict]]:

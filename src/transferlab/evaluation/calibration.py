@@ -23,6 +23,7 @@ from transferlab.errors import TransferlabError
 
 N_BINS = 15
 EPS = 1e-15
+TEMPERATURE_BOUNDS = (0.05, 20.0)  # where fit_temperature searches; a fit at either end is a bound, not an optimum
 METHOD = (f"top-label ECE over {N_BINS} equal-width bins; multi-class Brier score (summed over classes, so twice "
           f"the binary score for two classes); NLL of the true label (probabilities clipped at {EPS:g})")
 
@@ -91,7 +92,7 @@ def scaled(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def fit_temperature(probs: np.ndarray, y_true: Sequence[int]) -> float:
-    """The ``T`` in [0.05, 20] that minimises the NLL of ``softmax(log p / T)`` on these (validation) examples."""
+    """The ``T`` in ``TEMPERATURE_BOUNDS`` ([0.05, 20]) that minimises the NLL of ``softmax(log p / T)`` on these (validation) examples."""
     logits, y_true = log_probabilities(probs), np.asarray(y_true)
     if len(y_true) == 0:
         raise TransferlabError("temperature scaling needs validation examples: evaluation.calibrate=false")
@@ -101,17 +102,36 @@ def fit_temperature(probs: np.ndarray, y_true: Sequence[int]) -> float:
         picked = log_softmax(logits / np.exp(log_t), axis=1)[rows, y_true]
         return float(-np.maximum(picked, np.log(EPS)).mean())
 
-    result = minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded",
+    result = minimize_scalar(loss, bounds=tuple(np.log(TEMPERATURE_BOUNDS)), method="bounded",
                              options={"xatol": 1e-4})
     return float(np.exp(result.x))
 
 
 def calibrated_record(temperature: float, probs: np.ndarray, y_true: Sequence[int],
                       y_pred: Sequence[int] | None = None) -> dict:
-    """The ``calibrated`` entry: ECE, NLL and Brier of ``probs`` after scaling by ``temperature``."""
+    """The ``calibrated`` entry: ECE, NLL and Brier of ``probs`` after scaling by ``temperature`` (and
+    ``at_bound``, the bound of ``TEMPERATURE_BOUNDS`` the fit stopped at, when it did)."""
     record = calibration_record(scaled(probs, temperature), y_true, y_pred)
-    return {"temperature": temperature, "ece": record["ece"], "nll": record["nll"], "brier": record["brier"],
-            "fitted_on": "validation"}
+    out = {"temperature": temperature, "ece": record["ece"], "nll": record["nll"], "brier": record["brier"],
+           "fitted_on": "validation"}
+    bound = temperature_bound(temperature)
+    return {**out, "at_bound": bound} if bound is not None else out
+
+
+def temperature_bound(temperature: float) -> float | None:
+    """The bound of ``TEMPERATURE_BOUNDS`` that ``temperature`` sits at (within the fit's tolerance), else None."""
+    for bound in TEMPERATURE_BOUNDS:
+        if abs(np.log(temperature) - np.log(bound)) < 1e-3:
+            return bound
+    return None
+
+
+def temperature_note(method: str, temperature: float, n_validation: int | None = None) -> str:
+    """The note of a temperature fitted at a bound: the optimum lies outside the range searched."""
+    on = f" on {n_validation} validation examples" if n_validation else " on validation"
+    return (f"{method}: the temperature fitted{on} is at the bound of its range, T = {temperature:.3g} "
+            f"(searched: {TEMPERATURE_BOUNDS[0]:g} to {TEMPERATURE_BOUNDS[1]:g}): the validation split cannot "
+            f"pin it down (too few or too easy examples), so the temperature-scaled figures are unreliable")
 
 
 def rows_calibration(rows: Sequence[dict], n_classes: int) -> dict:

@@ -34,6 +34,8 @@ since version 2 also
 Version 1 files (no ``intervals`` or ``calibration``) stay readable: the report computes both from the
 run's ``predictions/<method>.jsonl``. Every method has a ``validation`` split; ``test`` is absent from
 every method of a run told not to score it (``score_test=false``, a search's trials).
+A record made here (not one read back) adds to ``notes`` what its figures imply and a reader must know
+(:func:`evaluation_notes`): classes absent from a scored split, a temperature fitted at its bound.
 Method names in use: ``features``, ``finetune``, ``zero_shot``, ``linear_probe``, ``lora``.
 """
 
@@ -66,6 +68,7 @@ class RunMetrics:
 
     def __post_init__(self) -> None:
         self.check()
+        self.notes = list(self.notes) + [n for n in evaluation_notes(self.methods, self.notes) if n not in self.notes]
 
     def check(self, source: str = "metrics") -> None:
         """Raise a one-line error naming what is wrong with this record."""
@@ -111,3 +114,28 @@ class RunMetrics:
             setattr(record, f.name, data.get(f.name, default))
         record.check(source)
         return record
+
+
+def evaluation_notes(methods: dict[str, dict], existing: list[str] = ()) -> list[str]:
+    """Notes the figures imply: per split, the classes it has no example of (its macro scores average over the
+    classes present; unless a note on that split's missing classes is there already), and per method a
+    temperature fitted at the bound of its range."""
+    from transferlab.evaluation.calibration import temperature_note
+
+    notes, missing = [], {}
+    for result in methods.values():
+        for split in SPLITS:
+            missing.setdefault(split, [])
+            names = (result.get(split) or {}).get("missing_classes") or []
+            missing[split] += [n for n in names if n not in missing[split]]
+    for split, names in missing.items():
+        said = any(str(n).startswith(f"the {split} split has no example of") for n in existing)
+        if names and not said:
+            notes.append(f"the {split} split has no example of {len(names)} class(es) ({', '.join(names)}): its "
+                         f"macro precision, recall and F1 average over the classes present")
+    for method, result in methods.items():
+        calibrated = (result.get("validation") or {}).get("calibrated") or {}
+        if calibrated.get("at_bound") is not None:
+            notes.append(temperature_note(method, calibrated["temperature"],
+                                          result["validation"].get("n_examples")))
+    return notes

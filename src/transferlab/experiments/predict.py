@@ -1,5 +1,6 @@
-"""Predictors of finished runs: label probabilities for texts from a features run (encoder + saved classifier)
-or a finetune run (the saved fine-tuned model); ``transferlab predict`` is their command."""
+"""Predictors of finished runs: label probabilities for texts from a features run (encoder + saved classifier),
+a finetune run (the saved fine-tuned model) or a SetFit run (its tuned body and logistic-regression head, with
+the run's label names); ``transferlab predict`` is their command."""
 
 from __future__ import annotations
 
@@ -52,16 +53,18 @@ def load_predictor(run_dir: str | Path, device: str = "auto", batch_size: int = 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TransferlabError(f"{run_dir} is not a folder: pass a run directory printed by transferlab "
-                               f"features or finetune")
-    config, _ = load_run(run_dir)
-    if (run_dir / "model" / "config.json").is_file():
+                               f"features, finetune or setfit")
+    config, metrics = load_run(run_dir)
+    if metrics.get("experiment") == "setfit" or (run_dir / "model" / "config_setfit.json").is_file():
+        saved, load = run_dir / "model", lambda: setfit_predictor(run_dir / "model", device, batch_size)
+    elif (run_dir / "model" / "config.json").is_file():
         saved, load = run_dir / "model", lambda: finetuned_predictor(run_dir / "model", device, batch_size)
     elif (run_dir / CLASSIFIER_FILE).is_file() or (run_dir / PICKLE_FILE).is_file():
         saved = run_dir / (CLASSIFIER_FILE if (run_dir / CLASSIFIER_FILE).is_file() else PICKLE_FILE)
         load = lambda: features_predictor(run_dir, device, trust_pickle)  # noqa: E731
     else:
         raise TransferlabError(f"run {run_dir} has no saved model (no model/ or {CLASSIFIER_FILE}): "
-                               f"predict takes runs of transferlab features or finetune")
+                               f"predict takes runs of transferlab features, finetune or setfit")
     try:
         return load()
     except (OSError, ValueError, EOFError, KeyError, pickle.UnpicklingError) as exc:  # deleted weights, a cut file
@@ -93,6 +96,26 @@ def finetuned_predictor(model_dir: Path, device: str, batch_size: int) -> Predic
                                   max_length=max_length, return_tensors="pt").to(dev)
                 probs.append(torch.softmax(model(**batch).logits.float(), -1).cpu().numpy())
         return np.concatenate(probs), names
+
+    return predict
+
+
+def setfit_predictor(model_dir: Path, device: str, batch_size: int) -> Predictor:
+    """The SetFit model a run saved (body and head, never a pickle), with the run's label names."""
+    from transferlab.experiments.setfit.runner import load_saved_setfit
+    from transferlab.models.device import resolve_device
+
+    dev = resolve_device(device, "--device")
+    model, label_names = load_saved_setfit(model_dir, str(dev))
+    classes = list(getattr(model.model_head, "classes_", []))
+    if not classes or not all(isinstance(c, (int, np.integer)) and 0 <= c < len(label_names) for c in classes):
+        raise TransferlabError(f"the SetFit head in {model_dir} does not match its {len(label_names)} label names: "
+                               f"rerun the experiment")
+    names = [str(label_names[int(c)]) for c in classes]
+
+    def predict(texts: Sequence[str]):
+        probs = model.predict_proba(list(texts), batch_size=batch_size, as_numpy=True, show_progress_bar=False)
+        return np.asarray(probs, dtype=np.float64), names
 
     return predict
 

@@ -88,10 +88,75 @@ def run_setfit(cfg: SetFitConfig, output_dir: str | Path = "logs", *, resume: st
             parameters=count_parameters(model.model_body), timings=timings, notes=data.notes,
             details={"training": to_dict(cfg.training), "pairs_per_epoch": pair_count(cfg, len(data.splits["train"])),
                      **({"fewshot": data.fewshot} if data.fewshot else {})})
-        model.save_pretrained(str(ctx.path / "model"))
+        save_setfit_model(model, ctx.path / "model", data.label_names)
         ctx.save_metrics(metrics)
         print("accuracy (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in splits))
     return ctx.path
+
+
+HEAD_FILE = "head.skops"  # the fitted logistic-regression head and the label names: data only, no pickle
+HEAD_TYPES = ["sklearn.linear_model._logistic.LogisticRegression"]  # what a head file may hold beside builtins
+PICKLED_HEAD = "model_head.pkl"  # what SetFit's save_pretrained writes (a pickle): removed, never loaded
+
+
+def save_setfit_model(model, folder: Path, label_names) -> None:
+    """The tuned body (safetensors, in the sentence-transformers layout) and the head as skops, with the label
+    names and the embedding normalisation: ``transferlab predict`` loads both without running any pickle."""
+    import skops.io as sio
+
+    model.save_pretrained(str(folder))
+    (folder / PICKLED_HEAD).unlink(missing_ok=True)
+    sio.dump({"head": model.model_head, "label_names": [str(n) for n in label_names],
+              "normalize_embeddings": bool(model.normalize_embeddings)}, folder / HEAD_FILE)
+
+
+def load_saved_setfit(folder: Path, device: str):
+    """``(SetFitModel, label names)`` of a run's ``model/``: the body from safetensors through
+    sentence-transformers' own modules only, the head from ``head.skops`` (only a logistic regression is
+    trusted; nothing is constructed before that check). One-line errors for anything else."""
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    head_file = folder / HEAD_FILE
+    if not head_file.is_file():
+        raise TransferlabError(f"{folder} holds no {HEAD_FILE}" + (f" (its head is the pickle {PICKLED_HEAD}, which "
+                               f"predict does not load: loading a pickle can run code)"
+                               if (folder / PICKLED_HEAD).exists() else "") + ": rerun the experiment")
+    untrusted = [t for t in sio.get_untrusted_types(file=head_file) if t not in HEAD_TYPES]
+    if untrusted:
+        raise TransferlabError(f"{head_file} holds types transferlab never saves ({', '.join(untrusted[:5])}): "
+                               f"it is not loaded; rerun the experiment")
+    bundle = sio.load(head_file, trusted=HEAD_TYPES)
+    if not isinstance(bundle, dict) or not isinstance(bundle.get("head"), LogisticRegression) \
+            or not isinstance(bundle.get("label_names"), list):
+        raise TransferlabError(f"{head_file} does not hold a transferlab SetFit head: rerun the experiment")
+    body = load_body(folder, device)
+    from setfit import SetFitModel
+
+    model = SetFitModel(model_body=body, model_head=bundle["head"],
+                        normalize_embeddings=bool(bundle.get("normalize_embeddings", False)))
+    return model, bundle["label_names"]
+
+
+def load_body(folder: Path, device: str):
+    """The sentence-transformers body of a saved SetFit model: safetensors weights, modules of
+    sentence-transformers itself (``modules.json`` names the classes it imports), no remote code."""
+    import json
+
+    from sentence_transformers import SentenceTransformer
+
+    modules = folder / "modules.json"
+    try:
+        types = [m["type"] for m in json.loads(modules.read_text())]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise TransferlabError(f"{modules} is missing or unreadable: the SetFit model is damaged; rerun the "
+                               f"experiment") from None
+    foreign = [t for t in types if not str(t).startswith("sentence_transformers.")]
+    if foreign or not list(folder.rglob("*.safetensors")):
+        raise TransferlabError(f"{folder} is not a SetFit body transferlab saves ("
+                               + (f"module {foreign[0]!r}" if foreign else "no safetensors weights")
+                               + "): rerun the experiment")
+    return SentenceTransformer(str(folder), device=device, trust_remote_code=False, local_files_only=True)
 
 
 def pair_count(cfg: SetFitConfig, n_train: int) -> int:
