@@ -24,11 +24,7 @@ OFFLINE_DIFFERENCES = {"zeroshot": {
     "probe.max_iter"}}  # objective.loss: auto, which is class_ce (the preset's) for the stand-in
 OFFLINE_DIFFERENCES["lora"] = OFFLINE_DIFFERENCES["zeroshot"]
 
-# Settings still without help: the sections that models/ defines (encoder, classifier) carry none yet.
-UNDOCUMENTED = {"features": {f"encoder.{k}" for k in ("model", "pooling", "max_length", "batch_size", "precision",
-                                                      "device", "layers")}
-                | {f"classifier.{k}" for k in ("name", "standardize", "C", "C_grid", "kernel", "max_iter", "n_jobs",
-                                               "warm_start")}}
+UNDOCUMENTED: dict[str, set[str]] = {}  # settings allowed without help: none
 
 
 def config_class(name):

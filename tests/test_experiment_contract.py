@@ -95,3 +95,11 @@ def test_a_bad_value_set_in_python_fails_with_one_line_naming_the_field(ridge, c
         tl.load_config("ridge", overrides=["alpha=-1"])
     code, _, err = cli(capsys, "ridge", "alpha=0")
     assert "alpha" in one_line_error(code, err)
+
+
+def test_a_setting_assigned_in_place_is_refused_before_the_run(tmp_path):
+    config = tl.load_config("features")
+    config.classifier.name = "forest"  # no __post_init__ sees this
+    with pytest.raises(tl.TransferlabError, match="classifier.name"):
+        tl.run("features", config, output_dir=tmp_path)
+    assert not (tmp_path / "features").exists()

