@@ -109,9 +109,10 @@ def band(values: list[float], intervals: list[tuple]) -> tuple[float, float, flo
     return mean, (mean if low is None else low), (mean if high is None else high)
 
 
-def lab_stars(ax, methods: dict[str, list], x: float, n_classes: int | None) -> list[str]:
-    """The lab's full-data figure of each method at ``x``, as a star named in the legend, where the lab's task
-    had ``n_classes`` classes; the methods whose figure was left out for another class count."""
+def lab_stars(ax, methods: dict[str, str], x: float, n_classes: int | None) -> list[str]:
+    """The lab's full-data figure of each method (``{method: its line's colour}``) at ``x``, as a star in the
+    method's colour named in the legend, where the lab's task had ``n_classes`` classes; the methods whose
+    figure was left out for another class count."""
     skipped = []
     for method in sorted(methods):
         lab = REFERENCE.get(method, (None, {}))[1].get("test/accuracy")
@@ -120,8 +121,8 @@ def lab_stars(ax, methods: dict[str, list], x: float, n_classes: int | None) -> 
         if n_classes != LAB_CLASSES.get(method):
             skipped.append(method)
             continue
-        ax.plot([x], [lab], marker="*", markersize=12, linestyle="none", color="black",
-                label=f"lab {method} (full data, {LAB_CLASSES[method]} classes): {lab:.3f}")
+        ax.plot([x], [lab], marker="*", markersize=14, linestyle="none", color=methods[method],
+                markeredgecolor="black", label=f"lab {method} (full data, {LAB_CLASSES[method]} classes): {lab:.3f}")
     return skipped
 
 
@@ -131,18 +132,20 @@ def curve_figure(dataset: str, methods: dict[str, list], path: Path, n_classes: 
     full = [p[0] for points in methods.values() for p in points if p[1] == "full"]
     right = max(full) if full else 2 * max(xs, default=1.0)  # the lab's figures: at the full-data point, or beyond
     greys = iter(["dimgrey", "darkgrey", "silver", "black"])
+    colors: dict[str, str] = {}
     for method, points in sorted(methods.items()):
         if method.startswith(ZERO_SHOT):
             mean, low, high = band(*zip(*[(v, ci) for p in points for v, ci in zip(p[2], p[3])]))
-            color = next(greys, "grey")
-            ax.axhline(mean, linestyle="--", color=color, label=f"{method.replace('_', '-')} ({mean:.3f})")
-            ax.axhspan(low, high, color=color, alpha=0.10)
+            colors[method] = next(greys, "grey")
+            ax.axhline(mean, linestyle="--", color=colors[method], label=f"{method.replace('_', '-')} ({mean:.3f})")
+            ax.axhspan(low, high, color=colors[method], alpha=0.10)
             continue
         stats = [band(p[2], p[3]) for p in points]
         x = [p[0] for p in points]
         line, = ax.plot(x, [s[0] for s in stats], marker="o", label=method)
-        ax.fill_between(x, [s[1] for s in stats], [s[2] for s in stats], color=line.get_color(), alpha=0.18)
-    skipped = lab_stars(ax, methods, right, n_classes)
+        colors[method] = line.get_color()
+        ax.fill_between(x, [s[1] for s in stats], [s[2] for s in stats], color=colors[method], alpha=0.18)
+    skipped = lab_stars(ax, colors, right, n_classes)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("labelled examples per class (log2)")
     ax.set_ylabel("test accuracy")
