@@ -14,7 +14,8 @@ from clip_fixtures import tiny_clip, tiny_siglip, tiny_siglip2
 from transferlab.cli import main
 from transferlab.data.images import DEMO_PATH, open_rgb
 from transferlab.errors import TransferlabError
-from transferlab.experiments.clip.config import ModelConfig
+from transferlab.config import load_config
+from transferlab.experiments.clip.config import ClipConfig, ModelConfig
 from transferlab.models.clip_hf import Siglip2DualEncoder, SiglipDualEncoder
 from transferlab.models.clip_losses import LOSSES
 from transferlab.models.dual_encoder_factory import load_dual_encoder
@@ -187,3 +188,20 @@ def test_lora_probe_and_tip_adapter_end_to_end(folders, tree, tmp_path, capsys, 
     assert details["loss"] == "sigmoid" and details["training_source"] == "trunk"
     assert details["trunk_start_block"] == 1 and details["global_step"] == 2
     assert details["lora_by_tower"] == details["lora_formula_by_tower"] == {"vision": 1024, "text": 1024}
+
+
+def test_data_path_override_replaces_the_presets_hub_id(tmp_path):
+    config = load_config(ClipConfig, "clip", "paper", [f"data.path={tmp_path}"])
+    assert config.data.path == str(tmp_path) and config.data.hub_id is None and config.data.hub_test_id is None
+    hub = load_config(ClipConfig, "clip", "offline", ["data.hub_id=zh-plus/tiny-imagenet"])
+    assert hub.data.hub_id == "zh-plus/tiny-imagenet" and hub.data.path is None
+    with pytest.raises(TransferlabError, match="not both"):  # both given by the user: still refused
+        load_config(ClipConfig, "clip", "paper", [f"data.path={tmp_path}", "data.hub_id=x/y"])
+
+
+def test_zeroshot_with_the_paper_preset_on_a_folder(clip_folder, tree, tmp_path, capsys):
+    assert main(["zeroshot", "--config", "paper", "--output-dir", str(tmp_path), f"data.path={tree}",
+                 f"model.name={clip_folder}", "data.val_per_class=2", "data.num_workers=0"]) == 0
+    run = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    config = json.loads(json.dumps(__import__("yaml").safe_load((run / "config.yaml").read_text())))
+    assert config["data"]["path"] == str(tree) and config["data"]["hub_id"] is None

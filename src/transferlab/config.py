@@ -68,13 +68,16 @@ class Range:
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
             at_least: float | None = None, above: float | None = None, at_most: float | None = None,
-            below: float | None = None, text: str = "", note: str = "") -> Any:
+            below: float | None = None, text: str = "", note: str = "", replaces: tuple[str, ...] = ()) -> Any:
     """A config field: its default (or ``factory``), its help (shown by ``--print-config`` and ``--help``) and
-    its range, declared once. ``at_least``/``at_most`` are closed bounds, ``above``/``below`` open ones."""
+    its range, declared once. ``at_least``/``at_most`` are closed bounds, ``above``/``below`` open ones.
+    ``replaces``: sibling fields an override of this one clears from the preset (``data.path`` replaces the
+    preset's ``data.hub_id``), unless the same overrides set them too."""
     bounded = (at_least, above, at_most, below) != (None,) * 4
     limits = Range(above if above is not None else at_least, below if below is not None else at_most,
                    above is not None, below is not None, text, note) if bounded else None
-    return dataclasses.field(default=default, default_factory=factory, metadata={"help": help, "range": limits})
+    return dataclasses.field(default=default, default_factory=factory,
+                             metadata={"help": help, "range": limits, "replaces": tuple(replaces)})
 
 
 def help_of(f: dataclasses.Field) -> str:
@@ -391,11 +394,28 @@ def load_config(cls: type[T], experiment: str, spec: str | Path | None = None,
     """The typed config of ``experiment`` from a preset/file and overrides. Errors are one line."""
     data, source = read_yaml(spec, experiment)
     extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
-    config = build(cls, merge(data, extra))  # checked by its __post_init__
+    config = build(cls, merge(without_replaced(cls, data, extra), extra))  # checked by its __post_init__
     check_config(config)  # again for a class without one (the sections of models/ have none)
     if hasattr(config, "source"):
         config.source = source
     return config
+
+
+def without_replaced(cls: type, data: dict, extra: dict) -> dict:
+    """The preset's ``data`` less the settings the overrides ``extra`` replace (``setting(replaces=...)``), in
+    every section: an override of ``data.path`` drops the preset's ``data.hub_id`` unless ``extra`` sets it."""
+    if not dataclasses.is_dataclass(cls) or not isinstance(data, dict):
+        return data
+    fields, hints, out = {f.name: f for f in dataclasses.fields(cls)}, field_types(cls), dict(data)
+    for key, value in extra.items():
+        if key not in fields:
+            continue  # build() names the unknown key
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = without_replaced(hints[key], out[key], value)
+        for replaced in fields[key].metadata.get("replaces", ()):
+            if replaced not in extra:
+                out.pop(replaced, None)
+    return out
 
 
 def to_dict(config: Any) -> dict:

@@ -37,8 +37,9 @@ class ImageDataConfig:
 
     SECTION: ClassVar[str] = "data"
     path: str | None = setting(None, "tiny-imagenet-200 folder or an imagefolder tree; null: the vendored demo "
-                                     "subset")
-    hub_id: str | None = setting(None, "instead of path: a Hub data set (e.g. zh-plus/tiny-imagenet)")
+                                     "subset", replaces=("hub_id", "hub_test_id"))
+    hub_id: str | None = setting(None, "instead of path: a Hub data set (e.g. zh-plus/tiny-imagenet)",
+                                 replaces=("path",))
     hub_test_id: str | None = setting(None, "a second Hub data set holding the test split (the lab's _validation "
                                             "copy)")
     train_split: str = setting("train", "the Hub data set's training split")
