@@ -293,6 +293,8 @@ def test_a_sigkilled_trial_is_marked_failed_retried_and_counted(tmp_path, tiny_d
     folder = tmp_path / "tune" / "features-offline"
     proc = start_cli(*args, "--trials", "1")
     status_file = wait_for_file(proc, "features/trial-0000/status.json", folder)
+    while "run_dir" not in study_of(folder, "features-offline").trials[0].user_attrs:  # recorded right after
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
     proc.kill()  # SIGKILL: nothing is recorded, by the run or by Optuna
     proc.communicate(timeout=60)
     assert json.loads(status_file.read_text())["status"] == "running"
