@@ -336,3 +336,25 @@ def test_an_interval_against_the_lab_is_judged_as_printed_by_one_rule_everywhere
     rows = [line for line in md.splitlines() if line.startswith("| features |") and "[0.750, 0.790]" in line]
     assert len(rows) == 2 and all(row.rstrip(" |").endswith("contains") for row in rows)  # results and lab tables
     assert "[0.750, 0.790]: the interval contains the lab's 0.79" in readme.read_text()
+
+
+def test_the_notes_of_metrics_json_and_a_temperature_at_its_bound_reach_the_report(v1_runs, tmp_path):
+    import shutil
+
+    from transferlab.evaluation.schema import evaluation_notes
+
+    run = tmp_path / "features" / "noted"
+    shutil.copytree(v1_runs["features0"], run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    scaled = {"temperature": 20.0, "ece": 0.05, "nll": 0.4, "brier": 0.2, "fitted_on": "validation", "at_bound": 20.0}
+    features = metrics["methods"]["features"]
+    features["validation"]["calibrated"] = scaled
+    features["test"].update(missing_classes=["pos"], calibration={"ece": 0.1, "brier": 0.2, "nll": 0.5},
+                            calibrated=scaled)
+    metrics["notes"] = evaluation_notes(metrics["methods"])  # as a run of this version records them
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["report", str(run)]) == 0
+    md = (run / "report.md").read_text()
+    assert "Note: the test split has no example of 1 class(es) (pos)" in md
+    assert "Note: features: the temperature fitted on 300 validation examples is at the bound of its range" in md
+    assert "T=20.000 (at its bound 20: not an optimum), 0.0500, 0.4000" in md

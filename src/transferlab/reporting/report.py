@@ -122,6 +122,7 @@ def run_pictures(r: RunRecord) -> list[tuple]:
 
 def run_blocks(r: RunRecord, assets: Path, image_roots: Iterable[str | Path] = ()) -> list[tuple]:
     blocks: list[tuple] = [("h2", f"{r.experiment}: {r.name}"), ("p", f"Model: {r.model}. Directory: {r.path}")]
+    blocks += [("p", f"Note: {note}") for note in (r.metrics.notes if r.metrics else [])]
     blocks += training_blocks(r, assets / asset_name(r.experiment, r.name, "curves"))
     blocks += figure_blocks(selection_plot(r, assets / asset_name(r.experiment, r.name, "selection")))
     blocks += figure_blocks(reliability_chart(r, assets / asset_name(r.experiment, r.name, "reliability")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from transferlab.evaluation.calibration import temperature_bound
 from transferlab.evaluation.results import interval_text as with_interval  # 0.7683 [0.742, 0.793]
 from transferlab.reporting.runs import REFERENCE, RunRecord
 from transferlab.reporting.uncertainty import calibration, figures, interval, lab_figure, lab_relation, relation
@@ -135,11 +136,18 @@ def calibration_rows(records: Sequence[RunRecord]) -> list[list[str]]:
             rows.append([r.experiment if first else "", r.name if first else "", method, fmt(c["ece"]),
                          fmt(c["brier"]) if c["brier"] is not None else "n/a",
                          fmt(c["nll"]) if c["nll"] is not None else "n/a",
-                         f"T={scaled['temperature']:.3f}, {scaled['ece']:.4f}, {scaled['nll']:.4f}"
-                         if scaled else "–",
+                         scaled_text(scaled) if scaled else "–",
                          c["source"]])
             first = False
     return rows
+
+
+def scaled_text(scaled: dict) -> str:
+    """``T=1.234, ECE, NLL`` of the temperature-scaled figures; a temperature the fit left at the bound of its
+    range says so (it is a limit, not a fitted optimum)."""
+    bound = temperature_bound(scaled["temperature"])
+    at = f" (at its bound {bound:g}: not an optimum)" if bound is not None else ""
+    return f"T={scaled['temperature']:.3f}{at}, {scaled['ece']:.4f}, {scaled['nll']:.4f}"
 
 
 def calibration_gaps(records: Sequence[RunRecord]) -> list[str]:
