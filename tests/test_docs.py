@@ -374,7 +374,9 @@ def extra_settings(args, small: dict) -> list[str]:
         if args.experiment == "features":  # its space searches the pooled layers: MiniLM's six, not a tiny two
             wanted.pop("encoder.model")
     elif args.command in EXPERIMENTS:
-        wanted = small[EXPERIMENTS[args.command].section]
+        wanted = dict(small[EXPERIMENTS[args.command].section])
+        if str(args.config).endswith("best.yaml"):  # a search's best settings: its own model (MiniLM's layers)
+            wanted.pop("encoder.model", None)
     else:
         return []
     return [f"{k}={v}" for k, v in wanted.items() if k not in given]
@@ -402,14 +404,16 @@ def workspace(tmp_path_factory, tiny_distilbert, tiny_text_models, clip_folder):
     (main / "my-clip").symlink_to(clip_folder)
     images = tiny_imagenet_tree(main / "my-images", n_train=6, n_val=2)
     train = load_rotten_tomatoes()["train"]
-    rows = [(train[i]["text"], "good" if train[i]["label"] else "bad") for i in range(0, len(train), 100)]
+    half = len(train) // 2  # positives first, then negatives: interleave them
+    rows = [(train[i]["text"], "good" if train[i]["label"] else "bad") for k in range(0, half, 60)
+            for i in (k, half + k)]
     with open(main / "train.csv", "w", newline="") as f:
         import csv
 
-        csv.writer(f).writerows([("review", "stars"), *rows[:50]])
+        csv.writer(f).writerows([("review", "stars"), *rows[:100]])
     import json
 
-    (main / "test.jsonl").write_text("".join(json.dumps({"review": t, "stars": s}) + "\n" for t, s in rows[50:]))
+    (main / "test.jsonl").write_text("".join(json.dumps({"review": t, "stars": s}) + "\n" for t, s in rows[100:]))
     (main / "reviews.txt").write_text("a gripping, beautifully acted film\nflat and tedious\n")
     word = Transformer(str(tiny_text_models["bert"]), max_seq_length=64)
     sentence = root / "tiny-st"
@@ -451,6 +455,10 @@ def test_every_documented_command_runs_on_small_data(command, workspace, monkeyp
     argv = substitute(command.argv, made_by(workspace, small, capsys))
     if argv[0] == "tune" and "--trials" not in argv:
         argv += ["--trials", "1"]
+    if "--help" in argv:
+        code, out, err = run_cli(argv, capsys)
+        assert code == 0 and "usage: transferlab" in out, err
+        return
     args = parser().parse_args(argv)
     code, out, err = run_cli(argv + extra_settings(args, small), capsys)
     assert code == 0, f"{command.where}: {command.text}\n{err[-4000:]}"
