@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from transferlab.cli.axes import model_arms, models_by_experiment
 from transferlab.cli.study import run_study, shots_by_experiment
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
@@ -24,7 +25,7 @@ def run_experiment(args: argparse.Namespace) -> Path | None:
 
         print(documented_yaml(config), end="")  # every key, its value and its help
         return None
-    if args.shots:
+    if args.shots or args.models:
         return run_shots(experiment, config, args, resume)
     if args.seeds:
         if resume:
@@ -34,16 +35,15 @@ def run_experiment(args: argparse.Namespace) -> Path | None:
 
 
 def run_shots(experiment, config, args: argparse.Namespace, resume) -> Path:
-    """``--shots``: the experiment's label-budget study (see ``transferlab.studies.shots``)."""
+    """``--shots`` / ``--models``: the experiment's study (see ``transferlab.studies.shots``)."""
     if resume:
-        raise TransferlabError("--shots and --resume do not go together: run the same --shots command again to "
+        raise TransferlabError("--shots/--models and --resume do not go together: run the same command again to "
                                "continue a study")
-    shots = shots_by_experiment(args.shots, {experiment.name: experiment.section})
-    if not shots:
-        raise TransferlabError(f"--shots: no values for {experiment.name}: give e.g. --shots 8,16,full")
-    name = config.run_name or f"{experiment.name}-shots"
-    return run_study({experiment.name: config}, shots, args.seeds, args.output_dir, name,
-                     nested=not args.independent_shots)
+    sections = {experiment.name: experiment.section}
+    shots = shots_by_experiment(args.shots or [], sections) or {experiment.name: [None]}
+    arms = model_arms({experiment.name: config}, models_by_experiment(args.models, sections))
+    name = config.run_name or f"{experiment.name}-{'shots' if args.shots else 'models'}"
+    return run_study(arms, shots, args.seeds, args.output_dir, name, nested=not args.independent_shots)
 
 
 def run_seeds(experiment, config, output_dir: str, seeds: list[int]) -> Path | None:

@@ -17,6 +17,7 @@ from typing import Callable
 
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
+from transferlab.cli.axes import add_models_argument
 from transferlab.cli.experiment import run_experiment
 from transferlab.cli.options import add_seeds_argument, add_shots_argument, add_threads_argument
 
@@ -49,6 +50,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where run directories go: DIR/<experiment>/<run-name>/ (default: logs)")
     add_threads_argument(parser)
     add_seeds_argument(parser, "one run per seed (<run-name>-seed<N>), then one report over them with mean ± sd")
+    add_models_argument(parser)
     add_shots_argument(parser, "a label-budget study: one run per K examples per class and seed (full: all the "
                                "data) in DIR/study/<run_name or EXPERIMENT-shots>/, then results.csv and learning "
                                "curves; the same command again continues a killed study")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from transferlab.cli.axes import add_models_argument, model_arms, models_by_experiment
 from transferlab.cli.options import add_seeds_argument, add_shots_argument, add_threads_argument
 from transferlab.cli.study import run_study, shots_by_experiment
 from transferlab.errors import TransferlabError
@@ -32,6 +33,7 @@ def add_parser(sub) -> None:
                    help=f"comma-separated subset of {','.join(stages())} (default: %(default)s)")
     add_threads_argument(p)
     add_seeds_argument(p, "run every stage once per seed (into <stage>/seed<N>/); the report gives mean ± sd")
+    add_models_argument(p)
     add_shots_argument(p, "a label-budget study of the stages: one run per K examples per class and seed (full: all "
                           "the data) in DIR/study/<run_name or PRESET-shots>/; SECTION=K1,K2 gives one config "
                           "section its own values (e.g. --shots clip=1,2,4,8,full --shots 8,32,full)")
@@ -47,13 +49,15 @@ def run_shots(args: argparse.Namespace) -> Path:
                                "continue a study")
     stages = parse_stages(args.stages)
     configs, run_name = load_stage_configs(args.config, args.overrides, stages)
-    shots = shots_by_experiment(args.shots, {s: EXPERIMENTS[s].section for s in stages})
-    name = run_name or f"{Path(args.config).stem if args.config else 'offline'}-shots"
-    return run_study(configs, shots, args.seeds, args.output_dir, name, nested=not args.independent_shots)
+    sections = {s: EXPERIMENTS[s].section for s in stages}
+    shots = shots_by_experiment(args.shots, sections) if args.shots else {s: [None] for s in stages}
+    arms = model_arms(configs, models_by_experiment(args.models, sections))
+    name = run_name or f"{Path(args.config).stem if args.config else 'offline'}-{'shots' if args.shots else 'models'}"
+    return run_study(arms, shots, args.seeds, args.output_dir, name, nested=not args.independent_shots)
 
 
 def main(args: argparse.Namespace) -> Path:
-    if args.shots:
+    if args.shots or args.models:
         return run_shots(args)
     return run_pipeline(args.config, args.output_dir, args.overrides, args.resume, parse_stages(args.stages),
                         args.seeds, report=lambda pipe_dir, state: pipeline_report.write_pipeline_report(pipe_dir, state))

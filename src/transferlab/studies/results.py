@@ -69,6 +69,8 @@ def cell_rows(study_dir: Path, cell: dict) -> list[dict]:
     rows = []
     for method, splits in metrics["methods"].items():
         label = method_label(cell["experiment"], method, metrics.get("model", {}))
+        if "@" in cell.get("arm", ""):  # a model axis: one curve per method and model
+            label += "@" + cell["arm"].split("@", 1)[1]
         for split, figures in splits.items():
             for metric in (m for m in METRICS if m in figures):
                 low, high = (figures.get("intervals") or {}).get(metric) or (None, None)

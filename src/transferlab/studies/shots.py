@@ -56,27 +56,44 @@ def comparable(config) -> dict:
     return out
 
 
+def arm_experiment(arm: str) -> str:
+    """The experiment of an arm: ``features``, or ``features@<model>`` for one model of a model axis."""
+    return arm.split("@", 1)[0]
+
+
+def cell_folder(arm: str, shots: int | None, seed: int) -> str:
+    """``<experiment>/k<K>-seed<N>`` (the run directory an experiment makes for that run name), with the model's
+    name in front of the cell's in a model axis: ``features/<model>-k8-seed0``."""
+    experiment, _, model = arm.partition("@")
+    return f"{experiment}/{model + '-' if model else ''}{cell_name(shots, seed)}"
+
+
 def plan(arms: dict[str, object], shots: dict[str, list], seeds: Sequence[int] | None, nested: bool) -> dict:
-    """The study's state: settings per arm and one pending cell per (experiment, K, seed); ``seeds=None``: each
-    arm's own config seed (so a full-data cell is exactly that experiment's usual run)."""
+    """The study's state: settings per arm and one pending cell per (arm, K, seed); ``seeds=None``: each arm's
+    own config seed (so a full-data cell is exactly that experiment's usual run). An arm is an experiment, or
+    ``<experiment>@<model>`` when the study compares models: every model gets the same K values and seeds, so
+    the same draws, and its differences to another model are paired."""
     cells = []
-    for experiment, config in arms.items():
+    for arm, config in arms.items():
+        experiment = arm_experiment(arm)
+        tag = {"arm": arm} if arm != experiment else {}
         arm_seeds = list(seeds) if seeds else [config.seed]
         if EXPERIMENTS[experiment].training_free:
-            cells.append({"experiment": experiment, "shots": None, "seed": arm_seeds[0], "status": PENDING})
+            cells.append({"experiment": experiment, **tag, "shots": None, "seed": arm_seeds[0], "status": PENDING})
             continue
-        cells += [{"experiment": experiment, "shots": k, "seed": s, "status": PENDING}
+        cells += [{"experiment": experiment, **tag, "shots": k, "seed": s, "status": PENDING}
                   for k in shots[experiment] for s in arm_seeds]
     for cell in cells:
-        cell["run_dir"] = f"{cell['experiment']}/{cell_name(cell['shots'], cell['seed'])}"
+        cell["run_dir"] = cell_folder(cell.get("arm", cell["experiment"]), cell["shots"], cell["seed"])
     return {"version": 1, "nested": nested, "seeds": list(seeds) if seeds else "each experiment's config seed",
-            "shots": {e: [shots_label(k) for k in shots.get(e, [None])] for e in arms},
-            "settings": {e: comparable(c) for e, c in arms.items()}, "data": data_fingerprints(arms),
+            "shots": {a: [shots_label(k) for k in shots.get(arm_experiment(a), [None])] for a in arms},
+            "settings": {a: comparable(c) for a, c in arms.items()}, "data": data_fingerprints(arms),
             "status": PENDING, "cells": cells}
 
 
 def check_shots(arms: dict[str, object], shots: dict[str, list]) -> None:
-    for experiment, config in arms.items():
+    for arm, config in arms.items():
+        experiment = arm_experiment(arm)
         data = getattr(config, "data", None)
         if not hasattr(data, "shots"):
             raise TransferlabError(f"experiment {experiment} has no data.shots setting: it cannot run at a label "
@@ -93,13 +110,13 @@ def data_fingerprints(arms: dict[str, object]) -> dict[str, dict[str, str]]:
     """Per arm, the SHA-256 of the content of every data file or folder its config names (registry path keys
     under ``data.``): a study continued on changed data is refused instead of mixing two data sets."""
     out = {}
-    for experiment, config in arms.items():
+    for arm, config in arms.items():
         prints = {}
-        for key in EXPERIMENTS[experiment].path_keys:
+        for key in EXPERIMENTS[arm_experiment(arm)].path_keys:
             value = value_at(config, key)
             if key.startswith("data.") and value and Path(value).expanduser().exists():
                 prints[key] = content_digest(Path(value).expanduser())
-        out[experiment] = prints
+        out[arm] = prints
     return out
 
 
@@ -120,8 +137,8 @@ def open_state(book: Ledger, planned: dict) -> dict:
 def preflight(arms: dict[str, object]) -> None:
     """Inputs every cell would refuse, checked once before the first cell: the model references (a missing
     folder, one without weights, an unknown packaged model)."""
-    for experiment, config in arms.items():
-        for key in EXPERIMENTS[experiment].model_keys:
+    for arm, config in arms.items():
+        for key in EXPERIMENTS[arm_experiment(arm)].model_keys:
             if value_at(config, key):
                 check_weights(value_at(config, key))
 
@@ -211,7 +228,8 @@ def run_cells(book: Ledger, state: dict, arms: dict, nested: bool, status: Run) 
             if finished(book.folder, cell):
                 continue
             print(f"== cell {i}/{len(state['cells'])}: {cell['run_dir']}", flush=True)
-            run_cell(book, state, cell, cell_config(arms[cell["experiment"]], cell, nested, book.folder))
+            arm = arms[cell.get("arm", cell["experiment"])]
+            run_cell(book, state, cell, cell_config(arm, cell, nested, book.folder))
             write_study_results(book.folder, state)
     except (KeyboardInterrupt, TransferlabError) as exc:
         state["status"] = FAILED
