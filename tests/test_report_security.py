@@ -132,7 +132,7 @@ def test_a_received_metrics_file_linked_from_outside_is_refused(capsys, tmp_path
     (run / "metrics.json").unlink()
     (run / "metrics.json").symlink_to(outside)
     code, _, err = cli(capsys, "report", run, "--output", tmp_path / "rep")
-    assert "outside the run folder" in one_line_error(code, err)
+    assert "outside the run folder" in one_line_error(code, err) and not (tmp_path / "rep").exists()
 
 
 def test_predictions_naming_images_outside_make_no_thumbnails(capsys, tmp_path, zeroshot_run, tree):
@@ -198,3 +198,15 @@ def test_bidi_controls_and_newlines_in_class_names_do_not_reach_the_report(capsy
     md = (run / "report.md").read_text()
     row = next(line for line in md.splitlines() if "evil" in line)
     assert "evilgnp.exe new row \\| x" in row and row.startswith("| ") and row.endswith(" |")
+
+
+def test_a_received_study_naming_a_cell_outside_is_refused_in_one_line(capsys, tmp_path, zeroshot_run):
+    study = tmp_path / "study"
+    outside = tmp_path / "outside-run"
+    shutil.copytree(zeroshot_run, outside)
+    study.mkdir()
+    (study / "study.json").write_text(json.dumps({"nested": True, "seeds": [0], "status": "completed", "cells": [
+        {"experiment": "zeroshot", "shots": None, "seed": 0, "status": "completed", "run_dir": "../outside-run"}]}))
+    code, _, err = cli(capsys, "report", study, "--output", tmp_path / "rep")
+    assert "outside" in one_line_error(code, err)
+    assert not (outside / "report.md").exists() and not (tmp_path / "rep").exists()

@@ -50,22 +50,40 @@ def live(stages: list[dict], pipe_dir: Path) -> list[dict]:
     return [{**s, "status": describe_status(status)} if s["status"] == "running" else s for s in stages]
 
 
-def expand(paths: list[str], assets: Path) -> tuple[list[Path], list[tuple]]:
-    """The run folders to report and the sections handed in: each study's (curves saved into ``assets``), and
-    one stage table over the pipelines among ``paths``."""
+def read_folders(paths: list[str]) -> list[tuple[str, Path, dict | None]]:
+    """``(kind, folder, state)`` of each folder: ``study`` and ``pipeline`` with their state read through the
+    ledger's checks (shape, every recorded folder inside), ``run`` otherwise; all before anything is written."""
+    from transferlab.reporting.runs import check_contained
+    from transferlab.studies.pipeline import STATE, ledger
+    from transferlab.studies.shots import STATE as STUDY_STATE
+    from transferlab.studies.shots import read_study
+
+    out = []
+    for p in map(Path, paths):
+        if (p / STUDY_STATE).is_file():
+            out.append(("study", p, read_study(p)[0]))
+        elif (p / STATE).is_file():
+            out.append(("pipeline", p, ledger(p).read()))
+        else:
+            check_contained(p)
+            out.append(("run", p, None))
+    return out
+
+
+def expand(folders: list[tuple[str, Path, dict | None]], assets: Path) -> tuple[list[Path], list[tuple]]:
+    """The run folders to report and the sections handed in: each study's (curves saved into ``assets``; its
+    full-data cells reported as runs), and one stage table over the pipelines."""
     from transferlab.reporting.pipeline import pipeline_blocks
     from transferlab.reporting.study import study_blocks
-    from transferlab.studies.pipeline import STATE, ledger, pipeline_summary, stage_dirs
-    from transferlab.studies.shots import STATE as STUDY_STATE
-    from transferlab.studies.shots import cell_dirs, read_study
+    from transferlab.studies.pipeline import pipeline_summary, stage_dirs
+    from transferlab.studies.shots import cell_dirs
 
     runs, studies, stages, notes = [], [], [], []
-    for p in map(Path, paths):
-        if (p / STUDY_STATE).is_file():  # a label-budget study: its curves come from results.csv
-            runs += cell_dirs(p, read_study(p)[0], full_only=True)
+    for kind, p, state in folders:
+        if kind == "study":
+            runs += cell_dirs(p, state, full_only=True)
             studies += study_blocks(p, assets)
-        elif (p / STATE).is_file():
-            state = ledger(p).read()  # shape and containment checked
+        elif kind == "pipeline":
             runs += stage_dirs(p, state)
             more_stages, more_notes = pipeline_summary(p, state)
             stages, notes = stages + live(more_stages, p), notes + more_notes
@@ -91,13 +109,13 @@ def main(args: argparse.Namespace) -> Path:
     from transferlab.reporting.output import report_assets
     from transferlab.reporting.readme import checked_readme, update_readme, update_study_readme
     from transferlab.reporting.report import write_report
-    from transferlab.studies.shots import STATE as STUDY_STATE
 
     missing = [d for d in args.run_dirs if not Path(d).is_dir()]
     if missing:
         raise TransferlabError(f"{missing[0]} is not a directory: pass run directories printed by transferlab commands")
     roots = image_folders(args.images)
-    studies = all((Path(d) / STUDY_STATE).is_file() for d in args.run_dirs)
+    folders = read_folders(args.run_dirs)
+    studies = all(kind == "study" for kind, _, _ in folders)
     if args.readme:  # a README that cannot take the block: refused before any report is written
         checked_readme(Path(args.readme), "shots" if studies else "results")
     if args.output:
@@ -106,7 +124,7 @@ def main(args: argparse.Namespace) -> Path:
         out = Path(args.run_dirs[0])
     else:
         out = Path("logs") / "reports" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    runs, blocks = expand(args.run_dirs, report_assets(out))
+    runs, blocks = expand(folders, report_assets(out))
     html = write_report(runs, out, blocks, roots)
     if args.readme:
         readme = Path(args.readme)

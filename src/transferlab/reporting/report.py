@@ -157,8 +157,8 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, extra_bloc
     ``report_assets(out_dir)``), placed after the summary chart. ``image_roots``: image folders the caller
     vouches for, from which the error analysis may make thumbnails (see ``reporting.analysis``)."""
     out_dir = Path(out_dir)
+    records = [load_record(p) for p in run_dirs]  # a run that cannot be read is refused before anything is written
     assets = report_assets(out_dir)
-    records = [load_record(p) for p in run_dirs]
     blocks = build_blocks(records, assets, extra_blocks, list(image_roots))
     write_file(out_dir / "report.md", to_markdown(blocks, out_dir))
     inside = [assets, *(r.path for r in records)]  # report.html reads pictures from nowhere else
