@@ -33,6 +33,7 @@ class Inputs:
     device: torch.device
     precision: str  # resolved encoding precision (model.precision)
     images_encoded: dict[str, int] = field(default_factory=dict)  # images through a tower in this run, by entry
+    notes: list[str] = field(default_factory=list)  # what the data checks found (into metrics.json's notes)
 
 
 def prepare(config: ClipConfig, experiment: str, resume: str | None = None) -> Inputs:
@@ -46,11 +47,12 @@ def prepare(config: ClipConfig, experiment: str, resume: str | None = None) -> I
     device = process_device(resolve_device(config.training.device, "training.device"))
     precision = resolve_precision(config.model.precision, device, cpu_auto="fp32", key="model.precision")
     data = load_images(config.data, config.seed)
-    image_split_notes(data)  # the same files as training and test images, classes missing from a split: warned
+    notes = image_split_notes(data)  # the same files as training and test images, classes missing from a split
     model = load_dual_encoder(config.model, data.class_ids, data.class_names).to(device).eval()
     precision = resolve_precision(config.model.precision, device, cpu_auto=model.preferred_cpu_precision,
                                   key="model.precision")  # auto on a CPU: what was measured fastest for it
-    return Inputs(data, model, prompts(config.model.templates, data.class_names, data.definitions), device, precision)
+    return Inputs(data, model, prompts(config.model.templates, data.class_names, data.definitions), device, precision,
+                  notes=notes)
 
 
 def open_clip_run(experiment: str, config: ClipConfig, inputs: Inputs, output_dir, **resolved):

@@ -251,7 +251,7 @@ def lora_metrics(ctx: RunContext, config: ClipConfig, inputs: Inputs, methods: d
         methods=write_results(ctx.path, ctx.tracker, methods, data.class_names, primary=config.lora.method, step=step,
                               top_k=(1, 5), examples=image_paths(data), evaluation=config.evaluation),
         n_classes=len(data.class_names), parameters=parameters, timings=timings, details=details,
-        n_examples={"train": len(data.train), **{s: len(getattr(data, s)) for s in SPLITS}})
+        n_examples={"train": len(data.train), **{s: len(getattr(data, s)) for s in SPLITS}}, notes=list(inputs.notes))
 
 
 def print_summary(metrics: RunMetrics) -> None:

@@ -45,7 +45,7 @@ def evaluate(ctx: RunContext, config: ClipConfig, inputs: Inputs, progress: bool
         methods=write_results(ctx.path, ctx.tracker, methods, data.class_names, primary=METHOD, top_k=(1, 5),
                               examples=image_paths(data), evaluation=config.evaluation),
         n_classes=len(data.class_names), n_examples={s: len(y) for s, (_, y) in encoded.items()},
-        timings=timings,
+        timings=timings, notes=list(inputs.notes),
         details={"prompts": inputs.prompt_sets[0][:3], "scoring": inputs.model.scoring,
                  "skipped_unreadable_images": data.skipped,
                  "images_per_second": round(n_images / max(encode_s, 1e-9), 1)})
