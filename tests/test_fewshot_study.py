@@ -172,7 +172,8 @@ def test_a_study_writes_every_cell_and_continues_after_a_sigkill(tiny_text_model
     assert made.returncode == 0, made.stderr[-2000:]
     block = readme.read_text()
     assert "old" not in block and block.endswith("tail\n") and "### Learning curve: rotten_tomatoes" in block
-    assert "features_logreg" in block and (tmp_path / "docs" / "figures" / "curve-rotten_tomatoes.png").is_file()
+    assert "features_logreg" in block and (tmp_path / "figures" / "curve-rotten_tomatoes.png").is_file()
+    assert f" {tmp_path}" not in block and " on 20" not in block  # no absolute path, no date in the generated line
 
     other = subprocess.run(study_command(tiny_text_models["bert"], tmp_path, shots="2,8"), env=env,
                            capture_output=True, text=True)

@@ -99,10 +99,10 @@ def image_folders(given: list[str]) -> list[Path]:
     return [Path(g) for g in given]
 
 
-def shown_path(path: str, readme: Path) -> str:
-    """``path`` relative to the README's folder when it lies inside it (a generated line names no machine path)."""
-    resolved, base = Path(path).resolve(), readme.resolve().parent
-    return os.path.relpath(resolved, base) if base in resolved.parents else path
+def shown_path(path: str) -> str:
+    """``path`` relative to the working directory (the repository root, when the command is run there), with
+    ``..`` where it lies outside: a generated line never names an absolute path of the machine that made it."""
+    return os.path.relpath(Path(path).resolve(), Path.cwd().resolve())
 
 
 def main(args: argparse.Namespace) -> Path:
@@ -128,8 +128,8 @@ def main(args: argparse.Namespace) -> Path:
     html = write_report(runs, out, blocks, roots)
     if args.readme:
         readme = Path(args.readme)
-        command = ("transferlab report " + " ".join(shown_path(d, readme) for d in args.run_dirs)
-                   + f" --readme {shown_path(args.readme, readme)}")
+        command = ("transferlab report " + " ".join(shown_path(d) for d in args.run_dirs)
+                   + f" --readme {shown_path(args.readme)}")
         if studies:
             update_study_readme(readme, args.run_dirs, command)  # studies: their curves, the shots block
         else:
