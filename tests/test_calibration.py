@@ -164,5 +164,4 @@ def test_a_class_absent_from_the_test_split_is_noted_in_metrics_json(clip_folder
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["methods"]["zero_shot"]["test"]["missing_classes"] == ["Egyptian cat"]
     notes = [n for n in metrics["notes"] if n.startswith("the test split has no example of")]
-    assert notes == ["the test split has no example of 1 class(es) (Egyptian cat): its macro precision, recall and "
-                     "F1 average over the classes present"]
+    assert len(notes) == 1 and "(Egyptian cat)" in notes[0]  # once: the data check's note, not a second one

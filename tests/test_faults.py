@@ -360,14 +360,16 @@ def test_full_disk_while_finetuning(capsys, tmp_path, tiny_text_models, monkeypa
 
 
 def test_full_disk_while_creating_the_run_directory_leaves_nothing(capsys, tmp_path, tiny_distilbert, monkeypatch):
-    original = Path.write_text
+    from transferlab.tracking import rundir
 
-    def full_for_config(self, data, *args, **kwargs):
-        if self.name == "config.yaml":
-            raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return original(self, data, *args, **kwargs)
+    original = rundir.atomic_write
 
-    monkeypatch.setattr(Path, "write_text", full_for_config)
+    def full_for_config(path, data):
+        if Path(path).name == "config.yaml":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return original(path, data)
+
+    monkeypatch.setattr(rundir, "atomic_write", full_for_config)
     logs = tmp_path / "logs"
     code, _, err = cli(capsys, *features_args(logs, tiny_distilbert, "cache=false"))
     assert "(No space left on device): free space or choose another --output-dir" in one_line_error(code, err)
