@@ -63,3 +63,30 @@ def model_arms(configs: dict[str, object], models: dict[str, list[str]]) -> dict
         for ref, name in zip(models[experiment], names):
             arms[f"{experiment}@{name}"] = replace_at(config, key, ref)
     return arms
+
+
+def add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", default=None, metavar="NAME_OR_FILE",
+                        help="the data as a task: a built-in task name (rotten_tomatoes, tiny_imagenet, sst2, ...) or "
+                             "a task YAML file (docs/tasks.md); it sets the data section's source settings")
+    parser.add_argument("--suite", default=None, metavar="NAME_OR_FILE",
+                        help="a study over the tasks of a suite (offline-mixed, setfit-text, coop11, or a suite YAML "
+                             "file), crossed with --models, --shots and --seeds; each experiment runs the tasks of "
+                             "its modality")
+
+
+def task_arms(arms: dict[str, object], tasks: list, work_dir) -> dict[str, object]:
+    """The arms crossed with the tasks: ``<arm>#<task>`` for every task of the arm's modality (text or image);
+    an arm with no task of its modality is left out, and none at all is one line."""
+    from transferlab.data.tasks import apply_task, modality_of
+
+    out = {}
+    for arm, config in arms.items():
+        for task in tasks:
+            if task.modality == modality_of(config):
+                out[f"{arm}#{task.name}"] = apply_task(config, task, work_dir)
+    if not out:
+        modalities = sorted({modality_of(c) for c in arms.values()})
+        raise TransferlabError(f"the suite has no {' or '.join(modalities)} task: give a suite with tasks of this "
+                               f"experiment's modality")
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from transferlab.cli.axes import model_arms, models_by_experiment
+from transferlab.cli.axes import model_arms, models_by_experiment, task_arms
 from transferlab.cli.study import run_study, shots_by_experiment
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
@@ -20,12 +20,13 @@ def run_experiment(args: argparse.Namespace) -> Path | None:
         args.overrides.insert(0, resume)
         resume = "latest"
     config = load_config(experiment.config_class(), experiment.section, args.config, args.overrides)
+    config = with_task(config, args)
     if args.print_config:
         from transferlab.config import documented_yaml
 
         print(documented_yaml(config), end="")  # every key, its value and its help
         return None
-    if args.shots or args.models:
+    if args.shots or args.models or args.suite:
         return run_shots(experiment, config, args, resume)
     if args.seeds:
         if resume:
@@ -42,8 +43,32 @@ def run_shots(experiment, config, args: argparse.Namespace, resume) -> Path:
     sections = {experiment.name: experiment.section}
     shots = shots_by_experiment(args.shots or [], sections) or {experiment.name: [None]}
     arms = model_arms({experiment.name: config}, models_by_experiment(args.models, sections))
-    name = config.run_name or f"{experiment.name}-{'shots' if args.shots else 'models'}"
+    if args.suite or args.task:
+        arms = task_arms(arms, selected_tasks(args), Path(args.output_dir) / "tasks")
+    what = Path(args.suite).stem if args.suite else "shots" if args.shots else "models"
+    name = config.run_name or f"{experiment.name}-{what}"
     return run_study(arms, shots, args.seeds, args.output_dir, name, nested=not args.independent_shots)
+
+
+def selected_tasks(args: argparse.Namespace) -> list:
+    """``--suite``'s tasks, or ``--task``'s one (refused together)."""
+    from transferlab.data.tasks import load_suite, load_task
+
+    if args.suite and args.task:
+        raise TransferlabError("--task and --suite do not go together: list the task in a suite file instead")
+    return load_suite(args.suite) if args.suite else [load_task(args.task)]
+
+
+def with_task(config, args: argparse.Namespace):
+    """The config with ``--task``'s data section (a data override of a source setting beside it is refused)."""
+    if not getattr(args, "task", None) or getattr(args, "suite", None):
+        return config
+    from transferlab.config import parse_overrides
+    from transferlab.data.tasks import apply_task, check_overrides, load_task
+
+    task = load_task(args.task)
+    check_overrides(parse_overrides([o for o in args.overrides if "=" in o]), config, task)
+    return apply_task(config, task, Path(args.output_dir) / "tasks")
 
 
 def run_seeds(experiment, config, output_dir: str, seeds: list[int]) -> Path | None:

@@ -17,7 +17,7 @@ from typing import Callable
 
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
-from transferlab.cli.axes import add_models_argument
+from transferlab.cli.axes import add_models_argument, add_task_arguments
 from transferlab.cli.experiment import run_experiment
 from transferlab.cli.options import add_seeds_argument, add_shots_argument, add_threads_argument
 
@@ -51,6 +51,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     add_threads_argument(parser)
     add_seeds_argument(parser, "one run per seed (<run-name>-seed<N>), then one report over them with mean ± sd")
     add_models_argument(parser)
+    add_task_arguments(parser)
     add_shots_argument(parser, "a label-budget study: one run per K examples per class and seed (full: all the "
                                "data) in DIR/study/<run_name or EXPERIMENT-shots>/, then results.csv and learning "
                                "curves; the same command again continues a killed study")
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that are not one-experiment runs register themselves: module with add_parser(sub) and main(args).
 EXTRA_COMMANDS: list[str] = ["transferlab.cli.run", "transferlab.cli.predict", "transferlab.cli.report",
-                             "transferlab.cli.tune"]
+                             "transferlab.cli.tune", "transferlab.cli.leaderboard"]
 
 
 def main(argv: list[str] | None = None) -> int:

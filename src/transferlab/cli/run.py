@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from transferlab.cli.axes import add_models_argument, model_arms, models_by_experiment
+from transferlab.cli.axes import add_models_argument, model_arms, models_by_experiment, task_arms
 from transferlab.cli.options import add_seeds_argument, add_shots_argument, add_threads_argument
 from transferlab.cli.study import run_study, shots_by_experiment
 from transferlab.errors import TransferlabError
@@ -34,6 +34,9 @@ def add_parser(sub) -> None:
     add_threads_argument(p)
     add_seeds_argument(p, "run every stage once per seed (into <stage>/seed<N>/); the report gives mean ± sd")
     add_models_argument(p)
+    p.add_argument("--suite", default=None, metavar="NAME_OR_FILE",
+                   help="a study over a suite's tasks (a built-in suite or a suite YAML file): each stage runs the "
+                        "tasks of its modality, crossed with --models, --shots and --seeds")
     add_shots_argument(p, "a label-budget study of the stages: one run per K examples per class and seed (full: all "
                           "the data) in DIR/study/<run_name or PRESET-shots>/; SECTION=K1,K2 gives one config "
                           "section its own values (e.g. --shots clip=1,2,4,8,full --shots 8,32,full)")
@@ -52,12 +55,17 @@ def run_shots(args: argparse.Namespace) -> Path:
     sections = {s: EXPERIMENTS[s].section for s in stages}
     shots = shots_by_experiment(args.shots, sections) if args.shots else {s: [None] for s in stages}
     arms = model_arms(configs, models_by_experiment(args.models, sections))
-    name = run_name or f"{Path(args.config).stem if args.config else 'offline'}-{'shots' if args.shots else 'models'}"
+    if args.suite:
+        from transferlab.data.tasks import load_suite
+
+        arms = task_arms(arms, load_suite(args.suite), Path(args.output_dir) / "tasks")
+    what = Path(args.suite).stem if args.suite else "shots" if args.shots else "models"
+    name = run_name or f"{Path(args.config).stem if args.config else 'offline'}-{what}"
     return run_study(arms, shots, args.seeds, args.output_dir, name, nested=not args.independent_shots)
 
 
 def main(args: argparse.Namespace) -> Path:
-    if args.shots or args.models:
+    if args.shots or args.models or args.suite:
         return run_shots(args)
     return run_pipeline(args.config, args.output_dir, args.overrides, args.resume, parse_stages(args.stages),
                         args.seeds, report=lambda pipe_dir, state: pipeline_report.write_pipeline_report(pipe_dir, state))

@@ -63,14 +63,16 @@ def cell_rows(study_dir: Path, cell: dict) -> list[dict]:
     run_dir = study_dir / cell["run_dir"]
     metrics = read_json(run_dir / "metrics.json", "metrics")
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    base = {"experiment": cell["experiment"], "dataset": dataset_name(config),
+    task = cell.get("arm", "").partition("#")[2]  # a suite's arm: the task's name is the data set's
+    base = {"experiment": cell["experiment"], "dataset": task or dataset_name(config),
             "model": metrics.get("model", {}).get("name", "?"),
             "shots": "full" if cell["shots"] is None else cell["shots"], "seed": cell["seed"]}
     rows = []
     for method, splits in metrics["methods"].items():
         label = method_label(cell["experiment"], method, metrics.get("model", {}))
-        if "@" in cell.get("arm", ""):  # a model axis: one curve per method and model
-            label += "@" + cell["arm"].split("@", 1)[1]
+        model_part = cell.get("arm", "").partition("#")[0].partition("@")[2]
+        if model_part:  # a model axis: one curve per method and model
+            label += "@" + model_part
         for split, figures in splits.items():
             for metric in (m for m in METRICS if m in figures):
                 low, high = (figures.get("intervals") or {}).get(metric) or (None, None)

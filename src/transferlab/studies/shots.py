@@ -57,15 +57,18 @@ def comparable(config) -> dict:
 
 
 def arm_experiment(arm: str) -> str:
-    """The experiment of an arm: ``features``, or ``features@<model>`` for one model of a model axis."""
-    return arm.split("@", 1)[0]
+    """The experiment of an arm: ``features``, ``features@<model>`` for one model of a model axis,
+    ``features#<task>`` / ``features@<model>#<task>`` for one task of a suite."""
+    return arm.split("#", 1)[0].split("@", 1)[0]
 
 
 def cell_folder(arm: str, shots: int | None, seed: int) -> str:
     """``<experiment>/k<K>-seed<N>`` (the run directory an experiment makes for that run name), with the model's
-    name in front of the cell's in a model axis: ``features/<model>-k8-seed0``."""
-    experiment, _, model = arm.partition("@")
-    return f"{experiment}/{model + '-' if model else ''}{cell_name(shots, seed)}"
+    name in front of the cell's in a model axis: ``features/<model>-k8-seed0``, and the task's before it in a
+    suite: ``features/<task>-<model>-k8-seed0``."""
+    head, _, task = arm.partition("#")
+    experiment, _, model = head.partition("@")
+    return f"{experiment}/{task + '-' if task else ''}{model + '-' if model else ''}{cell_name(shots, seed)}"
 
 
 def plan(arms: dict[str, object], shots: dict[str, list], seeds: Sequence[int] | None, nested: bool) -> dict:
@@ -88,7 +91,16 @@ def plan(arms: dict[str, object], shots: dict[str, list], seeds: Sequence[int] |
     return {"version": 1, "nested": nested, "seeds": list(seeds) if seeds else "each experiment's config seed",
             "shots": {a: [shots_label(k) for k in shots.get(arm_experiment(a), [None])] for a in arms},
             "settings": {a: comparable(c) for a, c in arms.items()}, "data": data_fingerprints(arms),
-            "status": PENDING, "cells": cells}
+            **task_records(arms), "status": PENDING, "cells": cells}
+
+
+def task_records(arms: dict[str, object]) -> dict:
+    """``{"tasks": {name: record}}`` for a suite's arms (modality, metric, the task file's SHA-256: what the
+    leaderboard reads back), or nothing for a study without tasks."""
+    from transferlab.data.tasks import arm_task, loaded
+
+    tasks = {arm_task(a): loaded(arm_task(a)) for a in arms if arm_task(a)}
+    return {"tasks": {n: t.record() for n, t in sorted(tasks.items()) if t}} if tasks else {}
 
 
 def check_shots(arms: dict[str, object], shots: dict[str, list]) -> None:
@@ -108,7 +120,10 @@ def study_ledger(study_dir: Path) -> Ledger:
 
 def data_fingerprints(arms: dict[str, object]) -> dict[str, dict[str, str]]:
     """Per arm, the SHA-256 of the content of every data file or folder its config names (registry path keys
-    under ``data.``): a study continued on changed data is refused instead of mixing two data sets."""
+    under ``data.``), and of its task file for a suite's arm: a study continued on changed data is refused
+    instead of mixing two data sets."""
+    from transferlab.data.tasks import arm_task, loaded, task_fingerprint
+
     out = {}
     for arm, config in arms.items():
         prints = {}
@@ -116,6 +131,9 @@ def data_fingerprints(arms: dict[str, object]) -> dict[str, dict[str, str]]:
             value = value_at(config, key)
             if key.startswith("data.") and value and Path(value).expanduser().exists():
                 prints[key] = content_digest(Path(value).expanduser())
+        task = loaded(arm_task(arm)) if arm_task(arm) else None
+        if task is not None:  # a task file changed between two runs of the study is refused like changed data
+            prints["task"] = task_fingerprint(task)
         out[arm] = prints
     return out
 
