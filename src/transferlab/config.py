@@ -31,8 +31,12 @@ DEFAULT_PRESET = "offline"
 T = TypeVar("T")
 
 
+NOT_PRESETS = ("tasks", "suites")  # folders of configs/ that hold task and suite files, not presets
+
+
 def available_presets() -> list[str]:
-    return sorted(p.name for p in PRESET_DIR.iterdir() if p.is_dir())
+    return sorted(p.name for p in PRESET_DIR.iterdir() if p.is_dir() and p.name not in NOT_PRESETS
+                  and not p.name.startswith(("_", ".")))
 
 
 # Constraints are declared as data on each field (``setting``) and checked in one place (``check_config``),
@@ -190,7 +194,7 @@ def read_yaml(spec: str | Path | None, experiment: str) -> tuple[dict, str]:
             raise TransferlabError(f"config file {spec!r} does not exist: give an existing YAML file "
                                    f"or a preset ({', '.join(available_presets())})")
         source = str(path)
-    elif (PRESET_DIR / spec).is_dir():
+    elif spec in available_presets():
         path = PRESET_DIR / spec / f"{experiment}.yaml"
         if not path.is_file() and spec == DEFAULT_PRESET:  # the config classes' defaults are the default preset's
             return {}, f"preset:{spec} (the config's defaults)"
