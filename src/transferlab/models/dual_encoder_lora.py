@@ -15,6 +15,11 @@ from transferlab.errors import TransferlabError
 from transferlab.models.dual_encoder import DualEncoder
 
 ADAPTABLE = (nn.Linear, nn.Conv2d, nn.Embedding)
+NORMS = (nn.LayerNorm,)  # what LayerNorm tuning (lora.variant=ln_tuning) trains
+# Parameter-name markers of peft's trained adapters: LoRA (and DoRA's magnitudes), IA3's vectors, LN tuning's copies.
+ADAPTER_MARKERS = ("lora_", "ia3_", "ln_tuning_layers")
+# Feed-forward layers IA3 scales at their input (the IA3 paper's FFN rule); every other target at its output.
+FEEDFORWARD = ("fc1", "fc2", "lin1", "lin2")
 # The stand-in's text->image map (head rows) and logit scale, trained in full with lora.train_projection.
 PROJECTION_PARAMETERS = ("text_map.values", "log_scale")
 
@@ -55,23 +60,32 @@ def tower_blocks(positions: dict[str, int], layers: Sequence[int] | None) -> set
     return {i + n_blocks if i < 0 else i for i in layers}
 
 
-def lora_targets(model: DualEncoder, target_modules: Sequence[str], towers: str,
-                 layers: Sequence[int] | None | dict = None) -> list[str]:
+def is_adapter_parameter(name: str) -> bool:
+    return any(marker in name for marker in ADAPTER_MARKERS)
+
+
+def lora_targets(model: DualEncoder, target_modules: Sequence[str] | None, towers: str,
+                 layers: Sequence[int] | None | dict = None, kinds: tuple = ADAPTABLE) -> list[str]:
     """Full names of the modules LoRA will adapt; a one-line error listing what exists if none match.
-    ``layers``: block indices of every tower (None: all), or ``{tower: indices or None}`` per tower."""
+    ``layers``: block indices of every tower (None: all), or ``{tower: indices or None}`` per tower.
+    ``kinds``: the module classes that qualify; ``target_modules=None``: every module of those classes
+    (LayerNorm tuning: ``kinds=NORMS``)."""
     prefixes = tower_prefixes(model, towers)
     positions = {p: tower_positions(model, p) for p in prefixes}
     by_prefix = ({model.towers[t]: v for t, v in layers.items()} if isinstance(layers, dict)
                  else {p: layers for p in prefixes})
     blocks = {p: tower_blocks(positions[p], by_prefix.get(p)) for p in prefixes}
     found = [name for name, module in model.named_modules()
-             if name.rsplit(".", 1)[-1] in target_modules and isinstance(module, ADAPTABLE)
+             if (target_modules is None or name.rsplit(".", 1)[-1] in target_modules) and isinstance(module, kinds)
              and any(name.startswith(p + ".") and (blocks[p] is None or positions[p][name] in blocks[p])
                      for p in prefixes)]
     if not found:
         existing = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
                            if in_towers(name, prefixes) and isinstance(module, ADAPTABLE)})
         where = f" in blocks {layers if isinstance(layers, dict) else list(layers)}" if layers is not None else ""
+        if target_modules is None:
+            raise TransferlabError(f"no {'/'.join(k.__name__ for k in kinds)} layer{where} in the {towers} tower(s) "
+                                   f"of this model: choose other lora.towers / lora.layers or another lora.variant")
         raise TransferlabError(f"lora.target_modules {list(target_modules)} match no layer{where} of the {towers} "
                                f"tower(s) of this model; its layers are named: {', '.join(existing)}")
     return found
@@ -105,9 +119,25 @@ def trunk_start(model: DualEncoder, targets: Sequence[str], tower: str = "vision
     return max(0, min(positions[t] + (block_index(t + ".") is None) for t in adapted))
 
 
-def adapter_formula(module: nn.Module, r: int) -> int:
-    """LoRA's added parameters for one layer: r x (in + out) for a linear layer, r x (in x k x k + out) for
-    a convolution (A is an r-channel k x k convolution, B a 1 x 1 one), r x (rows + dim) for an embedding."""
+def adapter_formula(module: nn.Module, r: int, variant: str = "lora", name: str = "") -> int:
+    """The adapter's added parameters for one layer. LoRA (rslora, pissa, olora): r x (in + out) for a linear
+    layer, r x (in x k x k + out) for a convolution (A is an r-channel k x k convolution, B a 1 x 1 one),
+    r x (rows + dim) for an embedding; DoRA: that plus one magnitude per output; IA3: one scale per output
+    (per input for a feed-forward layer, ``name`` ending in ``FEEDFORWARD``); LN tuning: the norm's own
+    weight and bias."""
+    if variant == "ln_tuning":
+        return sum(p.numel() for p in module.parameters())
+    if variant == "ia3":
+        feedforward = name.rsplit(".", 1)[-1] in FEEDFORWARD
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels if feedforward else module.out_channels
+        return module.in_features if feedforward else module.out_features
+    extra = (module.embedding_dim if isinstance(module, nn.Embedding) else
+             getattr(module, "out_channels", getattr(module, "out_features", 0))) if variant == "dora" else 0
+    return extra + lora_formula_of(module, r)
+
+
+def lora_formula_of(module: nn.Module, r: int) -> int:
     if isinstance(module, nn.Conv2d):
         k = module.kernel_size[0] * module.kernel_size[1]
         return r * (module.in_channels // module.groups * k + module.out_channels)
@@ -116,24 +146,25 @@ def adapter_formula(module: nn.Module, r: int) -> int:
     return r * (module.in_features + module.out_features)
 
 
-def formula_by_tower(model: DualEncoder, targets: Sequence[str], r: int) -> dict[str, int]:
+def formula_by_tower(model: DualEncoder, targets: Sequence[str], r: int, variant: str = "lora") -> dict[str, int]:
     """``{tower: formula count}`` for the adapted layers (base layers; call before or after adding)."""
     modules = dict(model.named_modules())
     counts = {}
     for tower, prefix in model.towers.items():
         names = [t for t in targets if t.startswith(prefix + ".")]
-        layers = [getattr(modules[t], "base_layer", modules[t]) for t in names]
-        if layers:
-            counts[tower] = sum(adapter_formula(m, r) for m in layers)
+        if names:
+            counts[tower] = sum(adapter_formula(getattr(modules[t], "base_layer", modules[t]), r, variant, t)
+                                for t in names)
     return counts
 
 
 def lora_by_tower(model: DualEncoder) -> dict[str, int]:
-    """``{tower: LoRA parameters}`` actually added (A and B matrices), by module prefix."""
+    """``{tower: adapter parameters}`` actually added (LoRA's A and B matrices, DoRA's magnitudes, IA3's
+    vectors, LN tuning's trained copies), by module prefix."""
     counts = {}
     for name, p in model.named_parameters():
         tower = next((t for t, prefix in model.towers.items() if prefix + "." in name + "."
-                      and "lora_" in name), None)
+                      and is_adapter_parameter(name)), None)
         if tower:
             counts[tower] = counts.get(tower, 0) + p.numel()
     return counts

@@ -60,11 +60,21 @@ class TrainingConfig:
                                    f"got {self.warmup}")
 
 
+PEFT_METHODS = Literal["lora", "dora", "rslora", "pissa", "olora", "ln_tuning", "ia3"]
+
+
 @dataclass
 class AdapterSettings:
-    """LoRA adapters (peft): rank, scaling, dropout and the names of the layers that get them."""
+    """Adapters (peft): the method, rank, scaling, dropout and the names of the layers that get them."""
 
     SECTION: ClassVar[str] = "lora"
+    variant: PEFT_METHODS = setting(
+        "lora", "the peft method: lora; dora (weight-decomposed LoRA); rslora (scaled by alpha / sqrt(r)); pissa "
+                "or olora (LoRA initialised from the weights' principal singular vectors or their QR "
+                "decomposition, saved converted to a plain LoRA adapter on the unmodified base model); ln_tuning "
+                "(the LayerNorms trained; r, alpha, dropout and target_modules unused on a dual encoder); ia3 "
+                "(learnt scaling vectors on target_modules, fc1/fc2/lin1/lin2 scaling their input; r, alpha and "
+                "dropout unused)")
     r: int = setting(8, "LoRA rank", at_least=1)
     alpha: int = setting(16, "LoRA scaling (the update is scaled by alpha / r)")
     dropout: float = setting(0.1, "dropout on the adapters' input", at_least=0, below=1)

@@ -30,13 +30,14 @@ from transferlab.experiments.clip.trunks import image_inputs, training_source
 from transferlab.experiments.lifecycle import RunContext, set_seed
 from transferlab.models.device import resolve_precision
 from transferlab.models.dual_encoder import DualEncoder
-from transferlab.models.dual_encoder_lora import (formula_by_tower, lora_by_tower, lora_targets, plain_convolutions,
-                                                  projection_parameters, trunk_start, unfreeze)
+from transferlab.models.dual_encoder_lora import (NORMS, formula_by_tower, lora_by_tower, lora_targets,
+                                                  plain_convolutions, projection_parameters, trunk_start, unfreeze)
 from transferlab.models.prompt_classifier import EmbeddingDataset, PromptClassifier, param_groups, split_predictions
 from transferlab.tracking.tracker import configure_wandb_env, trainer_report_to
 from transferlab.training.arguments import training_arguments
 from transferlab.training.callbacks import KeepBest, early_stopping_record, run_callbacks, use_tensorboard_dir
-from transferlab.training.lora import apply_lora, count_parameters, lora_parameters
+from transferlab.training.lora import (apply_lora, check_variant_layers, count_parameters, lora_parameters,
+                                       save_initial_adapter, save_peft_adapter)
 from transferlab.training.trainer import EvaluatingTrainer, train
 
 EXPERIMENT = "lora"
@@ -45,9 +46,9 @@ EXPERIMENT = "lora"
 def run_lora(config: ClipConfig, output_dir: str | Path = "logs", *, resume: str | None = None,
              progress: bool = True) -> Path | None:
     inputs = prepare(config, EXPERIMENT, resume)
-    targets = lora_targets(inputs.model, config.lora.target_modules, config.lora.towers,
-                           config.lora.layers_by_tower())
+    targets = adapter_targets(inputs.model, config)
     plain_convolutions(inputs.model, targets)  # before the run exists: an unsupported target is an input error
+    check_variant_layers(inputs.model, config.lora.variant, targets)
     start = trunk_start(inputs.model, targets)
     source = training_source(config, start)
     projection = projection_parameters(inputs.model) if config.lora.train_projection else []
@@ -60,7 +61,8 @@ def run_lora(config: ClipConfig, output_dir: str | Path = "logs", *, resume: str
         encoded, trunks = timed(timings, "encode_images_s", image_inputs, inputs, config, splits_to_encode(config),
                                 source, start, use_cache=ctx.is_main, progress=progress)  # disk cache: one writer
         methods, searches = baselines(inputs, encoded, trunks, start, config, timings) if ctx.is_main else ({}, {})
-        peft_model, parameters = add_adapters(inputs.model, config, targets, projection)
+        peft_model, parameters, initial = add_adapters(inputs.model, config, targets, projection,
+                                                       ctx.path if ctx.is_main else None)
         classifier = PromptClassifier(inputs.model, inputs.prompt_sets, config.objective.loss,
                                       start if source == "trunk" else None,
                                       text_start(inputs.model, targets, config)).to(inputs.device)
@@ -83,7 +85,7 @@ def run_lora(config: ClipConfig, output_dir: str | Path = "logs", *, resume: str
                        "skipped_unreadable_images": inputs.data.skipped, **shots_record(config, inputs)}
             metrics = lora_metrics(ctx, config, inputs, methods, trainer.state.global_step, parameters, timings,
                                    details)
-            save_adapter(ctx.path, peft_model, inputs.model, projection, config, metrics)
+            save_adapter(ctx.path, peft_model, inputs.model, projection, config, metrics, initial)
             ctx.save_metrics(metrics)
             print_summary(metrics)
     return ctx.path if ctx.is_main else None
@@ -114,24 +116,37 @@ def shots_record(config: ClipConfig, inputs: Inputs) -> dict:
             "images_encoded": dict(inputs.images_encoded)}
 
 
-def add_adapters(model: DualEncoder, config: ClipConfig, targets: list[str], projection: list[str]):
-    """The peft model (adapters injected into ``model`` in place) and the parameter counts. peft wraps the
-    model's ``adapter_base`` (a Hugging Face checkpoint's own model), so the saved adapter names its layers
-    as the plain base model does."""
+def adapter_targets(model: DualEncoder, config: ClipConfig) -> list[str]:
+    """Full names of the layers that get adapters: ``lora.target_modules`` in the chosen towers and blocks, or
+    for LayerNorm tuning every LayerNorm there."""
+    lora = config.lora
+    if lora.variant == "ln_tuning":
+        return lora_targets(model, None, lora.towers, lora.layers_by_tower(), kinds=NORMS)
+    return lora_targets(model, lora.target_modules, lora.towers, lora.layers_by_tower())
+
+
+def add_adapters(model: DualEncoder, config: ClipConfig, targets: list[str], projection: list[str],
+                 run_dir: Path | None):
+    """The peft model (adapters injected into ``model`` in place), the parameter counts and, for PiSSA/OLoRA
+    (``run_dir`` given: the main process), the initial adapter saved there. peft wraps the model's
+    ``adapter_base`` (a Hugging Face checkpoint's own model), so the saved adapter names its layers as the
+    plain base model does."""
     set_seed(config.seed)  # the adapters' initialisation, whatever ran before
     base, prefix = model.adapter_base()
     peft_model = apply_lora(base, config.lora, [t[len(prefix):] for t in targets])
+    initial = save_initial_adapter(peft_model, config.lora.variant, run_dir) if run_dir else None
     unfreeze(model, projection)
     counts = count_parameters(model)
-    by_tower, formula = lora_by_tower(model), formula_by_tower(model, targets, config.lora.r)
+    by_tower, formula = lora_by_tower(model), formula_by_tower(model, targets, config.lora.r, config.lora.variant)
     parameters = {"total": counts["total"], "trainable": counts["trainable"], "lora": lora_parameters(model),
                   "lora_formula": sum(formula.values()), "lora_by_tower": by_tower, "lora_formula_by_tower": formula}
+    name = {"lora": "LoRA", "dora": "DoRA", "rslora": "rsLoRA", "pissa": "PiSSA", "olora": "OLoRA",
+            "ln_tuning": "LN tuning", "ia3": "IA3"}[config.lora.variant]
     for tower in formula:
-        print(f"LoRA parameters, {tower} tower: {by_tower.get(tower, 0):,} (r x (in + out) per linear layer, "
-              f"r x (in x k x k + out) per convolution: {formula[tower]:,})")
-    print(f"LoRA parameters: {parameters['lora']:,} over {len(targets)} layers (formula: "
+        print(f"{name} parameters, {tower} tower: {by_tower.get(tower, 0):,} (formula: {formula[tower]:,})")
+    print(f"{name} parameters: {parameters['lora']:,} over {len(targets)} layers (formula: "
           f"{parameters['lora_formula']:,}); trainable in all: {parameters['trainable']:,}")
-    return peft_model, parameters
+    return peft_model, parameters, initial
 
 
 def text_start(model: DualEncoder, targets: list[str], config: ClipConfig) -> int | None:
@@ -226,10 +241,11 @@ def report_process(ctx: RunContext, lora: dict, keep: KeepBest) -> None:
 
 
 def save_adapter(run_dir: Path, peft_model, model: DualEncoder, projection: list[str], config: ClipConfig,
-                 metrics: RunMetrics) -> None:
-    """``adapter/`` (peft ``save_pretrained`` with its model card, plus the stand-in's fully trained map as
+                 metrics: RunMetrics, initial: Path | None = None) -> None:
+    """``adapter/`` (peft ``save_pretrained``, a PiSSA/OLoRA adapter converted against its ``initial`` state so
+    it applies to the unmodified base model, with its model card, plus the stand-in's fully trained map as
     ``extra_trainable.safetensors``) and, with ``lora.save_merged``, ``merged_model/``."""
-    peft_model.save_pretrained(run_dir / "adapter")
+    save_peft_adapter(peft_model, run_dir / "adapter", initial)
     write_adapter_card(run_dir / "adapter", getattr(model, "family", None), model.base_model_name(), config, metrics)
     if projection:
         from safetensors.torch import save_file
@@ -246,7 +262,8 @@ def lora_metrics(ctx: RunContext, config: ClipConfig, inputs: Inputs, methods: d
                  timings: dict, details: dict) -> RunMetrics:
     data = inputs.data
     return RunMetrics(
-        experiment=EXPERIMENT, model=model_record(config, inputs, processes=ctx.num_processes),
+        experiment=EXPERIMENT,
+        model={**model_record(config, inputs, processes=ctx.num_processes), "peft_method": config.lora.variant},
         primary=config.lora.method,
         methods=write_results(ctx.path, ctx.tracker, methods, data.class_names, primary=config.lora.method, step=step,
                               top_k=(1, 5), examples=image_paths(data), evaluation=config.evaluation),

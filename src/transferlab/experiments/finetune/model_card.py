@@ -73,8 +73,11 @@ def with_interval(figures: dict, metric: str) -> str:
 
 
 def write_model_card(folder: Path, *, base_model: str, method: str, data: dict, training: dict,
-                     metrics: dict, label_names: list[str], parameters: dict, max_length: int) -> Path:
+                     metrics: dict, label_names: list[str], parameters: dict, max_length: int,
+                     peft_method: str | None = None) -> Path:
+    """The fine-tuned model's card; ``peft_method``: the peft variant of a ``method=lora`` run (merged)."""
     header = card_header(folder.parent.name, base_model, method, data, metrics)
+    method = f"{method} ({peft_method}, merged)" if peft_method else method
     rows = "\n".join(f"| {split} | {with_interval(metrics[split], 'accuracy')} | "
                      f"{with_interval(metrics[split], 'f1')} | {metrics[split]['n_examples']} |"
                      for split in ("validation", "test") if split in metrics)

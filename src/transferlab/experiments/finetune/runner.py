@@ -31,7 +31,7 @@ from transferlab.training import checkpoints as ckpt
 from transferlab.training.arguments import training_arguments
 from transferlab.training.callbacks import (CheckpointInfoCallback, early_stopping_record, run_callbacks,
                                             use_tensorboard_dir)
-from transferlab.training.lora import classifier_lora, count_parameters
+from transferlab.training.lora import classifier_lora, count_parameters, save_initial_adapter, save_peft_adapter
 from transferlab.training.trainer import GuardedTrainer, train
 
 EXPERIMENT = "finetune"
@@ -65,7 +65,7 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
         if checkpoint is not None and ctx.is_main:
             ctx.run.set_status("running", resumed_from=f"{ckpt.CHECKPOINTS}/{checkpoint.name}")
             print(f"resuming {run_dir} from {checkpoint.name}")
-        model, params = build_model(cfg, data.label_names)
+        model, params, initial = build_model(cfg, data.label_names, ctx.path if ctx.is_main else None)
         tokenized = tokenize_splits(data.splits, tokenizer, cfg.max_length, with_length=cfg.training.group_by_length)
         trainer = make_trainer(cfg, ctx.path, model, tokenizer, tokenized, info, device, precision, progress,
                                checkpoint)
@@ -83,9 +83,7 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
         if ctx.is_main:
             metrics = RunMetrics(
                 experiment=EXPERIMENT, primary=EXPERIMENT,
-                model={"name": cfg.model, "architecture": model_config.model_type, "method": cfg.method,
-                       "max_length": cfg.max_length, "device": device, "precision": precision,
-                       "processes": ctx.num_processes},
+                model=model_record(cfg, model_config, device, precision, ctx.num_processes),
                 methods=write_results(ctx.path, ctx.tracker, {EXPERIMENT: predictions}, data.label_names,
                                       primary=EXPERIMENT, step=trainer.state.global_step, evaluation=cfg.evaluation,
                                       examples={s: data.splits[s]["text"] for s in predictions}),
@@ -93,10 +91,19 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
                 parameters=params, timings=timings, notes=data.notes,
                 details={"training": training_record(trainer, result, timings["train_s"], checkpoint),
                          **({"fewshot": data.fewshot} if data.fewshot else {})})
-            save_final_model(ctx.path, trainer.accelerator.unwrap_model(trainer.model), tokenizer, cfg, metrics)
+            save_final_model(ctx.path, trainer.accelerator.unwrap_model(trainer.model), tokenizer, cfg, metrics,
+                             initial)
             ctx.save_metrics(metrics)
             print("accuracy (95% interval): " + ", ".join(summary_line(metrics.result, s) for s in splits))
     return ctx.path if ctx.is_main else None  # the CLI prints the run directory once
+
+
+def model_record(cfg: FinetuneConfig, model_config, device: str, precision: str, processes: int) -> dict:
+    """metrics.json's ``model``: the checkpoint, its architecture, the method and its peft variant, the run's
+    device, precision and processes."""
+    return {"name": cfg.model, "architecture": model_config.model_type, "method": cfg.method,
+            "peft_method": cfg.lora.variant if cfg.method == "lora" else None, "max_length": cfg.max_length,
+            "device": device, "precision": precision, "processes": processes}
 
 
 def resume_target(output_dir, resolved: dict, info: dict, resume: str | None) -> tuple[Path | None, Path | None]:
@@ -109,19 +116,24 @@ def resume_target(output_dir, resolved: dict, info: dict, resume: str | None) ->
     return run_dir, checkpoint
 
 
-def build_model(cfg: FinetuneConfig, labels: list[str]):
-    """The classification model (a new head; LoRA-wrapped for ``method=lora``) and its parameter counts."""
+def build_model(cfg: FinetuneConfig, labels: list[str], run_dir: Path | None = None):
+    """The classification model (a new head; adapters of ``lora.variant`` for ``method=lora``), its parameter
+    counts and, for PiSSA/OLoRA (``run_dir`` given: the main process), the adapter as initialised, saved there
+    to convert the trained one against at save."""
     from transformers import AutoModelForSequenceClassification
 
     set_seed(cfg.seed)  # the new head's initialisation
     model = from_pretrained(AutoModelForSequenceClassification, cfg.model, num_labels=len(labels),
                             id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    initial = None
     if cfg.method == "lora":
         model = classifier_lora(model, cfg.lora)
+        initial = save_initial_adapter(model, cfg.lora.variant, run_dir) if run_dir else None
     params = count_parameters(model)
-    print(f"{cfg.method} fine-tuning: {params['trainable']:,} trainable of {params['total']:,} parameters "
+    print(f"{cfg.method if cfg.method == 'full' else cfg.lora.variant} fine-tuning: {params['trainable']:,} "
+          f"trainable of {params['total']:,} parameters "
           f"({params['trainable_percent']:.2f}%)")
-    return model, params
+    return model, params, initial
 
 
 def make_trainer(cfg: FinetuneConfig, run_dir: Path, model, tokenizer, tokenized, info: dict, device: str,
@@ -186,11 +198,13 @@ def training_record(trainer, result, seconds: float, resumed_from) -> dict:
             "seconds_per_epoch": round(seconds / epochs, 2), "history": history}
 
 
-def save_final_model(run_dir: Path, model, tokenizer, cfg: FinetuneConfig, metrics: RunMetrics) -> None:
-    """``<run>/model``: a plain transformers model (LoRA merged) with tokenizer and model card; for LoRA also
-    ``<run>/adapter`` (the peft adapter with the trained head)."""
+def save_final_model(run_dir: Path, model, tokenizer, cfg: FinetuneConfig, metrics: RunMetrics,
+                     initial: Path | None = None) -> None:
+    """``<run>/model``: a plain transformers model (adapters merged) with tokenizer and model card; for
+    ``method=lora`` also ``<run>/adapter`` (the peft adapter with the trained head; PiSSA/OLoRA converted
+    against ``initial``, so it applies to the unmodified base model)."""
     if cfg.method == "lora":
-        model.save_pretrained(run_dir / "adapter")
+        save_peft_adapter(model, run_dir / "adapter", initial)
         tokenizer.save_pretrained(run_dir / "adapter")
         model = model.merge_and_unload()
     folder = run_dir / "model"
@@ -201,5 +215,6 @@ def save_final_model(run_dir: Path, model, tokenizer, cfg: FinetuneConfig, metri
                          "lr_scheduler", "gradient_accumulation_steps", "group_by_length")}
     training.update(seed=cfg.seed, precision=metrics.model["precision"])
     write_model_card(folder, base_model=cfg.model, method=cfg.method, data=to_dict(cfg.data), training=training,
+                     peft_method=cfg.lora.variant if cfg.method == "lora" else None,
                      metrics=metrics.result, label_names=list(model.config.id2label.values()),
                      parameters=metrics.parameters, max_length=cfg.max_length)
