@@ -73,6 +73,9 @@ def predictions(n: int, accuracy: float, n_classes: int, seed: int, base: np.nda
     return y, pred, conf
 
 
+RT = {"source": "rotten_tomatoes"}  # the lab's own data: its figures apply
+
+
 @pytest.fixture(scope="module")
 def v1_runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("v1-runs")
@@ -86,10 +89,10 @@ def v1_runs(tmp_path_factory) -> dict[str, Path]:
         pred[3], conf[3] = 1 - y[3], 0.999  # the hostile review is the most confident mistake
         runs[f"features{seed}"] = write_v1_run(root, "features", f"seed{seed}", {"features": {
             "validation": predictions(300, 0.75, 2, 10 + seed, y_val), "test": (y, pred, conf)}},
-            "features", names, seed=seed, texts=texts, config={"classifier": {"name": "svc"}})
+            "features", names, seed=seed, texts=texts, config={"classifier": {"name": "svc"}, "data": RT})
         runs[f"finetune{seed}"] = write_v1_run(root, "finetune", f"seed{seed}", {"finetune": {
             "validation": predictions(300, 0.85, 2, 30 + seed, y_val), "test": predictions(300, 0.86, 2, 40 + seed, y_test)}},
-            "finetune", names, seed=seed, texts=texts, config={"model": "m"})
+            "finetune", names, seed=seed, texts=texts, config={"model": "m", "data": RT})
     classes = [f"class{i}" for i in range(5)] + ["<i>c5</i>|x"]
     y6v, y6t = np.random.default_rng(2).integers(0, 6, 200), np.random.default_rng(3).integers(0, 6, 400)
     runs["lora"] = write_v1_run(root, "lora", "run", {
@@ -320,7 +323,10 @@ def test_an_interval_against_the_lab_is_judged_as_printed_by_one_rule_everywhere
 
     bound = 0.7899999999999998
     assert bound < 0.79 and f"{bound:.3f}" == "0.790"
-    assert relation(0.79, 0.75, bound) == "contains" == lab_relation(0.75, bound, "features")
+    from transferlab.reporting.runs import load_record
+
+    assert relation(0.79, 0.75, bound) == "contains" == lab_relation(0.75, bound, "features",
+                                                                     [load_record(v1_runs["features0"])])
     assert relation(0.79, 0.75, 0.7894) == "below" and relation(0.79, 0.7906, 0.82) == "above"  # 0.789, 0.791
     assert verdict({"ci_low": 0.0004, "ci_high": 0.03}) == "no clear difference"  # printed +0.000
     assert verdict({"ci_low": 0.0006, "ci_high": 0.03}) == "A above B"  # printed +0.001

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import base64
 import statistics
 from html.parser import HTMLParser
@@ -180,10 +182,11 @@ def test_the_lab_stars_stand_only_on_a_curve_of_its_class_count_and_the_caption_
     methods = {"lora": [(1.0, "1", [0.3], [(0.2, 0.4)]), (16.0, "16", [0.5], [(0.4, 0.6)])],
                "zero_shot": [(1.0, "1", [0.25], [(0.2, 0.3)])]}
     _, demo = curve_figure("tiny_imagenet_demo", methods, tmp_path / "demo.png", n_classes=20)
-    assert demo.startswith("tiny_imagenet_demo (20 classes): ") and "stars" not in demo
-    assert "the lab's figures for lora, zero_shot are not drawn: its task had 200 classes" in demo
+    assert demo.startswith("tiny_imagenet_demo (20 classes): ") and not re.search(r"\blab\b", demo)  # not its task
     _, full = curve_figure("tiny-imagenet-200", methods, tmp_path / "full.png", n_classes=200)
     assert "(200 classes)" in full and "stars: the reference lab's full-data figures" in full and "not drawn" not in full
+    _, other = curve_figure("my-reviews", methods, tmp_path / "other.png", n_classes=200)
+    assert not re.search(r"\blab\b", other)  # the user's own data: nothing about the lab
 
 
 @pytest.mark.slow
@@ -205,3 +208,22 @@ def test_a_study_keeps_its_curves_when_reported_elsewhere_and_write_report_guess
     assert "Learning curve: train" in md and "(report_assets/curve-train.png)" in md
     write_report([], study)  # a plain report into a study's folder: no section it was not handed
     assert "Learning curve" not in (study / "report.md").read_text()
+
+
+def test_a_report_on_the_users_own_csv_says_nothing_about_the_lab(tmp_path, tiny_distilbert):
+    """The lab's figures stand beside ours only on its own task (Rotten Tomatoes, Tiny ImageNet 200 classes)."""
+    from helpers import make_csv
+    from test_study_ledger import rows
+
+    make_csv(tmp_path / "train.csv", rows(40))
+    make_csv(tmp_path / "test.csv", rows(20, 100))
+    common = ["features", "--output-dir", str(tmp_path / "out"), f"encoder.model={tiny_distilbert}",
+              "classifier.C_grid=[1.0]", "tracking.tensorboard=false"]
+    assert main([*common, "data.source=files", f"data.train_file={tmp_path / 'train.csv'}",
+                 f"data.test_file={tmp_path / 'test.csv'}", "run_name=own"]) == 0
+    assert main(["report", str(tmp_path / "out" / "features" / "own")]) == 0
+    own = (tmp_path / "out" / "features" / "own" / "report.md").read_text()
+    assert not re.search(r"\blab(?:'s)?\b", own.lower())
+    assert main([*common, "data.limit=40", "run_name=rt"]) == 0
+    assert main(["report", str(tmp_path / "out" / "features" / "rt")]) == 0
+    assert "reference lab" in (tmp_path / "out" / "features" / "rt" / "report.md").read_text()

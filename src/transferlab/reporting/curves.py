@@ -27,7 +27,7 @@ import yaml  # noqa: E402
 
 from transferlab.errors import TransferlabError  # noqa: E402
 from transferlab.reporting.output import asset_name, save_figure  # noqa: E402
-from transferlab.reporting.runs import LAB_CLASSES, REFERENCE  # noqa: E402
+from transferlab.reporting.runs import LAB_CLASSES, REFERENCE, on_lab_data  # noqa: E402
 from transferlab.studies.results import RESULTS, dataset_name, read_results  # noqa: E402
 from transferlab.studies.shots import STATE, read_study  # noqa: E402
 from transferlab.tracking.files import read_json  # noqa: E402
@@ -109,11 +109,13 @@ def band(values: list[float], intervals: list[tuple]) -> tuple[float, float, flo
     return mean, (mean if low is None else low), (mean if high is None else high)
 
 
-def lab_stars(ax, methods: dict[str, str], x: float, n_classes: int | None) -> list[str]:
+def lab_stars(ax, methods: dict[str, str], x: float, n_classes: int | None, dataset: str) -> list[str]:
     """The lab's full-data figure of each method (``{method: its line's colour}``) at ``x``, as a star in the
-    method's colour named in the legend, where the lab's task had ``n_classes`` classes; the methods whose
-    figure was left out for another class count."""
+    method's colour named in the legend, where ``dataset`` is the lab's and its task had ``n_classes`` classes;
+    the methods whose figure was left out for another class count. On other data: nothing."""
     skipped = []
+    if not (on_lab_data(dataset, n_classes, image=False) or on_lab_data(dataset, n_classes, image=True)):
+        return skipped
     for method in sorted(methods):
         lab = REFERENCE.get(method, (None, {}))[1].get("test/accuracy")
         if lab is None:
@@ -145,7 +147,7 @@ def curve_figure(dataset: str, methods: dict[str, list], path: Path, n_classes: 
         line, = ax.plot(x, [s[0] for s in stats], marker="o", label=method)
         colors[method] = line.get_color()
         ax.fill_between(x, [s[1] for s in stats], [s[2] for s in stats], color=colors[method], alpha=0.18)
-    skipped = lab_stars(ax, colors, right, n_classes)
+    skipped = lab_stars(ax, colors, right, n_classes, dataset)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("labelled examples per class (log2)")
     ax.set_ylabel("test accuracy")
@@ -156,7 +158,8 @@ def curve_figure(dataset: str, methods: dict[str, list], path: Path, n_classes: 
     caption = (f"{dataset}{classes}: test accuracy against labelled examples per class; lines are the mean over "
                f"seeds, bands ± 1 sd over seeds (one seed: the 95% bootstrap interval); the full-data cell is the "
                f"last point")
-    if len(skipped) < sum(m in REFERENCE and "test/accuracy" in REFERENCE[m][1] for m in methods):
+    lab_data = on_lab_data(dataset, n_classes, image=False) or on_lab_data(dataset, n_classes, image=True)
+    if lab_data and len(skipped) < sum(m in REFERENCE and "test/accuracy" in REFERENCE[m][1] for m in methods):
         caption += "; stars: the reference lab's full-data figures on its task's classes"
     if skipped:
         caption += (f"; the lab's figures for {', '.join(skipped)} are not drawn: its task had "

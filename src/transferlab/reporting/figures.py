@@ -42,7 +42,7 @@ def summary_chart(groups: Sequence[dict], path: Path) -> tuple[Path, str] | None
         text = f"{ours:.3f}" + (f" [{found['low']:.3f}, {found['high']:.3f}]" if found else "")
         ax.text(0.01, y + 0.18, text, va="center", fontsize=8, color="black",
                 bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1})
-        lab = lab_figure(g["method"], g["n_classes"])
+        lab = lab_figure(g["method"], g["runs"])
         if lab is not None:
             ax.barh(y - 0.18, lab, height=0.34, color="white", edgecolor="tab:gray", hatch="//",
                     label=None if shown_lab else "reference lab (its own model)")
@@ -58,9 +58,10 @@ def summary_chart(groups: Sequence[dict], path: Path) -> tuple[Path, str] | None
     ax.grid(axis="x", alpha=0.3)
     counts = ", ".join(sorted({str(g["n_classes"]) for g in groups}, key=int))
     caption = (f"Test accuracy of each method (one bar per method; several seeds averaged) with its 95% bootstrap "
-               f"interval, on {counts} classes, beside the reference lab's figure (hatched) where the class count "
-               f"is the lab's ({lab_tasks()}); the lab ran DistilBERT and CLIP ViT-B/16, so rows with other models "
-               f"compare only loosely")
+               f"interval, on {counts} classes")
+    if shown_lab:  # only on the lab's own task
+        caption += (f", beside the reference lab's figure (hatched) on its own task ({lab_tasks()}); the lab ran "
+                    f"DistilBERT and CLIP ViT-B/16, so rows with other models compare only loosely")
     return save_figure(fig, path), caption
 
 

@@ -18,11 +18,10 @@ from transferlab.errors import TransferlabError
 from transferlab.reporting.curves import class_counts, curve_section, finished_study, merged_curves
 from transferlab.reporting.document import md_code, to_markdown
 from transferlab.reporting.output import owned_folder, write_file
-from transferlab.reporting.report import INTERVALS_NOTE, SEEDS_NOTE
-from transferlab.reporting.runs import REFERENCE, load_record
-from transferlab.reporting.tables import RESULT_HEADERS, RUN_HEADERS, SEED_HEADERS, p_text, run_rows, results_rows, \
-    seed_rows
-from transferlab.reporting.uncertainty import comparisons, method_groups, relation
+from transferlab.reporting.report import INTERVALS_NOTE, LAB_NOTE, SEEDS_NOTE
+from transferlab.reporting.runs import REFERENCE, load_record, on_lab_task
+from transferlab.reporting.tables import RUN_HEADERS, p_text, results_table, run_rows, seed_rows, seeds_table
+from transferlab.reporting.uncertainty import comparisons, lab_figure, method_groups, relation
 from transferlab.studies.shots import cell_dirs
 
 RELATION = {"above": "lies above", "below": "lies below", "contains": "contains"}
@@ -51,7 +50,7 @@ def claims(groups: list[dict]) -> list[str]:
             out.append(claim(row, [r for r in pair if r["mcnemar_p"] is not None]))
     for g in groups:
         lab, found_interval = REFERENCE.get(g["method"]), g["interval"]
-        if lab and found_interval and "test/accuracy" in lab[1]:
+        if lab and found_interval and lab_figure(g["method"], g["runs"]) is not None:
             low, high = found_interval["low"], found_interval["high"]
             said = relation(lab[1]["test/accuracy"], low, high)
             out.append(f"{g['label']} {g['test_mean']:.4f} [{low:.3f}, {high:.3f}]: "
@@ -113,11 +112,12 @@ def update_readme(readme: str | Path, run_dirs: Sequence[str | Path], command: s
     records = [load_record(p) for p in run_dirs]
     env = next((r.config.get("environment") for r in records if r.config.get("environment")), {}) or {}
     groups = method_groups(records)
-    blocks = [("table", RUN_HEADERS, run_rows(records)), ("table", RESULT_HEADERS, results_rows(records)),
-              ("p", INTERVALS_NOTE)]
+    lab = any(on_lab_task(r) for r in records)
+    blocks = [("table", RUN_HEADERS, run_rows(records)), results_table(records),
+              ("p", INTERVALS_NOTE + (" " + LAB_NOTE if lab else ""))]
     seeds = seed_rows(groups)
     if seeds:
-        blocks += [("table", SEED_HEADERS, seeds), ("p", SEEDS_NOTE)]
+        blocks += [seeds_table(groups), ("p", SEEDS_NOTE)]
     said = claims(groups)
     if said:
         blocks += [("p", "What the figures support (paired on the same test examples; Holm-adjusted p-values):"),

@@ -31,17 +31,17 @@ from transferlab.reporting.analysis import error_analysis
 from transferlab.reporting.document import to_html, to_markdown
 from transferlab.reporting.figures import reliability_chart, selection_plot, summary_chart, training_blocks
 from transferlab.reporting.output import asset_name, readable, report_assets, resolved_roots, write_file
-from transferlab.reporting.runs import REFERENCE, RunRecord, load_record
-from transferlab.reporting.tables import (CALIBRATION_HEADERS, COMPARISON_HEADERS, LAB_HEADERS, RESULT_HEADERS,
-                                          RUN_HEADERS, SEED_HEADERS, calibration_gaps, calibration_rows,
-                                          comparison_rows, lab_rows, per_class_rows, results_rows, run_rows,
-                                          seed_rows)
+from transferlab.reporting.runs import REFERENCE, RunRecord, load_record, on_lab_task
+from transferlab.reporting.tables import (CALIBRATION_HEADERS, COMPARISON_HEADERS, LAB_HEADERS, RUN_HEADERS,
+                                          calibration_gaps, calibration_rows, comparison_rows, lab_rows,
+                                          per_class_rows, results_table, run_rows, seed_rows, seeds_table)
 from transferlab.reporting.uncertainty import comparisons, method_groups, missing_intervals
 
 INTERVALS_NOTE = (f"Intervals are {st.CONFIDENCE:.0%} {st.METHOD}, {st.N_RESAMPLES:,} resamples, seed {st.SEED} "
                   f"(read from metrics.json, or computed here from the predictions files of runs written before "
-                  f"it recorded them). 'ours vs lab' says whether our interval lies above the lab's point "
-                  f"figure, below it, or contains it; the lab reported no interval.")
+                  f"it recorded them).")
+LAB_NOTE = ("'ours vs lab' says whether our interval lies above the lab's point figure, below it, or contains it; "
+            "the lab reported no interval.")
 SEEDS_NOTE = (f"Over several seeds: mean ± sd of the seeds' test accuracies, and a {st.CONFIDENCE:.0%} interval "
               f"for seed-to-seed variation and test-set sampling together, from a {st.SEEDS_METHOD} "
               f"({st.N_RESAMPLES:,} replicates; each replicate is the mean accuracy of the drawn seeds on the drawn "
@@ -73,7 +73,7 @@ def uncertainty_blocks(records: Sequence[RunRecord], groups: list[dict]) -> list
     blocks: list[tuple] = []
     seeds = seed_rows(groups)
     if seeds:
-        blocks += [("h2", "Over several seeds"), ("table", SEED_HEADERS, seeds), ("p", SEEDS_NOTE)]
+        blocks += [("h2", "Over several seeds"), seeds_table(groups), ("p", SEEDS_NOTE)]
     found = comparisons(groups)
     if found:
         n_tests = sum(r["mcnemar_p"] is not None for r in found)
@@ -100,11 +100,12 @@ def overview_blocks(records: Sequence[RunRecord], assets: Path, extra_blocks: Se
     blocks += figure_blocks(summary_chart(groups, assets / "summary.png"))
     blocks += list(extra_blocks)
     blocks += [("h2", "Runs"), ("table", RUN_HEADERS, run_rows(records)),
-               ("h2", "Results"), ("table", RESULT_HEADERS, results_rows(records)), ("p", INTERVALS_NOTE),
-               *[("p", sentence) for sentence in missing_intervals(records)],
-               ("p", "The reference lab used " + "; ".join(f"{m}: {what}" for m, (what, _) in REFERENCE.items())
-                     + ". Where the model used or the class count differs (e.g. the offline stand-ins, the "
-                       "20-class demo), the numbers are not comparable one to one.")]
+               ("h2", "Results"), results_table(records), ("p", INTERVALS_NOTE),
+               *[("p", sentence) for sentence in missing_intervals(records)]]
+    if any(on_lab_task(r) for r in records):  # on any other data the report says nothing about the lab
+        blocks += [("p", LAB_NOTE), ("p", "The reference lab used " + "; ".join(f"{m}: {what}" for m, (what, _) in REFERENCE.items())
+                         + ". Where the model used differs (e.g. the offline stand-ins), the numbers are not "
+                           "comparable one to one.")]
     blocks += uncertainty_blocks(records, groups)
     blocks += [("p", f"FAILED: {r.experiment} / {r.name}: {r.status.get('error', 'unknown error')}")
                for r in records if r.status.get("status") == "failed"]

@@ -26,6 +26,27 @@ REFERENCE = {
 # The class count of the lab's task per method (Rotten Tomatoes: 2, Tiny ImageNet: 200): a figure draws the
 # lab's figure only beside ours on as many classes.
 LAB_CLASSES = {"features": 2, "finetune": 2, "zero_shot": 200, "lora": 200}
+LAB_TEXT_SETS = {"rotten_tomatoes", "cornell-movie-review-data/rotten_tomatoes"}  # the lab's text data, by name
+
+
+def on_lab_data(dataset: str, n_classes: int | None, image: bool) -> bool:
+    """Whether a figure is on the reference lab's own task: Rotten Tomatoes' two classes for the text
+    experiments, Tiny ImageNet's 200 for the image ones. On any other data nothing is said about the lab."""
+    if image:
+        return n_classes == 200 and "tiny-imagenet" in dataset.lower().replace("_", "-")
+    return n_classes in (None, 2) and dataset in LAB_TEXT_SETS
+
+
+def on_lab_task(record: "RunRecord") -> bool:
+    """:func:`on_lab_data` for a run, from its recorded data settings and class count."""
+    data = record.config.get("data") or {}
+    n_classes = record.metrics.n_classes if record.metrics else None
+    if "image_size" in data or "val_per_class" in data or record.experiment in ("zeroshot", "lora"):
+        where = str(data.get("path") or data.get("hub_id") or "")
+        return on_lab_data(Path(where).name if data.get("path") else where, n_classes, image=True)
+    source = data.get("source")
+    name = "rotten_tomatoes" if source == "rotten_tomatoes" else str(data.get("name")) if source == "hub" else ""
+    return on_lab_data(name, n_classes, image=False)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from transferlab.evaluation.calibration import temperature_bound
 from transferlab.evaluation.results import interval_text as with_interval  # 0.7683 [0.742, 0.793]
-from transferlab.reporting.runs import REFERENCE, RunRecord
+from transferlab.reporting.runs import REFERENCE, RunRecord, on_lab_task
 from transferlab.reporting.uncertainty import calibration, figures, interval, lab_figure, lab_relation, relation
 
 STANDINS = {"standin": "offline stand-in: EfficientNet-Lite0 (ImageNet) image tower + all-MiniLM-L6-v2 text tower"}
@@ -74,8 +74,8 @@ def results_rows(records: Sequence[RunRecord]) -> list[list[str]]:
                          with_interval(f["f1"], interval(r, method, "f1")) if f else "–",
                          with_interval(f["top5_accuracy"], interval(r, method, "top5_accuracy"))
                          if f and f.get("top5_accuracy") is not None else "–",
-                         fmt(lab_figure(method), 3),
-                         lab_relation(*(found or (None, None)), method) if f else "–"])
+                         fmt(lab_figure(method, [r]), 3),
+                         lab_relation(*(found or (None, None)), method, [r]) if f else "–"])
     return rows
 
 
@@ -91,8 +91,8 @@ def seed_rows(groups: Sequence[dict]) -> list[list[str]]:
         rows.append([g["experiment"], g["label"], str(g["n_classes"]), seeds,
                      f"{g['val_mean']:.4f} ± {g['val_sd']:.4f}", f"{g['test_mean']:.4f} ± {g['test_sd']:.4f}",
                      with_interval(g["test_mean"], (found["low"], found["high"]) if found else None),
-                     ", ".join(f"{v:.4f}" for v in g["test"]), fmt(lab_figure(g["method"]), 3),
-                     lab_relation(found["low"], found["high"], g["method"]) if found else "–"])
+                     ", ".join(f"{v:.4f}" for v in g["test"]), fmt(lab_figure(g["method"], g["runs"]), 3),
+                     lab_relation(found["low"], found["high"], g["method"], g["runs"]) if found else "–"])
     return rows
 
 
@@ -112,14 +112,14 @@ def comparison_rows(found: Sequence[dict]) -> list[list[str]]:
 def lab_rows(groups: Sequence[dict]) -> list[list[str]]:
     rows = []
     for g in groups:
-        lab = lab_figure(g["method"])
+        lab = lab_figure(g["method"], g["runs"])
         if lab is None:
             continue
         found = g["interval"]
         rows.append([g["label"] + (f" ({g['n_seeds']} seeds)" if g["n_seeds"] > 1 else ""),
                      with_interval(g["test_mean"], (found["low"], found["high"]) if found else None),
                      f"{lab:.4f} ({REFERENCE[g['method']][0]})",
-                     lab_relation(found["low"], found["high"], g["method"]) if found else "–"])
+                     lab_relation(found["low"], found["high"], g["method"], g["runs"]) if found else "–"])
     return rows
 
 
@@ -169,3 +169,18 @@ def per_class_rows(m: dict, k: int = 5) -> list[list[str]]:
     return [[("best" if i < min(k, len(picked) // 2 or 1) else "worst"), name, fmt(v["recall"]), fmt(v["f1"]),
              fmt(v["support"])] for i, (name, v) in enumerate(picked)]
 
+
+def without_lab(headers: list[str], rows: list[list[str]], applies: bool) -> tuple[str, list[str], list[list[str]]]:
+    """A table block; its last two columns (the lab's figure, ours against it) only where the lab's task is
+    among the runs shown: on any other data the report says nothing about the lab."""
+    if applies:
+        return "table", headers, rows
+    return "table", headers[:-2], [row[:-2] for row in rows]
+
+
+def results_table(records: Sequence[RunRecord]) -> tuple:
+    return without_lab(RESULT_HEADERS, results_rows(records), any(on_lab_task(r) for r in records))
+
+
+def seeds_table(groups: Sequence[dict]) -> tuple:
+    return without_lab(SEED_HEADERS, seed_rows(groups), any(on_lab_task(r) for g in groups for r in g["runs"]))

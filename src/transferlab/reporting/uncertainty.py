@@ -21,7 +21,7 @@ import numpy as np
 
 from transferlab.evaluation import statistics as st
 from transferlab.evaluation.calibration import rows_calibration
-from transferlab.reporting.runs import LAB_CLASSES, REFERENCE, RunRecord
+from transferlab.reporting.runs import REFERENCE, RunRecord, on_lab_task
 
 FROM_METRICS = "metrics.json"
 FROM_PREDICTIONS = "computed by the report from predictions/"
@@ -245,9 +245,10 @@ def missing_intervals(records: Sequence[RunRecord]) -> list[str]:
     return out
 
 
-def lab_figure(method: str, n_classes: int | None = None) -> float | None:
-    """The lab's test accuracy for ``method``; with ``n_classes``, only when the lab's task had as many classes."""
-    if method not in REFERENCE or (n_classes is not None and n_classes != LAB_CLASSES.get(method)):
+def lab_figure(method: str, runs: Sequence[RunRecord] = ()) -> float | None:
+    """The lab's test accuracy for ``method``, where every one of ``runs`` is on the lab's own task (its data
+    and class count: :func:`~transferlab.reporting.runs.on_lab_task`); else ``None``."""
+    if method not in REFERENCE or not runs or not all(on_lab_task(r) for r in runs):
         return None
     return REFERENCE[method][1].get("test/accuracy")
 
@@ -269,9 +270,9 @@ def relation(value: float, low: float, high: float, digits: int = SHOWN_DIGITS) 
     return "contains"
 
 
-def lab_relation(low: float | None, high: float | None, method: str) -> str:
+def lab_relation(low: float | None, high: float | None, method: str, runs: Sequence[RunRecord] = ()) -> str:
     """Where our interval lies against the lab's test accuracy: 'above', 'below', 'contains', or '–'."""
-    lab = lab_figure(method)
+    lab = lab_figure(method, runs)
     if lab is None or low is None or high is None:
         return "–"
     return relation(lab, low, high)
