@@ -155,6 +155,7 @@ def test_a_study_writes_every_cell_and_continues_after_a_sigkill(tiny_text_model
     assert cells == {(m, k, s) for m in ("features", "features_logreg") for k in ("2", "4") for s in ("0", "1")}
     assert all(r["ci_low"] and float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"])
                for r in rows if r["metric"] == "accuracy")
+    assert {(r["shots"], r["protocol"]) for r in rows} == {("2", "fewshot_val@2"), ("4", "fewshot_val@4")}
     for cell in state["cells"]:  # each cell trained on 2K examples, chose C on 2 min(K, 4), scored all 200 tests
         metrics = json.loads((study / cell["run_dir"] / "metrics.json").read_text())
         k = cell["shots"]

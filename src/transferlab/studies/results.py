@@ -19,11 +19,13 @@ import numpy as np
 import yaml
 
 from transferlab.evaluation.statistics import accuracy_interval
+from transferlab.experiments.registry import EXPERIMENTS
 from transferlab.tracking.files import atomic_write, own_folder, read_json, slug, write_json
 from transferlab.tracking.rundir import COMPLETED
 
 RESULTS = "results.csv"
-COLUMNS = ("experiment", "dataset", "model", "method", "shots", "seed", "split", "metric", "value", "ci_low", "ci_high")
+COLUMNS = ("experiment", "dataset", "model", "method", "shots", "seed", "protocol", "split", "metric", "value", "ci_low",
+           "ci_high")
 METRICS = ("accuracy", "f1", "recall", "top5_accuracy")  # recall: macro, i.e. mean per-class recall
 
 
@@ -58,6 +60,18 @@ def predictions_interval(run_dir: Path, method: str, split: str) -> tuple[float,
     return accuracy_interval(np.asarray(correct)) if correct else (None, None)
 
 
+def protocol(method: str, config: dict, experiment_training_free: bool) -> str:
+    """How a figure's settings were chosen, written beside it: ``validation_free`` (nothing chosen: zero-shot),
+    ``fewshot_val@<n>`` (on n examples per class drawn from the train pool, as a K-shot user would have) or
+    ``full_val`` (on the whole validation split). No setting is ever chosen on test."""
+    data = config.get("data") or {}
+    if experiment_training_free or method.startswith("zero_shot"):
+        return "validation_free"
+    if data.get("shots") is not None:
+        return f"fewshot_val@{min(int(data['shots']), int(data.get('shots_validation') or data['shots']))}"
+    return "full_val"
+
+
 def cell_rows(study_dir: Path, cell: dict) -> list[dict]:
     """The results.csv rows of one completed cell."""
     run_dir = study_dir / cell["run_dir"]
@@ -67,6 +81,7 @@ def cell_rows(study_dir: Path, cell: dict) -> list[dict]:
     base = {"experiment": cell["experiment"], "dataset": task or dataset_name(config),
             "model": metrics.get("model", {}).get("name", "?"),
             "shots": "full" if cell["shots"] is None else cell["shots"], "seed": cell["seed"]}
+    free = EXPERIMENTS[cell["experiment"]].training_free if cell["experiment"] in EXPERIMENTS else False
     rows = []
     for method, splits in metrics["methods"].items():
         label = method_label(cell["experiment"], method, metrics.get("model", {}))
@@ -78,8 +93,8 @@ def cell_rows(study_dir: Path, cell: dict) -> list[dict]:
                 low, high = (figures.get("intervals") or {}).get(metric) or (None, None)
                 if low is None and metric == "accuracy":
                     low, high = predictions_interval(run_dir, method, split)
-                rows.append({**base, "method": label, "split": split, "metric": metric,
-                             "value": figures[metric], "ci_low": low, "ci_high": high})
+                rows.append({**base, "method": label, "protocol": protocol(method, config, free), "split": split,
+                             "metric": metric, "value": figures[metric], "ci_low": low, "ci_high": high})
     return rows
 
 
