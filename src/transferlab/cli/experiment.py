@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from transferlab.cli.axes import model_arms, models_by_experiment, task_arms
-from transferlab.cli.study import run_study, shots_by_experiment
+from transferlab.cli.study import executor_choice, run_study, shots_by_experiment
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
 
@@ -47,7 +47,8 @@ def run_shots(experiment, config, args: argparse.Namespace, resume) -> Path:
         arms = task_arms(arms, selected_tasks(args), Path(args.output_dir) / "tasks")
     what = Path(args.suite).stem if args.suite else "shots" if args.shots else "models"
     name = config.run_name or f"{experiment.name}-{what}"
-    return run_study(arms, shots, args.seeds, args.output_dir, name, nested=not args.independent_shots)
+    return run_study(arms, shots, args.seeds, args.output_dir, name, nested=not args.independent_shots,
+                     executor=executor_choice(args))
 
 
 def selected_tasks(args: argparse.Namespace) -> list:

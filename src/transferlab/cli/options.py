@@ -77,3 +77,18 @@ def add_shots_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--independent-shots", action="store_true",
                         help="with --shots: draw each K anew (default: nested draws, the K=2 examples hold the K=1 "
                              "example within a seed)")
+    add_executor_arguments(parser)
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a study's cells run (``transferlab.studies.executor``; docs/cluster.md)."""
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="a study's cells one after the other in this process (local, the default), or as Ray "
+                             "tasks on a cluster (ray: each cell asks for --threads CPUs, 1 without, and a GPU when "
+                             "its device is cuda; a cell whose worker dies is retried from its checkpoint)")
+    parser.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                        help="with --executor ray: the cluster's address (default: RAY_ADDRESS, else a Ray instance "
+                             "on this machine); the output folder must be on storage every node mounts")
+    parser.add_argument("--cell-output", action="store_true",
+                        help="show each cell's own output (its notes, the Trainer's log lines) on the console; by "
+                             "default it goes to <study>/cells/<cell>.log and the console shows the progress")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from transferlab.cli.axes import add_models_argument, model_arms, models_by_experiment, task_arms
 from transferlab.cli.options import add_seeds_argument, add_shots_argument, add_threads_argument
-from transferlab.cli.study import run_study, shots_by_experiment
+from transferlab.cli.study import executor_choice, run_study, shots_by_experiment
 from transferlab.errors import TransferlabError
 from transferlab.reporting import pipeline as pipeline_report
 from transferlab.experiments.registry import EXPERIMENTS, default_stages, stages
@@ -61,7 +61,8 @@ def run_shots(args: argparse.Namespace) -> Path:
         arms = task_arms(arms, load_suite(args.suite), Path(args.output_dir) / "tasks")
     what = Path(args.suite).stem if args.suite else "shots" if args.shots else "models"
     name = run_name or f"{Path(args.config).stem if args.config else 'offline'}-{what}"
-    return run_study(arms, shots, args.seeds, args.output_dir, name, nested=not args.independent_shots)
+    return run_study(arms, shots, args.seeds, args.output_dir, name, nested=not args.independent_shots,
+                     executor=executor_choice(args))
 
 
 def main(args: argparse.Namespace) -> Path:

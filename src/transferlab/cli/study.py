@@ -25,14 +25,24 @@ def shots_by_experiment(entries: list[tuple[str | None, list]], sections: dict[s
     return {e: named.get(s, default) for e, s in sections.items() if named.get(s, default) is not None}
 
 
-def run_study(arms: dict, shots: dict[str, list], seeds: list[int], output_dir, name: str, nested: bool):
-    """Run (or continue) a label-budget study, then its report (learning curves, per-K tables); the study
-    directory, or a one-line error (exit 2) after the report when any cell failed."""
+def executor_choice(args):
+    """Where the study's cells run, from ``--executor``, ``--ray-address``, ``--threads`` and ``--cell-output``."""
+    from transferlab.studies.executor import Executor
+
+    return Executor(kind=getattr(args, "executor", "local"), address=getattr(args, "ray_address", None),
+                    threads=getattr(args, "threads", None), show_output=getattr(args, "cell_output", False))
+
+
+def run_study(arms: dict, shots: dict[str, list], seeds: list[int], output_dir, name: str, nested: bool,
+              executor=None):
+    """Run (or continue) a label-budget study (its cells where ``executor`` says: ``executor_choice``), then
+    its report (learning curves, per-K tables); the study directory, or a one-line error (exit 2) after the
+    report when any cell failed."""
     from transferlab.reporting.analysis import data_folders
     from transferlab.reporting.study import write_study_report
     from transferlab.studies.shots import run_shot_study
 
-    outcome = run_shot_study(arms, shots, seeds, output_dir, name, nested=nested)
+    outcome = run_shot_study(arms, shots, seeds, output_dir, name, nested=nested, executor=executor)
     report = write_study_report(outcome.directory, image_roots=data_folders(arms.values()))
     print(f"results: {outcome.directory / 'results.csv'}\nreport: {report}")
     if outcome.failed:

@@ -19,8 +19,6 @@ A training-free experiment (zero-shot) is the same at every K: it runs once, as 
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -30,9 +28,11 @@ from transferlab.errors import TransferlabError
 from transferlab.experiments.lifecycle import sigterm_as_interrupt
 from transferlab.experiments.registry import EXPERIMENTS
 from transferlab.models.resolve import check_weights
+from transferlab.studies.executor import Executor, open_cells
+from transferlab.studies.progress import StudyProgress
 from transferlab.studies.results import write_study_results
 from transferlab.tracking.files import content_digest
-from transferlab.tracking.ledger import Ledger, next_attempt
+from transferlab.tracking.ledger import Ledger
 from transferlab.tracking.liveness import Heartbeat
 from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Run
 
@@ -177,34 +177,43 @@ def finished(study_dir: Path, cell: dict) -> bool:
     return cell["status"] == COMPLETED and (study_dir / cell["run_dir"] / "metrics.json").is_file()
 
 
-def run_cell(book: Ledger, state: dict, cell: dict, config) -> None:
-    """One cell, recorded in ``study.json`` before and after; a failure is recorded and the study goes on, but
-    an input error raised before the cell's run directory exists (the same for every cell) stops the study."""
-    experiment = EXPERIMENTS[cell["experiment"]]
-    folder = book.contained(cell["run_dir"])
-    resume = next_attempt(folder, experiment.resumable)
-    cell.update(status=RUNNING, error=None)
-    book.write(state)
-    begin = time.perf_counter()
-    try:
-        experiment.run(config, book.folder, resume=resume, progress=False)
-    except TransferlabError as exc:
-        cell.update(status=FAILED, error=f"{exc.__class__.__name__}: {exc}")
-        if not folder.exists():
-            raise
-        print(f"cell {cell['run_dir']} failed: {cell['error']}")
-    except Exception as exc:  # noqa: BLE001 - one cell's failure is recorded; the other cells still run
-        cell.update(status=FAILED, error=f"{exc.__class__.__name__}: {exc}")
-        print(f"cell {cell['run_dir']} failed: {cell['error']}")
-    except KeyboardInterrupt as exc:
-        cell.update(status=FAILED, error=f"{exc.__class__.__name__}: {exc or 'interrupted'}")
-        raise
-    else:
-        cell["status"] = COMPLETED
-        shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the final weights are in model/
-    finally:
-        cell["elapsed_s"] = round(time.perf_counter() - begin, 1)
-        book.write(state)
+class CellRecorder:
+    """The driver's records of the cells (the one writer of ``study.json``, whatever runs the cells): a cell
+    is marked running when it is handed out, and its outcome recorded when it comes back (status, error, wall
+    time, the node that ran it; on Ray its attempts and the checkpoint a retry resumed from), followed by
+    ``results.csv`` and the progress display. An input error raised before a cell's run directory existed
+    (the same for every cell) stops the study."""
+
+    def __init__(self, book: Ledger, state: dict, progress: StudyProgress):
+        self.book, self.state, self.progress = book, state, progress
+
+    def submitted(self, cell: dict) -> None:
+        self.book.contained(cell["run_dir"])
+        cell.update(status=RUNNING, error=None)
+        self.book.write(self.state)
+
+    def started(self, cell: dict, where: str | None) -> None:
+        self.progress.started(cell, where)
+
+    def done(self, cell: dict, outcome: dict) -> None:
+        cell.update(status=outcome["status"], error=outcome.get("error"), elapsed_s=outcome.get("elapsed_s"),
+                    node=outcome.get("node"))
+        for key in ("attempts", "resumed_from"):
+            cell.pop(key, None)
+            if outcome.get(key):
+                cell[key] = outcome[key]
+        self.book.write(self.state)
+        write_study_results(self.book.folder, self.state)
+        self.progress.finished(cell)
+        if outcome.get("stop"):
+            raise TransferlabError(outcome["message"])
+
+    def abandoned(self, cell: dict, error: str, elapsed_s: float | None = None) -> None:
+        cell.update(status=FAILED, error=error, **({"elapsed_s": elapsed_s} if elapsed_s is not None else {}))
+        self.book.write(self.state)
+
+    def console(self):
+        return self.progress.above()
 
 
 @dataclass(frozen=True)
@@ -215,9 +224,11 @@ class StudyOutcome:
 
 
 def run_shot_study(arms: dict[str, object], shots: dict[str, list], seeds: Sequence[int] | None,
-                   output_dir: str | Path, name: str, *, nested: bool = True) -> StudyOutcome:
+                   output_dir: str | Path, name: str, *, nested: bool = True,
+                   executor: Executor | None = None) -> StudyOutcome:
     """Run (or continue) the study ``<output_dir>/study/<name>``. ``arms``: experiment -> its config; ``shots``:
-    experiment -> K values (``None``: full data). ``results.csv`` is rewritten after every cell, so a study
+    experiment -> K values (``None``: full data); ``executor``: where the cells run (``studies.executor``:
+    in this process by default, or as Ray tasks). ``results.csv`` is rewritten after every cell, so a study
     killed outright still shows its finished cells."""
     check_shots(arms, shots)
     preflight(arms)
@@ -231,24 +242,24 @@ def run_shot_study(arms: dict[str, object], shots: dict[str, list], seeds: Seque
             status.set_status(RUNNING)
             state["status"] = RUNNING
             book.write(state)
-            failed = run_cells(book, state, arms, nested, status)
+            failed = run_cells(book, state, arms, nested, status, executor or Executor())
     return StudyOutcome(book.folder, len(state["cells"]), failed)
 
 
-def run_cells(book: Ledger, state: dict, arms: dict, nested: bool, status: Run) -> list[str]:
-    """Every cell not yet finished, in order; the study's status and results recorded after each."""
+def run_cells(book: Ledger, state: dict, arms: dict, nested: bool, status: Run, executor: Executor) -> list[str]:
+    """Every cell not yet finished, handed to the executor (in order, or all at once on Ray); the study's status
+    and results recorded after each, with a progress display (``studies.progress``)."""
     todo = [c for c in state["cells"] if not finished(book.folder, c)]
     print(f"study directory: {book.folder} ({len(state['cells'])} cells, {len(todo)} to run)", flush=True)
     if not todo:
         print("note: every cell is complete: results and report rebuilt (give run_name=... for a new study)")
     try:
-        for i, cell in enumerate(state["cells"], 1):
-            if finished(book.folder, cell):
-                continue
-            print(f"== cell {i}/{len(state['cells'])}: {cell['run_dir']}", flush=True)
-            arm = arms[cell.get("arm", cell["experiment"])]
-            run_cell(book, state, cell, cell_config(arm, cell, nested, book.folder))
-            write_study_results(book.folder, state)
+        if todo:
+            with open_cells(executor, book.folder) as cells, \
+                    StudyProgress(state["cells"], todo, slots=cells.slots) as progress:
+                jobs = [(c, cell_config(arms[c.get("arm", c["experiment"])], c, nested, cells.study_dir))
+                        for c in todo]
+                cells.run(jobs, CellRecorder(book, state, progress))
     except (KeyboardInterrupt, TransferlabError) as exc:
         state["status"] = FAILED
         book.write(state)

@@ -1,0 +1,121 @@
+"""A study's progress: the ETA from the cells' measured times, a bar on a terminal (a real pseudo-terminal), one
+line per cell when piped, and each cell's own output (the Trainer's log dicts) in its log file unless asked for."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+from helpers import finetune_overrides
+from test_security import cli
+
+from transferlab.studies.progress import StudyProgress, clock
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def cells(*spec: tuple[str, str, str, float | None]) -> list[dict]:
+    return [{"experiment": e, "run_dir": f"{e}/{name}", "status": status, "elapsed_s": elapsed}
+            for e, name, status, elapsed in spec]
+
+
+def test_the_eta_is_the_measured_mean_per_arm_over_the_cells_left_spread_over_the_slots():
+    study = cells(("features", "k2-seed0", "completed", 10.0), ("features", "k2-seed1", "completed", 20.0),
+                  ("features", "k4-seed0", "pending", None), ("features", "k4-seed1", "pending", None),
+                  ("lora", "k2-seed0", "completed", 100.0), ("lora", "k4-seed0", "failed", 5.0))
+    todo = [study[2], study[3], study[5]]
+    assert StudyProgress(study, todo, stream=io.StringIO(), bar=False).eta() == pytest.approx(130, abs=1)
+    assert StudyProgress(study, todo, slots=2, stream=io.StringIO(), bar=False).eta() == pytest.approx(65, abs=1)
+    fresh = cells(("features", "k2-seed0", "pending", None))
+    assert StudyProgress(fresh, fresh, stream=io.StringIO(), bar=False).eta() is None
+    assert (clock(None), clock(3725.4)) == ("?", "1:02:05")
+
+
+def test_piped_progress_is_one_line_per_finished_cell_with_elapsed_and_eta():
+    study = cells(("features", "k2-seed0", "completed", 10.0), ("features", "k4-seed0", "pending", None),
+                  ("features", "k4-seed1", "pending", None))
+    stream = io.StringIO()
+    with StudyProgress(study, study[1:], stream=stream, bar=False) as progress:
+        progress.started(study[1], "node-a")
+        study[1].update(status="completed", elapsed_s=20.0, node={"host": "node-a"})
+        progress.finished(study[1])
+        progress.started(study[2], "node-b")
+        study[2].update(status="failed", elapsed_s=1.0, error="ValueError: bad", node={"host": "node-b"},
+                        attempts=[{}, {}])
+        progress.finished(study[2])
+    first, second = stream.getvalue().splitlines()
+    assert first.startswith("cell 2/3 features/k4-seed0: completed in 0:00:20 on node-a | 0:00:00 elapsed, ETA 0:00:15")
+    assert second.startswith("cell 3/3 features/k4-seed1: failed (ValueError: bad) in 0:00:01 on node-b after 2 "
+                             "attempts | ")
+    assert second.endswith("ETA 0:00:00")
+
+
+def test_on_a_terminal_the_bar_shows_cells_done_the_running_cell_and_the_eta():
+    study = cells(("features", "k2-seed0", "completed", 30.0), ("features", "k4-seed0", "pending", None))
+    stream = io.StringIO()
+    with StudyProgress(study, study[1:], stream=stream, bar=True) as progress:
+        progress.started(study[1])
+        with progress.above():
+            print("a line the cell prints")
+        shown = stream.getvalue()
+        assert "1/2 cells" in shown and "running features/k4-seed0" in shown and "ETA 0:00:" in shown
+        study[1].update(status="completed", elapsed_s=31.0)
+        progress.finished(study[1])
+    shown = stream.getvalue()
+    assert "a line the cell prints\n" in shown and "2/2 cells" in shown
+
+
+def finetune_study(*extra: str) -> list[str]:
+    return ["finetune", "--shots", "2", "--seeds", "0", "--threads", "1", *extra]
+
+
+@pytest.mark.slow
+def test_a_study_keeps_the_trainer_log_dicts_in_the_cell_log_unless_asked(capsys, tmp_path, tiny_text_models):
+    overrides = finetune_overrides(tiny_text_models["distilbert"], **{"tracking.tensorboard": False})
+    code, out, err = cli(capsys, *finetune_study("--output-dir", tmp_path, *overrides, "run_name=quiet"))
+    assert code == 0, err[-3000:]
+    assert "'loss'" not in out and "'loss'" not in err
+    lines = [line for line in out.splitlines() if line.startswith("cell ")]
+    assert len(lines) == 1 and lines[0].startswith("cell 1/1 finetune/k2-seed0: completed in ")
+    log = (tmp_path / "study" / "quiet" / "cells" / "finetune" / "k2-seed0.log").read_text()
+    assert "'loss'" in log and "'eval_accuracy'" in log  # they went to the cell's log
+
+    code, out, err = cli(capsys, *finetune_study("--cell-output", "--output-dir", tmp_path, *overrides,
+                                                 "run_name=loud"))
+    assert code == 0, err[-3000:]
+    assert "'loss'" in out and not (tmp_path / "study" / "loud" / "cells").exists()
+
+
+@pytest.mark.slow
+def test_a_study_in_a_terminal_shows_a_bar_with_the_eta(tmp_path, tiny_text_models):
+    command = [sys.executable, "-m", "transferlab.cli", "features", "--shots", "2", "--seeds", "0,1", "--threads",
+               "1", "--output-dir", str(tmp_path), f"encoder.model={tiny_text_models['bert']}", "data.limit=100",
+               "tracking.tensorboard=false", "run_name=tty"]
+    env = dict(os.environ, PYTHONPATH=str(SRC), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # 40 rows, 160 columns
+    proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal's other end closed: the command ended
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert proc.wait(120) == 0, shown.decode(errors="replace")[-3000:]
+    text = shown.decode(errors="replace")
+    assert "\r" in text and "0/2 cells" in text and "2/2 cells" in text  # one bar, redrawn in place
+    assert "running features/k2-seed0" in text and "ETA 0:00:" in text
+    assert "cell 1/2 features/k2-seed0: completed in " in text  # the finished cell's line above the bar

@@ -1,0 +1,228 @@
+"""Study cells as Ray tasks on a real two-node Ray cluster that this module starts on this machine (``ray start
+--head`` and ``ray start --address``, one CPU each, token authentication off) and stops by the pids it started:
+the same results.csv as the local executor with cells on both nodes and the frozen features encoded once, a
+worker killed with SIGKILL mid-fine-tune retried and resumed from its checkpoint, and a node that cannot see the
+output folder (its own mount namespace with an empty tmpfs over it) refused before the first cell."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from helpers import finetune_overrides
+from test_security import cli, one_line_error
+
+from transferlab.tracking.files import read_json
+
+if not os.environ.get("CI"):  # CI installs the ray extra (make test): there the tests must run, never skip
+    pytest.importorskip("ray", reason="pip install -e '.[test,ray]'")
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+@dataclass(frozen=True)
+class Cluster:
+    address: str
+    base: Path  # a short folder every node sees (Ray's socket paths must stay short)
+    hidden: Path | None  # a folder the second node does not see (None where no mount namespace can be made)
+    env: dict
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def can_hide_a_folder(folder: Path) -> bool:
+    """Whether an unprivileged mount namespace can lay an empty tmpfs over ``folder`` here."""
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", 'mount -t tmpfs none "$0"', str(folder)],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+def wait_for_nodes(address: str, count: int, timeout: float = 180) -> None:
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="warning")
+            alive = [n for n in ray.nodes() if n["Alive"]]
+        except ConnectionError:
+            alive = []
+        finally:
+            ray.shutdown()
+        if len(alive) >= count:
+            return
+        time.sleep(2)
+    raise AssertionError(f"the Ray cluster at {address} did not reach {count} nodes in {timeout:.0f}s")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    base = Path(tempfile.mkdtemp(prefix="tl-ray-"))
+    hidden = base / "hidden"
+    hidden.mkdir()
+    port = free_port()
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONPATH=str(SRC))
+    common = ["--num-cpus=1", "--object-store-memory=80000000", "--disable-usage-stats", "--block"]
+    logs = (base / "head.log").open("w"), (base / "worker.log").open("w")
+    head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false",
+                             f"--ray-client-server-port={free_port()}", f"--temp-dir={base / 'ray-tmp'}", *common],
+                            env=env, stdout=logs[0], stderr=subprocess.STDOUT)
+    worker_command = [RAY, "start", f"--address=127.0.0.1:{port}", *common]
+    isolated = can_hide_a_folder(hidden)
+    if isolated:  # the second node sees everything but `hidden` (an empty tmpfs over it in its mount namespace)
+        worker_command = ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs none "$0" && exec "$@"', str(hidden),
+                          *worker_command]
+    worker = None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "disabled")
+        try:
+            time.sleep(3)  # the head's GCS first
+            worker = subprocess.Popen(worker_command, env=env, stdout=logs[1], stderr=subprocess.STDOUT)
+            wait_for_nodes(f"127.0.0.1:{port}", 2)
+            yield Cluster(f"127.0.0.1:{port}", base, hidden if isolated else None, env)
+        finally:
+            for proc in (worker, head):  # `ray start --block` stops the processes it started on SIGTERM
+                if proc is not None:
+                    proc.terminate()
+                    try:
+                        proc.wait(60)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+            for log in logs:
+                log.close()
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def study_args(out: Path, encoder: Path, *extra: str) -> list[str]:
+    return ["features", "--shots", "2,4", "--seeds", "0,1", "--threads", "1", "--output-dir", str(out),
+            f"encoder.model={encoder}", "data.limit=200", "also_classifiers=[logreg]", "tracking.tensorboard=false",
+            "run_name=rt", *extra]
+
+
+@pytest.mark.slow
+def test_a_study_on_two_ray_nodes_gives_the_local_results_with_the_features_encoded_once(
+        cluster, tiny_text_models, capsys):
+    encoder = tiny_text_models["bert"]
+    began = time.perf_counter()
+    code, _, err = cli(capsys, *study_args(cluster.base / "local", encoder))
+    assert code == 0, err[-3000:]
+    local_s = time.perf_counter() - began
+    began = time.perf_counter()
+    code, out, err = cli(capsys, *study_args(cluster.base / "on-ray", encoder, "--executor", "ray",
+                                             "--ray-address", cluster.address))
+    assert code == 0, err[-3000:]
+    print(f"local {local_s:.1f}s, ray {time.perf_counter() - began:.1f}s", file=sys.stderr)
+
+    study = cluster.base / "on-ray" / "study" / "rt"
+    local = (cluster.base / "local" / "study" / "rt" / "results.csv").read_text()
+    assert (study / "results.csv").read_text() == local  # the same draws, every figure equal
+    with (study / "results.csv").open() as handle:
+        assert len({(r["shots"], r["seed"]) for r in csv.DictReader(handle)}) == 4
+    state = read_json(study / "study.json")
+    assert [c["status"] for c in state["cells"]] == ["completed"] * 4
+    assert len({c["node"]["id"] for c in state["cells"]}) == 2  # cells ran on both nodes
+    assert all(len(c["attempts"]) == 1 and c["attempts"][0]["id"] == c["node"]["id"] for c in state["cells"])
+    encoded = [read_json(study / c["run_dir"] / "metrics.json")["timings"]["encoded_train_texts"]
+               for c in state["cells"]]
+    assert sorted(encoded) == [0, 0, 0, 200]  # the pool encoded by one cell, read by the others from the study
+    assert not list(study.glob(".storage-check-*"))
+    lines = [line for line in out.splitlines() if line.startswith("cell ")]
+    assert len(lines) == 4 and all(" completed in " in line and "ETA" in line for line in lines)
+    assert lines[-1].startswith("cell 4/4 ")
+    for cell in state["cells"]:  # each cell's own output is in its log, not on the console
+        log = (study / "cells" / f"{cell['run_dir']}.log").read_text()
+        assert "texts " in log and f"== {cell['run_dir']}: attempt on " in log
+    assert "train pool: 200 texts" not in out
+
+
+@pytest.mark.slow
+def test_a_ray_worker_killed_mid_fine_tune_is_retried_and_resumes_from_its_checkpoint(
+        cluster, tiny_text_models, finetuned_run):
+    out = cluster.base / "kill"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "transferlab.cli", "finetune", "--shots", "full", "--threads", "1", "--executor",
+         "ray", "--ray-address", cluster.address, "--output-dir", str(out),
+         *finetune_overrides(tiny_text_models["distilbert"], run_name="ft")],
+        env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    study = out / "study" / "ft"
+    cell = study / "finetune" / "full-seed0"
+    deadline = time.monotonic() + 300
+    while not (cell / "checkpoints" / "checkpoint-8" / "transferlab.json").is_file():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no checkpoint 8: {proc.communicate()[1][-3000:]}")
+        time.sleep(0.05)
+    pid = read_json(cell / "status.json")["pid"]
+    assert "ray" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").lower()  # a Ray worker
+    os.kill(pid, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+
+    (record,) = read_json(study / "study.json")["cells"]
+    assert record["status"] == "completed"
+    assert [a["pid"] for a in record["attempts"]][0] == pid and len(record["attempts"]) == 2
+    assert record["resumed_from"] in ("checkpoint-8", "checkpoint-16")
+    metrics = read_json(cell / "metrics.json")
+    assert metrics["details"]["training"]["resumed_from"] == record["resumed_from"]
+    assert metrics["details"]["training"]["global_step"] == 40
+    reference = read_json(finetuned_run / "metrics.json")
+    for split in ("validation", "test"):
+        assert metrics["methods"]["finetune"][split]["accuracy"] == reference["methods"]["finetune"][split]["accuracy"]
+    status = read_json(cell / "status.json")
+    assert status["status"] == "completed" and "SIGKILL" in status["note"]
+    assert "note: attempt 2: the worker of attempt 1" in (study / "cells" / "finetune" / "full-seed0.log").read_text()
+    assert "after 2 attempts" in stdout and "{'loss'" not in stdout  # no Trainer log dicts on the console
+
+
+@pytest.mark.slow
+def test_a_node_that_cannot_see_the_output_folder_stops_the_study_before_any_cell(cluster, tiny_text_models, capsys):
+    if cluster.hidden is None:
+        pytest.skip("no unprivileged mount namespace here to hide a folder from one node")
+    out = cluster.hidden / "out"
+    code, _, err = cli(capsys, *study_args(out, tiny_text_models["bert"], "--executor", "ray",
+                                           "--ray-address", cluster.address))
+    line = one_line_error(code, err)
+    assert f"1 of 2 Ray node(s) cannot read the study folder {out / 'study' / 'rt'}: " in line
+    assert "mount the same shared file system" in line
+    state = read_json(out / "study" / "rt" / "study.json")
+    assert state["status"] == "failed" and {c["status"] for c in state["cells"]} == {"pending"}
+    assert not (out / "study" / "rt" / "features").exists() and not list((out / "study" / "rt").glob(".storage*"))
+
+
+def test_ray_settings_without_a_study_executor_or_a_reachable_cluster_are_one_line(capsys, tmp_path, tiny_distilbert):
+    code, _, err = cli(capsys, "features", "--shots", "2", "--ray-address", "127.0.0.1:1", "--output-dir", tmp_path)
+    assert "--ray-address goes with --executor ray" in one_line_error(code, err)
+    assert not (tmp_path / "study").exists()
+    nobody = f"127.0.0.1:{free_port()}"
+    code, _, err = cli(capsys, "features", "--shots", "2", "--executor", "ray", "--ray-address", nobody,
+                       "--output-dir", tmp_path, f"encoder.model={tiny_distilbert}", "run_name=s")
+    assert f"cannot reach the Ray cluster at {nobody} (Connection refused): start it" in one_line_error(code, err)
+    assert not (tmp_path / "study" / "s" / "features").exists()
+
+
+def test_a_cell_asks_for_a_gpu_when_its_device_does():
+    from transferlab.config import load_config
+    from transferlab.experiments.features import FeaturesConfig
+    from transferlab.studies.executor import gpus_for
+
+    auto = load_config(FeaturesConfig, "features", "offline")
+    assert (gpus_for(auto, 0), gpus_for(auto, 2)) == (0, 1)  # auto: a GPU where the cluster has one
+    assert gpus_for(load_config(FeaturesConfig, "features", "offline", ["encoder.device=cuda"]), 0) == 1
+    assert gpus_for(load_config(FeaturesConfig, "features", "offline", ["encoder.device=cpu"]), 2) == 0
