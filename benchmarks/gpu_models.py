@@ -8,7 +8,7 @@ they are the data loader's, apart) encoded
 
 - ``ours``: transferlab's path, as zero-shot and the LoRA run's feature encoding call it
   (``models.zero_shot.image_embeddings``' inner step: the family's ``HFDualEncoder.encode_images`` under
-  ``models.device.autocast("bf16")``, fp32 weights, each batch moved to the device and its embeddings back);
+  ``models.device.autocast("bf16")``, fp32 weights: ``models.zero_shot.encode_pixel_batches``, the same function);
 - ``bare``: the model cast to bf16 and a plain ``model.get_image_features`` loop over the same batches.
 
 Measured side by side in one run, alternating, best of ``--repeats``; prints images/s and the ratio
@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from transferlab.models.clip_hf import FAMILIES, pack_naflex, pooled  # noqa: E402
-from transferlab.models.device import autocast  # noqa: E402
+from transferlab.models.zero_shot import encode_pixel_batches  # noqa: E402
 
 GOAL = 1.2
 TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
@@ -81,12 +81,7 @@ def pixel_batches(family: str, model, n: int, batch: int) -> tuple[list, list]:
 
 def encode_ours(encoder, batches: list, device: torch.device) -> torch.Tensor:
     """transferlab's step (``models.zero_shot.image_embeddings``, the batches already preprocessed)."""
-    out = []
-    with torch.inference_mode():
-        for pixels in batches:
-            with autocast("bf16", device):
-                out.append(encoder.encode_images(pixels.to(device)).float().cpu())
-    return torch.cat(out)
+    return encode_pixel_batches(encoder, batches, "bf16")
 
 
 def encode_bare(model, batches: list, device: torch.device) -> torch.Tensor:

@@ -11,7 +11,7 @@ sigmoid per class, what ``torch.sigmoid(logits_per_image)`` gives); ``reported_s
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -74,13 +74,27 @@ def image_embeddings(model: DualEncoder, dataset, batch_size: int = 128, num_wor
                      precision: str = "fp32", desc: str = "images",
                      progress: bool = True) -> tuple[torch.Tensor, np.ndarray]:
     """(embeddings, labels) of a split of paths/images, decoded in bulk per batch."""
-    out, labels = [], []
+    labels = []
     loader = batches(dataset, batch_size, model.preprocess, num_workers)
-    for pixels, batch_labels in tqdm(loader, desc=desc, leave=False, mininterval=5, disable=not progress):
-        with autocast(precision, model.device):
-            out.append(model.encode_images(pixels.to(model.device)).float().cpu())
-        labels.extend(batch_labels)
-    return torch.cat(out), np.asarray(labels)
+
+    def pixels():
+        for batch_pixels, batch_labels in tqdm(loader, desc=desc, leave=False, mininterval=5, disable=not progress):
+            labels.extend(batch_labels)
+            yield batch_pixels
+
+    return encode_pixel_batches(model, pixels(), precision), np.asarray(labels)
+
+
+@torch.inference_mode()
+def encode_pixel_batches(model: DualEncoder, pixel_batches: Iterable[torch.Tensor], precision: str) -> torch.Tensor:
+    """The image tower over preprocessed pixel batches: one autocast context for the whole loop, each batch
+    copied without waiting, and the embeddings kept on the device until the end (a copy back per batch would
+    make every batch wait). The benchmark ``benchmarks/gpu_models.py`` times this very function."""
+    out = []
+    with autocast(precision, model.device):
+        for pixels in pixel_batches:
+            out.append(model.encode_images(pixels.to(model.device, non_blocking=True)).float())
+    return torch.cat(out).cpu() if out else torch.empty(0)
 
 
 @torch.no_grad()
