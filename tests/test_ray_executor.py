@@ -226,3 +226,34 @@ def test_a_cell_asks_for_a_gpu_when_its_device_does():
     assert (gpus_for(auto, 0), gpus_for(auto, 2)) == (0, 1)  # auto: a GPU where the cluster has one
     assert gpus_for(load_config(FeaturesConfig, "features", "offline", ["encoder.device=cuda"]), 0) == 1
     assert gpus_for(load_config(FeaturesConfig, "features", "offline", ["encoder.device=cpu"]), 2) == 0
+
+
+@pytest.mark.slow
+def test_a_driver_killed_outright_takes_its_cells_with_it_and_the_same_command_continues(
+        cluster, tiny_text_models, capsys):
+    out = cluster.base / "driver"
+    argv = ["finetune", "--shots", "full", "--threads", "1", "--executor", "ray", "--ray-address", cluster.address,
+            "--output-dir", str(out), *finetune_overrides(tiny_text_models["distilbert"], run_name="ft")]
+    driver = subprocess.Popen([sys.executable, "-m", "transferlab.cli", *argv], env=cluster.env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cell = out / "study" / "ft" / "finetune" / "full-seed0"
+    deadline = time.monotonic() + 300
+    while not (cell / "checkpoints" / "checkpoint-8" / "transferlab.json").is_file():
+        if driver.poll() is not None or time.monotonic() > deadline:
+            driver.kill()
+            pytest.fail("no checkpoint 8 before the driver ended")
+        time.sleep(0.05)
+    worker = read_json(cell / "status.json")["pid"]
+    driver.kill()  # SIGKILL: no word to the ledger, nor to Ray
+    driver.wait()
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:  # Ray ends the dead driver's tasks
+        time.sleep(0.2)
+    assert not Path(f"/proc/{worker}").exists()
+
+    code, out_text, err = cli(capsys, *argv)  # the same command continues the killed study
+    assert code == 0, err[-3000:]
+    assert "1 to run" in out_text
+    (record,) = read_json(out / "study" / "ft" / "study.json")["cells"]
+    assert record["status"] == "completed" and record["resumed_from"].startswith("checkpoint-")
+    assert read_json(cell / "metrics.json")["details"]["training"]["global_step"] == 40
