@@ -77,9 +77,10 @@ def test_clip_lora_presets_hold_the_papers_recipe(preset):
 
 
 def cell(clip_folder, tree, out, shots, seed, *extra):
-    """One study cell of the lab's recipe on the tiny CLIP (one training step), caching in ``out`` (the
-    default of a K-shot run: ``<output-dir>/cache/images``)."""
+    """One study cell of the lab's recipe on the tiny CLIP (one training step), caching in ``out/cache/images``
+    (where a study puts a K-shot cell's cache: the runner itself only obeys ``model.feature_cache``)."""
     args = ["lora", "--output-dir", str(out), f"model.name={clip_folder}", f"data.path={tree}",
+            f"model.feature_cache={out / 'cache' / 'images'}",
             "data.val_per_class=2", f"data.shots={shots}", f"seed={seed}", "model.batch_size=8",
             "model.templates=['a photo of a {name}.', 'a {name}']",
             "lora.target_modules=[q_proj,v_proj]", "lora.towers=both", "lora.layers=[-1]",
