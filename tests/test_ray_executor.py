@@ -152,6 +152,33 @@ def test_a_study_on_two_ray_nodes_gives_the_local_results_with_the_features_enco
     assert "train pool: 200 texts" not in out
 
 
+def lora_study_args(out: Path, clip_folder: Path, tree: Path, *extra: str) -> list[str]:
+    """A LoRA study on the tiny CLIP and image tree (one training step a cell; see test_clip_shots.cell)."""
+    return ["lora", "--shots", "1,2", "--seeds", "0,1", "--threads", "1", "--output-dir", str(out),
+            f"model.name={clip_folder}", f"data.path={tree}", "data.val_per_class=2", "model.batch_size=8",
+            "model.templates=['a photo of a {name}.', 'a {name}']", "lora.target_modules=[q_proj,v_proj]",
+            "lora.towers=both", "lora.layers=[-1]", "lora.train_projection=false", "objective.train_views=[flip]",
+            "training.max_steps=1", "training.batch_size=4", "probe.c_grid=[1.0]", "tip_adapter.epochs=2",
+            "run_name=img", *extra]
+
+
+@pytest.mark.slow
+def test_a_lora_study_on_ray_gives_the_local_results_with_the_images_encoded_once(cluster, clip_folder, tree,
+                                                                                  capsys):
+    code, _, err = cli(capsys, *lora_study_args(cluster.base / "lora-local", clip_folder, tree))
+    assert code == 0, err[-3000:]
+    code, _, err = cli(capsys, *lora_study_args(cluster.base / "lora-ray", clip_folder, tree, "--executor", "ray",
+                                                "--ray-address", cluster.address))
+    assert code == 0, err[-3000:]
+    study = cluster.base / "lora-ray" / "study" / "img"
+    assert (study / "results.csv").read_text() == \
+        (cluster.base / "lora-local" / "study" / "img" / "results.csv").read_text()
+    state = read_json(study / "study.json")
+    assert [c["status"] for c in state["cells"]] == ["completed"] * 4
+    encoded = [read_json(study / c["run_dir"] / "metrics.json")["details"]["images_encoded"] for c in state["cells"]]
+    assert sum(bool(e) for e in encoded) == 1  # one cell encoded the images; the others read the study's cache
+
+
 @pytest.mark.slow
 def test_a_ray_worker_killed_mid_fine_tune_is_retried_and_resumes_from_its_checkpoint(
         cluster, tiny_text_models, finetuned_run):
