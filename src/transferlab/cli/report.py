@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--readme", default=None, metavar="FILE",
                    help="also write the results table into FILE between <!-- results:begin/end --> markers "
                         "(study directories: their learning curves between <!-- shots:begin/end -->, the "
-                        "figures under docs/figures/ beside FILE)")
+                        "figures under figures/ beside FILE)")
     p.add_argument("--images", action="append", default=[], metavar="DIR",
                    help="a folder of images the runs' predictions name (e.g. your Tiny ImageNet copy): the error "
                         "analysis may show thumbnails from it; without it, only images inside the run folders and "

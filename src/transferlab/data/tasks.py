@@ -68,18 +68,22 @@ def known_suites() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
 
 
-def task_file(spec: str) -> Path:
-    """The file of ``--task NAME_OR_FILE``: a path that exists, else a built-in task's file, else one line."""
+def named_file(spec: str, folder: Path, what: str, known: list[str], hint: str) -> Path:
+    """The YAML file ``spec`` names: a path that exists, else a built-in one in ``folder``, else one line."""
     path = Path(spec).expanduser()
     if path.suffix.lower() in (".yaml", ".yml") or "/" in spec:
         if not path.is_file():
-            raise TransferlabError(f"task file {spec!r} does not exist: give a task file or one of the built-in "
-                                   f"tasks ({', '.join(known_tasks())})")
+            raise TransferlabError(f"{what} file {spec!r} does not exist: give a {what} file or one of "
+                                   f"{', '.join(known)}")
         return path
-    if (TASKS_DIR / f"{spec}.yaml").is_file():
-        return TASKS_DIR / f"{spec}.yaml"
-    raise TransferlabError(f"unknown task {spec!r}: give one of {', '.join(known_tasks())} or a task YAML file "
-                           f"(see docs/tasks.md)")
+    if (folder / f"{spec}.yaml").is_file():
+        return folder / f"{spec}.yaml"
+    raise TransferlabError(f"unknown {what} {spec!r}: give one of {', '.join(known)} or a {what} YAML file ({hint})")
+
+
+def task_file(spec: str) -> Path:
+    """The file of ``--task NAME_OR_FILE``: a path that exists, else a built-in task's file, else one line."""
+    return named_file(spec, TASKS_DIR, "task", known_tasks(), "see docs/tasks.md")
 
 
 def read_mapping(path: Path, what: str) -> dict:
@@ -403,16 +407,7 @@ def subset_view(task: Task, work_dir: Path | None) -> Path:
 # --- suites -----------------------------------------------------------------------------------------
 
 def suite_file(spec: str) -> Path:
-    path = Path(spec).expanduser()
-    if path.suffix.lower() in (".yaml", ".yml") or "/" in spec:
-        if not path.is_file():
-            raise TransferlabError(f"suite file {spec!r} does not exist: give a suite file or one of "
-                                   f"{', '.join(known_suites())}")
-        return path
-    if (SUITES_DIR / f"{spec}.yaml").is_file():
-        return SUITES_DIR / f"{spec}.yaml"
-    raise TransferlabError(f"unknown suite {spec!r}: give one of {', '.join(known_suites())} or a suite YAML file "
-                           f"(name: ..., tasks: [task names or files])")
+    return named_file(spec, SUITES_DIR, "suite", known_suites(), "name: ..., tasks: [task names or files]")
 
 
 def load_suite(spec: str) -> list[Task]:
