@@ -58,3 +58,12 @@ def test_a_model_that_does_not_exist_is_refused_before_any_cell(capsys, tmp_path
                        "--output-dir", tmp_path)
     assert "does not exist" in one_line_error(code, err)
     assert not (tmp_path / "study").exists()
+
+
+def test_study_only_options_on_a_single_run_are_refused(capsys, tmp_path):
+    for extra in (["--executor", "ray"], ["--cell-output"], ["--ray-address", "127.0.0.1:1"]):
+        code, _, err = cli(capsys, "features", *extra, "--output-dir", tmp_path)
+        assert "add --shots, --models or --suite" in one_line_error(code, err)
+        code, _, err = cli(capsys, "run", *extra, "--output-dir", tmp_path)
+        assert "add --shots, --models or --suite" in one_line_error(code, err)
+    assert not any(tmp_path.iterdir())

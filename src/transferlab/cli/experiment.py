@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from transferlab.cli.axes import model_arms, models_by_experiment, task_arms
-from transferlab.cli.study import executor_choice, run_study, shots_by_experiment
+from transferlab.cli.study import executor_choice, is_study, run_study, shots_by_experiment
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
 
@@ -26,7 +26,7 @@ def run_experiment(args: argparse.Namespace) -> Path | None:
 
         print(documented_yaml(config), end="")  # every key, its value and its help
         return None
-    if args.shots or args.models or args.suite:
+    if is_study(args):
         return run_shots(experiment, config, args, resume)
     if args.seeds:
         if resume:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from transferlab.cli.axes import add_models_argument, model_arms, models_by_experiment, task_arms
 from transferlab.cli.options import add_seeds_argument, add_shots_argument, add_threads_argument
-from transferlab.cli.study import executor_choice, run_study, shots_by_experiment
+from transferlab.cli.study import executor_choice, is_study, run_study, shots_by_experiment
 from transferlab.errors import TransferlabError
 from transferlab.reporting import pipeline as pipeline_report
 from transferlab.experiments.registry import EXPERIMENTS, default_stages, stages
@@ -66,7 +66,7 @@ def run_shots(args: argparse.Namespace) -> Path:
 
 
 def main(args: argparse.Namespace) -> Path:
-    if args.shots or args.models or args.suite:
+    if is_study(args):
         return run_shots(args)
     return run_pipeline(args.config, args.output_dir, args.overrides, args.resume, parse_stages(args.stages),
                         args.seeds, report=lambda pipe_dir, state: pipeline_report.write_pipeline_report(pipe_dir, state))

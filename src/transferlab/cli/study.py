@@ -25,6 +25,18 @@ def shots_by_experiment(entries: list[tuple[str | None, list]], sections: dict[s
     return {e: named.get(s, default) for e, s in sections.items() if named.get(s, default) is not None}
 
 
+def is_study(args) -> bool:
+    """Whether the command is a study (``--shots``, ``--models`` or ``--suite``); the study-only options
+    (``--executor ray``, ``--ray-address``, ``--cell-output``) on anything else are one line, not ignored."""
+    if args.shots or args.models or getattr(args, "suite", None):
+        return True
+    if getattr(args, "executor", "local") != "local" or getattr(args, "ray_address", None) or \
+            getattr(args, "cell_output", False):
+        raise TransferlabError("--executor, --ray-address and --cell-output place a study's cells: add --shots, "
+                               "--models or --suite, or leave them out for a single run")
+    return False
+
+
 def executor_choice(args):
     """Where the study's cells run, from ``--executor``, ``--ray-address``, ``--threads`` and ``--cell-output``."""
     from transferlab.studies.executor import Executor
