@@ -52,6 +52,7 @@ def plain_peft_probabilities(family: str, folder: Path, adapter: Path | None, im
     return (sigmoid / sigmoid.sum(-1, keepdim=True)).numpy()
 
 
+@pytest.mark.slow
 def test_adapter_loads_with_plain_peft_and_gives_the_runs_predictions(lora_run, tree):
     family, folder, run = lora_run
     adapter = run / "adapter"

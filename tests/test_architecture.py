@@ -138,6 +138,7 @@ def test_no_function_is_longer_than_60_lines():
 NAME_KEYED = ("STAGES", "DEFAULT_STAGES", "PATH_KEYS", "MODEL_KEYS", "TUNABLE", "SHARED_CACHES", "TRAINING_FREE")
 
 
+@pytest.mark.slow
 def test_experiment_facts_live_only_in_the_registry():
     """No name-keyed copy of the registry's facts anywhere else in the package."""
     copies = []

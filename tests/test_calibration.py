@@ -144,6 +144,7 @@ def test_a_temperature_fitted_at_its_bound_is_noted_in_the_metrics(tmp_path):
                       n_examples={"validation": 3, "test": 3}).notes == []
 
 
+@pytest.mark.slow
 def test_a_class_absent_from_the_test_split_is_noted_in_metrics_json(clip_folder, tmp_path, capsys):
     """A CLIP run (whose data checks only print) on a Tiny ImageNet whose test images lack one class: the note
     goes into metrics.json, once, naming the class."""

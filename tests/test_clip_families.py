@@ -61,6 +61,7 @@ def transferlab_probabilities(model, paths: list, texts: list[str]):
     return class_probabilities(model, embeds, class_embeddings(model, [texts]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(BUILDERS))
 def test_zero_shot_probabilities_are_the_models_own(folders, images, family):
     model = load(folders[family])
@@ -160,6 +161,7 @@ def last_run(capsys) -> Path:
     return Path(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(BUILDERS))
 def test_zeroshot_end_to_end(folders, tree, tmp_path, capsys, family):
     assert main(["zeroshot"] + cli_args(folders[family], tree, tmp_path)) == 0
@@ -172,6 +174,7 @@ def test_zeroshot_end_to_end(folders, tree, tmp_path, capsys, family):
     assert all(0 < r["probability"] <= 1 for r in rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["siglip", "siglip2"])
 def test_lora_probe_and_tip_adapter_end_to_end(folders, tree, tmp_path, capsys, family):
     """A 2-shot run on the last blocks: baselines on the base model, LoRA from cached trunk outputs with the
@@ -199,6 +202,7 @@ def test_data_path_override_replaces_the_presets_hub_id(tmp_path):
         load_config(ClipConfig, "clip", "paper", [f"data.path={tmp_path}", "data.hub_id=x/y"])
 
 
+@pytest.mark.slow
 def test_zeroshot_with_the_paper_preset_on_a_folder(clip_folder, tree, tmp_path, capsys):
     assert main(["zeroshot", "--config", "paper", "--output-dir", str(tmp_path), f"data.path={tree}",
                  f"model.name={clip_folder}", "data.val_per_class=2", "data.num_workers=0"]) == 0

@@ -32,6 +32,7 @@ def lora_args(clip_folder, tree, out):
         "tracking.tensorboard=true"]
 
 
+@pytest.mark.slow
 def test_zeroshot_end_to_end(clip_folder, tree, tmp_path, capsys):
     assert main(["zeroshot"] + overrides(clip_folder, tree, tmp_path)) == 0
     run = Path(capsys.readouterr().out.strip().splitlines()[-1])

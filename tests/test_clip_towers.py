@@ -195,6 +195,7 @@ def test_lora_from_cached_trunks_end_to_end(clip_folder, tree, tmp_path, capsys)
     assert metrics["n_classes"] == 3 and metrics["n_examples"] == {"train": 12, "validation": 6, "test": 6}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["trunk", "embeddings"])
 def test_feature_cache_serves_every_seeds_holdout_with_the_rows_computed_directly(clip_folder, tree, tmp_path,
                                                                                   monkeypatch, source):

@@ -91,6 +91,7 @@ def test_a_bad_choice_set_in_python_fails_with_one_line_naming_the_field(name):
         type(config)(seed="zero")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_every_declared_range_is_checked_wherever_the_config_is_built(name):
     config = offline(name)

@@ -282,6 +282,7 @@ def test_every_referenced_command_exists():
     assert set(REFERENCES) <= names, set(REFERENCES) - names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c.where)
 def test_every_documented_command_parses(command, capsys):
     try:

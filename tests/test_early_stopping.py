@@ -39,6 +39,7 @@ def scripted(values):
     ([0.5, 0.505, 0.509, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6], 2, 0.01, 3),  # gains under the threshold do not count
     ([0.5, 0.6, 0.7, 0.8, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95], 1, 0.0, None),  # always better: runs to the end
 ])
+@pytest.mark.slow
 def test_early_stopping_without_checkpoints_stops_at_the_expected_step(tmp_path, values, patience, threshold, stop):
     cfg = TrainingConfig(eval_steps=1, max_steps=10, batch_size=4, early_stopping_patience=patience,
                          early_stopping_threshold=threshold)
@@ -54,6 +55,7 @@ def test_early_stopping_without_checkpoints_stops_at_the_expected_step(tmp_path,
     assert keep.best.value == best and keep.best.step == values.index(best) + 1  # the earliest best step
 
 
+@pytest.mark.slow
 def test_early_stopping_with_checkpoints_reloads_the_best_and_records_the_step(tmp_path):
     values = [0.5, 0.8, 0.7, 0.6, 0.9, 0.9]
     cfg = TrainingConfig(eval_steps=1, max_steps=6, batch_size=4, early_stopping_patience=2, save_total_limit=1)

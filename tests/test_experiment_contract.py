@@ -62,6 +62,7 @@ def texts(tmp_path):
             "tracking.tensorboard=false"]
 
 
+@pytest.mark.slow
 def test_a_new_experiment_runs_reports_joins_a_study_and_a_search(ridge, texts, tmp_path, capsys):
     result = tl.run("ridge", overrides=texts + ["alpha=0.5"], output_dir=tmp_path / "logs")
     assert result.status == "completed" and result.metrics["experiment"] == "ridge"

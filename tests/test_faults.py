@@ -122,6 +122,7 @@ def write(path: Path, text: str) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(UP_FRONT))
 def test_bad_input_is_refused_up_front_with_one_line(capsys, tmp_path, tiny_distilbert, case):
     build, message = UP_FRONT[case]
@@ -141,6 +142,7 @@ def test_scheduler_choices_are_the_ones_transformers_accepts():
     assert set(choices) == {s.value for s in SchedulerType}
 
 
+@pytest.mark.slow
 def test_an_unreachable_hub_fails_in_seconds(capsys, tmp_path, monkeypatch):
     """No minute of retries: one quick probe, then the libraries' offline mode (cache only) for the call."""
     import datasets.config
@@ -359,6 +361,7 @@ def test_full_disk_while_finetuning(capsys, tmp_path, tiny_text_models, monkeypa
     assert temporary_files(logs) == []
 
 
+@pytest.mark.slow
 def test_full_disk_while_creating_the_run_directory_leaves_nothing(capsys, tmp_path, tiny_distilbert, monkeypatch):
     from transferlab.tracking import rundir
 
@@ -461,6 +464,7 @@ def test_predict_refuses_bad_input(capsys, tmp_path, features_run, case):
     assert message in one_line_error(code, err) and out == ""
 
 
+@pytest.mark.slow
 def test_predict_a_finetune_run_whose_weights_were_deleted(capsys, tmp_path, finetuned_run):
     run = damaged(finetuned_run, tmp_path, lambda run: (run / "model" / "model.safetensors").unlink())
     code, out, err = cli(capsys, "predict", run, "--text", "fine")
@@ -472,6 +476,7 @@ def test_predict_a_finetune_run_whose_weights_were_deleted(capsys, tmp_path, fin
     ("[1, 2]", "must hold a JSON object, not list"),
     ('{"experiment": "features"}', "lacks methods, model, n_classes, n_examples, primary"),
 ])
+@pytest.mark.slow
 def test_report_of_a_garbled_metrics_file(capsys, tmp_path, features_run, content, message):
     run = damaged(features_run, tmp_path, lambda run: (run / "metrics.json").write_text(content))
     code, _, err = cli(capsys, "report", run, "--output", tmp_path / "report")
@@ -501,6 +506,7 @@ def terminate_when(proc: subprocess.Popen, pattern: Path, timeout: float = 120) 
     pytest.fail(f"no {pattern} within {timeout}s")
 
 
+@pytest.mark.slow
 def test_sigterm_right_after_the_run_directory_is_created_is_recorded(capsys, tmp_path, tiny_distilbert,
                                                                       monkeypatch):
     """The narrowest window: status.json says "running" and the signal comes before the run's body starts."""
@@ -576,6 +582,7 @@ def test_sigterm_in_the_pipeline_features_stage_is_recorded_with_a_report(tmp_pa
 
 # --- status: a dead run does not look alive --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_running_run_records_its_process_and_a_heartbeat(tmp_path):
     from transferlab.tracking.liveness import Heartbeat, describe_status, is_dead
     from transferlab.tracking.rundir import Run
@@ -736,6 +743,7 @@ def test_more_threads_than_cores_are_warned_about(capsys, tmp_path):
     assert code == 0 and "warning" not in err
 
 
+@pytest.mark.slow
 def test_a_config_only_model_folder_is_refused_before_a_finetune_run_exists(capsys, tmp_path, tiny_distilbert):
     model = tmp_path / "model"
     shutil.copytree(tiny_distilbert, model, ignore=shutil.ignore_patterns("*.safetensors"))

@@ -127,6 +127,7 @@ def error_of(args, capsys):
     return err
 
 
+@pytest.mark.slow
 def test_errors_leave_no_run_directory(base_args, capsys, tmp_path, tiny_distilbert):
     logs = tmp_path / "logs"
     csv = make_csv(tmp_path / "d.csv", [{"review": "fine", "y": 1}, {"review": "bad", "y": 0}])
@@ -162,6 +163,7 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_help_explains_commands():
     proc = subprocess.run([sys.executable, "-m", "transferlab.cli", "features", "--help"],
                           capture_output=True, text=True, timeout=60)

@@ -33,12 +33,14 @@ def draw(full_rt):
     return lambda shots, seed, **extra: draw_shots(full_rt, TextDataConfig(shots=shots, **extra), seed)
 
 
+@pytest.mark.slow
 def test_the_loader_draws_with_the_run_seed(full_rt, draw):
     loaded = load_text_data(TextDataConfig(shots=4), seed=5)
     assert loaded.splits["train"]["text"] == draw(4, 5).splits["train"]["text"]
     assert loaded.notes[-1].startswith("label budget: 4 training and 4 validation examples per class")
 
 
+@pytest.mark.slow
 def test_a_draw_holds_exactly_k_of_every_class_and_a_small_validation_from_the_train_pool(full_rt, draw):
     data = draw(8, seed=0)
     assert Counter(data.splits["train"]["label"]) == {0: 8, 1: 8}
@@ -53,6 +55,7 @@ def test_a_draw_holds_exactly_k_of_every_class_and_a_small_validation_from_the_t
     assert data.fewshot["shots"] == 8 and data.fewshot["pool"] == len(pool)
 
 
+@pytest.mark.slow
 def test_no_test_or_validation_split_example_reaches_training_or_selection(full_rt, draw):
     test_rows = set(full_rt.splits["test"]["text"])
     validation_rows = set(full_rt.splits["validation"]["text"])
@@ -65,6 +68,7 @@ def test_no_test_or_validation_split_example_reaches_training_or_selection(full_
             assert not texts & (test_rows - train_rows) and not texts & (validation_rows - train_rows)
 
 
+@pytest.mark.slow
 def test_draws_are_nested_within_a_seed_and_reproducible(draw):
     small, large = draw(2, seed=3), draw(8, seed=3)
     assert set(small.splits["train"]["text"]) < set(large.splits["train"]["text"])
@@ -76,6 +80,7 @@ def test_draws_are_nested_within_a_seed_and_reproducible(draw):
     assert draw(8, seed=3, nested_shots=False).splits["train"]["text"] == independent.splits["train"]["text"]
 
 
+@pytest.mark.slow
 def test_a_budget_larger_than_a_class_is_one_line_error():
     with pytest.raises(TransferlabError, match=r"data.shots: .*150 needs 154 examples of every class, but class 0 has 100"):
         load_text_data(TextDataConfig(shots=150, limit=200))

@@ -107,6 +107,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str]:
     ("labels", "has labels ['neg', 'pos']"),
     ("lora", "was trained with method 'full'"),
 ])
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_of_another_model_or_label_set(capsys, tmp_path, tiny_text_models,
                                                                   finetuned_run, change, message):
     crashed = unfinished_copy(finetuned_run, tmp_path)
@@ -210,6 +211,7 @@ def test_pipeline_resume_after_sigkill_continues_the_finetune_stage_from_its_che
     assert [s["status"] for s in state["stages"]] == ["completed"]
 
 
+@pytest.mark.slow
 def test_resume_of_a_run_whose_process_still_works_is_refused(capsys, tmp_path, tiny_text_models, finetuned_run):
     """A run whose status names a live process (here: this one) is not taken over by a second resume."""
     import json

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_gpu_models_smoke_writes_each_familys_rates_and_ratio(tmp_path):
     out = tmp_path / "gpu_models.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_models.py"), "--smoke", "--json", str(out)],

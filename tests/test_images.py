@@ -97,6 +97,7 @@ def test_class_name_file(tree, tmp_path):
         load_folder(tree, class_names_file=str(names))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "tiny-imagenet-200").is_dir(), reason="../shared/data is not here")
 def test_shared_tiny_imagenet():
     data = load_folder(SHARED / "tiny-imagenet-200", val_per_class=1, max_train_per_class=3, max_test_per_class=2)

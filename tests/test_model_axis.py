@@ -27,6 +27,7 @@ def test_models_option_parses_lists_and_sections():
         model_arms({"features": FeaturesConfig()}, {"features": ["one/m", "two/m"]})
 
 
+@pytest.mark.slow
 def test_a_model_study_gives_paired_cells_per_model(capsys, tmp_path, tiny_text_models):
     a, b = tiny_text_models["distilbert"], tiny_text_models["bert"]
     code, _, err = cli(capsys, "features", "--models", f"{a},{b}", "--shots", "2,4", "--seeds", "0,1",

@@ -58,6 +58,7 @@ def test_rank_scaling_and_initialisation_reach_peft():
     assert AdapterSettings().variant == "lora"  # the default is unchanged
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["clip", "siglip"])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_each_variant_trains_a_dual_encoder_and_plain_peft_reloads_it(family, variant, bases, tree, tmp_path):
@@ -107,6 +108,7 @@ def text_probabilities(base: Path, adapter: Path, texts: list[str]) -> np.ndarra
         return model(**tokens).logits.double().softmax(-1).numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_each_variant_fine_tunes_a_text_model_and_plain_peft_reloads_it(variant, tiny_text_models, tmp_path):
     from transferlab.config import load_config
@@ -131,6 +133,7 @@ def test_each_variant_fine_tunes_a_text_model_and_plain_peft_reloads_it(variant,
     assert np.allclose(ours, theirs.max(1), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_tune_chooses_among_variants(bases, tree, tmp_path):
     space = {"trials": {"tracking.tensorboard": False},
              "params": {"lora.variant": {"choices": ["lora", "dora", "ia3"]},

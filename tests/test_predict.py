@@ -144,6 +144,7 @@ def odd_names_run(tmp_path_factory, tiny_text_models):
     return run_features(cfg, tmp_path_factory.mktemp("odd-names"), progress=False)
 
 
+@pytest.mark.slow
 def test_a_class_name_with_a_newline_or_tab_stays_one_tsv_field(capsys, odd_names_run):
     assert main(["predict", str(odd_names_run), *[a for t in TEXTS for a in ("--text", t)]]) == 0
     out = capsys.readouterr().out

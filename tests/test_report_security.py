@@ -40,6 +40,7 @@ def files_outside(tmp_path: Path, folder: Path) -> dict[str, bytes]:
             if p.is_file() and not p.is_symlink() and folder not in p.parents}
 
 
+@pytest.mark.slow
 def test_planted_report_links_are_replaced_not_written_through(capsys, tmp_path, zeroshot_run):
     run = received(zeroshot_run, tmp_path)
     mine = {name: tmp_path / f"my-{name}" for name in ("report.md", "report.html")}
@@ -65,6 +66,7 @@ def test_a_report_assets_link_to_an_outside_folder_is_never_written_through(caps
     assert (run / "report_assets" / "summary.png").is_file()
 
 
+@pytest.mark.slow
 def test_names_from_received_files_cannot_place_files_outside(capsys, tmp_path, zeroshot_run, tree):
     run = received(zeroshot_run, tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
@@ -105,6 +107,7 @@ def png_holding(secret: bytes) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_a_png_link_to_an_outside_file_is_not_inlined(capsys, tmp_path, zeroshot_run):
     run = received(zeroshot_run, tmp_path)
     secret = tmp_path / "secret.png"
@@ -135,6 +138,7 @@ def test_a_received_metrics_file_linked_from_outside_is_refused(capsys, tmp_path
     assert "outside the run folder" in one_line_error(code, err) and not (tmp_path / "rep").exists()
 
 
+@pytest.mark.slow
 def test_predictions_naming_images_outside_make_no_thumbnails(capsys, tmp_path, zeroshot_run, tree):
     run = received(zeroshot_run, tmp_path)
     private = tmp_path / "private"

@@ -176,6 +176,7 @@ def test_a_short_training_history_is_a_table_and_a_long_one_a_panel_of_marked_po
     assert (tmp_path / "mixed.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_the_lab_stars_stand_only_on_a_curve_of_its_class_count_and_the_caption_says_it(tmp_path):
     from transferlab.reporting.curves import curve_figure
 
@@ -210,6 +211,7 @@ def test_a_study_keeps_its_curves_when_reported_elsewhere_and_write_report_guess
     assert "Learning curve" not in (study / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_report_on_the_users_own_csv_says_nothing_about_the_lab(tmp_path, tiny_distilbert):
     """The lab's figures stand beside ours only on its own task (Rotten Tomatoes, Tiny ImageNet 200 classes)."""
     from helpers import make_csv

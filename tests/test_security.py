@@ -122,6 +122,7 @@ BAD_NAMES = {"parent": "../../../x", "absolute": "/tmp/transferlab-escape", "nes
              "dotdot": "..", "dot": ".", "long": "x" * 101, "backslash": "a\\b", "nul": "a\x00b"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD_NAMES))
 def test_a_run_name_is_one_folder_inside_the_output_dir(capsys, tmp_path, case):
     from transferlab.config import parse_overrides

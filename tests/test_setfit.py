@@ -67,6 +67,7 @@ def test_setfit_trains_the_body_and_scores_the_whole_test_split(tiny_sentence_en
     assert metrics["timings"]["train_s"] > 0
 
 
+@pytest.mark.slow
 def test_setfit_refuses_a_model_without_sentence_transformers_modules(tiny_text_models, tmp_path):
     from transferlab.experiments.setfit import run_setfit
 

@@ -34,6 +34,7 @@ def study(capsys, tmp_path, model, files, shots="2", *extra):
                "run_name=s", *extra)
 
 
+@pytest.mark.slow
 def test_a_study_refuses_to_continue_on_changed_data(capsys, tmp_path, tiny_distilbert, files):
     code, _, err = study(capsys, tmp_path, tiny_distilbert, files)
     assert code == 0, err[-2000:]
@@ -44,6 +45,7 @@ def test_a_study_refuses_to_continue_on_changed_data(capsys, tmp_path, tiny_dist
     assert "other data (file contents)" in one_line_error(code, err)
 
 
+@pytest.mark.slow
 def test_a_cell_failing_on_its_input_stops_the_study_with_exit_2(capsys, tmp_path, tiny_distilbert, files):
     code, _, err = study(capsys, tmp_path, tiny_distilbert, files, "2,60")  # 60 is more than a class holds
     line = one_line_error(code, err)
@@ -60,6 +62,7 @@ def test_a_bad_model_is_refused_before_any_cell(capsys, tmp_path, files):
     assert not (tmp_path / "out" / "study").exists()
 
 
+@pytest.mark.slow
 def test_the_study_lock_and_results_never_write_through_links(capsys, tmp_path, tiny_distilbert, files):
     folder = tmp_path / "out" / "study" / "s"
     folder.mkdir(parents=True)
@@ -76,6 +79,7 @@ def test_the_study_lock_and_results_never_write_through_links(capsys, tmp_path, 
     assert victim.read_text() == "precious\n" and not (folder / "results.csv").is_symlink()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run_dir", ["../../../../x", "/etc", ""])
 def test_a_received_study_naming_a_folder_outside_is_refused(capsys, tmp_path, tiny_distilbert, files, run_dir):
     code, _, err = study(capsys, tmp_path, tiny_distilbert, files)

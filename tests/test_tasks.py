@@ -72,6 +72,7 @@ def write_digits_task(folder, per_class=12):
     return task
 
 
+@pytest.mark.slow
 def test_user_task_runs_end_to_end(tmp_path):
     task = write_text_task(tmp_path / "mine")
     run = cli.main(["features", "--task", str(task), "--output-dir", str(tmp_path / "out"), "run_name=r"])
@@ -80,6 +81,7 @@ def test_user_task_runs_end_to_end(tmp_path):
     assert metrics["methods"]
 
 
+@pytest.mark.slow
 def test_suite_study_leaderboard_and_changed_task_refused(tmp_path, capsys):
     digits = write_digits_task(tmp_path)
     suite = tmp_path / "suite.yaml"

@@ -71,6 +71,7 @@ def test_empty_texts_dropped_with_count_or_refused(tmp_path):
         load_text_data(cfg)
 
 
+@pytest.mark.slow
 def test_limit_keeps_both_classes_and_order(rt_data):
     data = load_text_data(TextDataConfig(limit=10))
     for split in data.splits.values():

@@ -112,6 +112,7 @@ def test_precision_resolution():
             resolve_precision("bf16", "cpu")
 
 
+@pytest.mark.slow
 def test_config_errors_are_one_line(capsys, tmp_path):
     for override, message in [("training.batch_size=0", "training.batch_size must be at least 1"),
                               ("lora.r=0", "lora.r must be at least 1"),
@@ -209,6 +210,7 @@ class Toy(torch.nn.Module):
         return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
 
 
+@pytest.mark.slow
 def test_evaluating_trainer_evaluates_with_a_function_and_leaves_the_random_stream_alone(tmp_path):
     from transferlab.training.callbacks import KeepBest
     from transferlab.training.trainer import EvaluatingTrainer

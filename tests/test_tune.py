@@ -313,6 +313,7 @@ def test_a_sigkilled_trial_is_marked_failed_retried_and_counted(tmp_path, tiny_d
     assert len(study_of(folder, "features-offline").trials) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("storage", ["journal", "sqlite"])
 def test_only_trials_whose_process_is_gone_are_reaped(tmp_path, storage):
     """Journal and RDB storages alike: a running trial whose recorded process ended is failed and queued again;
