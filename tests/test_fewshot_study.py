@@ -119,8 +119,8 @@ def wait_for_completed_cell(state_file: Path, proc: subprocess.Popen, timeout: f
                 cells = json.loads(state_file.read_text())["cells"]
             except (json.JSONDecodeError, KeyError):
                 cells = []
-            if any(c["status"] == "completed" for c in cells):
-                return
+            if any(c["status"] == "completed" for c in cells) and (state_file.parent / "results.csv").is_file():
+                return  # a cell recorded, then its rows (results.csv follows study.json after every cell)
         time.sleep(0.05)
     raise AssertionError("no cell completed in time")
 
