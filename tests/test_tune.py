@@ -12,6 +12,7 @@ import optuna
 import pytest
 import yaml
 from helpers import finetune_overrides
+from test_faults import start, wait_for
 
 from transferlab.cli import main
 from transferlab.config import load_config
@@ -242,33 +243,7 @@ def test_conditions_and_list_choices(tmp_path):
 
 # --- a trial whose process died -----------------------------------------------------------------------------
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 SPACE_C = "params:\n  classifier.C: {low: 0.1, high: 10.0, log: true}\n"
-
-
-def start_cli(*argv) -> "subprocess.Popen":
-    import os
-    import subprocess
-    import sys
-
-    env = dict(os.environ, PYTHONPATH=str(SRC), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    return subprocess.Popen([sys.executable, "-m", "transferlab.cli", *map(str, argv)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_file(proc, pattern: str, folder: Path, timeout: float = 180) -> Path:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = sorted(folder.glob(pattern)) if folder.is_dir() else []
-        if found:
-            return found[0]
-        if proc.poll() is not None:
-            pytest.fail(f"ended before {pattern} appeared: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.01)
-    proc.kill()
-    pytest.fail(f"no {pattern} within {timeout}s")
 
 
 def dead_pid() -> int:
@@ -291,8 +266,8 @@ def test_a_sigkilled_trial_is_marked_failed_retried_and_counted(tmp_path, tiny_d
             f"encoder.model={tiny_distilbert}", "data.limit=600", "encoder.max_length=32", "encoder.batch_size=8",
             "tracking.tensorboard=false", f"cache_dir={tmp_path / 'cache'}"]
     folder = tmp_path / "tune" / "features-offline"
-    proc = start_cli(*args, "--trials", "1")
-    status_file = wait_for_file(proc, "features/trial-0000/status.json", folder)
+    proc = start(*args, "--trials", "1")
+    status_file = wait_for(proc, folder / "features" / "trial-0000" / "status.json", timeout=180)
     while "run_dir" not in study_of(folder, "features-offline").trials[0].user_attrs:  # recorded right after
         assert proc.poll() is None, proc.communicate()[1][-2000:]
     proc.kill()  # SIGKILL: nothing is recorded, by the run or by Optuna
