@@ -36,8 +36,9 @@ def torchrun(command: str, output_dir: Path, overrides: list[str], timeout: int 
                            "--output-dir", str(output_dir), *overrides],
                           env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # two processes share the pipe: a line of one may run into the other's (no newline between them)
-    reports = dict(re.findall(r"process (\d): (.*?)(?=process \d: |$)", proc.stdout, re.M))
+    # two processes share the pipe: a line of one may run into the other's, or into the Trainer's log dict
+    # (no newline between them); a report ends at its checksum
+    reports = dict(re.findall(r"process (\d): (.*?checksum -?\d+\.\d{6})", proc.stdout))
     assert set(reports) == {"0", "1"} and reports["0"] == reports["1"], reports  # same metrics, same weights
     return proc, reports
 
