@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from transferlab.cli.axes import model_arms, models_by_experiment, parse_models
 from transferlab.errors import TransferlabError
+from transferlab.evaluation import statistics as st
 from transferlab.experiments.features.config import FeaturesConfig
 from test_security import cli, one_line_error
 
@@ -52,6 +54,37 @@ def test_a_model_study_gives_paired_cells_per_model(capsys, tmp_path, tiny_text_
         encoded = [json.loads((study / c["run_dir"] / "metrics.json").read_text())["timings"]["encoded_train_texts"]
                    for c in state["cells"] if f"/{model}-" in c["run_dir"]]
         assert sum(encoded) <= 120
+    check_model_comparisons(study)
+
+
+def correct_of(run_dir, method="features"):
+    rows = [json.loads(r) for r in (run_dir / "predictions" / f"{method}.jsonl").read_text().splitlines()]
+    by_id = {r["id"]: r for r in rows if r["split"] == "test"}
+    return np.array([by_id[i]["label"] == by_id[i]["prediction"] for i in sorted(by_id)])
+
+
+def check_model_comparisons(study):
+    """The study report's paired tests between the two models equal the statistics recomputed here from the
+    cells' predictions: per seed McNemar (Holm over the 4 tests), over seeds the two-way bootstrap."""
+    with (study / "model_comparisons.csv").open() as handle:
+        rows = {r["shots"]: r for r in csv.DictReader(handle)}
+    assert set(rows) == {"2", "4"}
+    raw = []
+    for k in ("2", "4"):
+        row = rows[k]
+        assert (row["method"], row["model_a"], row["model_b"], row["seeds"]) == ("features", "bert", "distilbert", "2")
+        a = [correct_of(study / "features" / f"bert-k{k}-seed{s}") for s in (0, 1)]
+        b = [correct_of(study / "features" / f"distilbert-k{k}-seed{s}") for s in (0, 1)]
+        over = st.seeds_difference(a, b)
+        assert float(row["difference"]) == pytest.approx(over["difference"], abs=1e-12)
+        assert (float(row["ci_low"]), float(row["ci_high"])) == pytest.approx((over["ci_low"], over["ci_high"]))
+        per_seed = [st.paired_comparison(x, y)["mcnemar_p"] for x, y in zip(a, b)]
+        assert [float(p) for p in row["mcnemar_p"].split(";")] == pytest.approx(per_seed, rel=1e-5)
+        raw += per_seed
+    holm = st.holm(raw)
+    assert [float(p) for k in ("2", "4") for p in rows[k]["holm_p"].split(";")] == pytest.approx(list(holm), rel=1e-5)
+    report = (study / "report.md").read_text()
+    assert "Models compared, paired" in report and "bert vs distilbert" in report
 
 
 def test_a_model_that_does_not_exist_is_refused_before_any_cell(capsys, tmp_path, tiny_text_models):
