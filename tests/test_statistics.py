@@ -1,4 +1,5 @@
-"""The statistics against cases whose answer is known: Wilson, binomtest, scikit-learn, Holm by hand."""
+"""The statistics against cases whose answer is known: Wilson, binomtest, scikit-learn, Holm by hand (McNemar's
+exact test and Holm now come from statsmodels: the same figures as the hand-written copies they replaced)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,18 @@ def test_mcnemar_p_is_binomtest_on_the_discordant_pairs_of_a_hand_made_pair():
     assert result["ci_low"] <= 0.3 <= result["ci_high"]
 
 
+def test_mcnemar_p_from_statsmodels_equals_the_old_binomtest_on_every_small_table_and_hand_cases():
+    # statsmodels' exact McNemar replaced binomtest(a_only, a_only + b_only, 0.5): the same p-values.
+    for a_only in range(40):
+        for b_only in range(40):
+            expected = stats.binomtest(a_only, a_only + b_only, 0.5).pvalue if a_only + b_only else 1.0
+            assert mcnemar_p(a_only, b_only) == pytest.approx(expected, rel=1e-12, abs=0)
+    assert mcnemar_p(5, 5) == 1.0                                  # balanced discordance: capped at 1
+    assert mcnemar_p(0, 10) == pytest.approx(2 / 2 ** 10, rel=1e-12)  # by hand: 2 P(X = 0)
+    assert mcnemar_p(1200, 1300) == pytest.approx(stats.binomtest(1200, 2500, 0.5).pvalue, rel=1e-12)
+    assert mcnemar_p(0, 2000) == stats.binomtest(0, 2000).pvalue == 0.0  # both underflow alike
+
+
 def test_paired_comparison_of_identical_methods_is_exactly_zero_with_p_one():
     a = correct_vector(100, 0.7)
     result = paired_comparison(a, a)
@@ -113,6 +126,11 @@ def test_holm_matches_the_hand_computed_step_down():
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])   # 0.5*2 = 1.0, then max(1.0, 0.9*1)
     assert holm([]).size == 0
+    # ties: 0.01*3 = 0.03, 0.01*2 = 0.02 -> 0.03, 0.04*1 = 0.04
+    assert holm([0.01, 0.04, 0.01]) == pytest.approx([0.03, 0.04, 0.03])
+    # 0.001*3 = 0.003, 0.02*2 = 0.04, 0.3*1 = 0.3; one p-value is its own adjustment
+    assert holm([0.3, 0.001, 0.02]) == pytest.approx([0.3, 0.003, 0.04])
+    assert holm([0.2]) == pytest.approx([0.2])
 
 
 def test_relation_to_a_reference_point():
