@@ -33,7 +33,8 @@ class ImageDataConfig:
     """Which images (the ``data`` section of ``transferlab zeroshot`` / ``transferlab lora``): a Tiny ImageNet
     folder or an imagefolder tree (``path``), or a Hub data set (``hub_id``). A label budget (``shots``) trains
     on K images of every class drawn from the training source and chooses settings on ``min(K,
-    shots_validation)`` others of every class; the test split stays whole."""
+    shots_validation)`` others of every class; the test split stays whole. ``manifest``: a split manifest
+    (data/manifests.py) whose images are used instead of a draw."""
 
     SECTION: ClassVar[str] = "data"
     path: str | None = setting(None, "tiny-imagenet-200 folder or an imagefolder tree; null: the vendored demo "
@@ -61,6 +62,8 @@ class ImageDataConfig:
                                        "draws)")
     shots_validation: int = setting(4, "with shots: validation images per class, min(shots, this)", at_least=1,
                                     note="(the K-shot validation picks the settings)")
+    manifest: str | None = setting(None, "a split manifest (JSONL: ids and labels of the training source, SHA-256; "
+                                         "a run's split_manifest.jsonl) to train on instead of a draw (null: draw)")
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -83,6 +86,23 @@ class ImageData:
     # source serves every seed's split (``experiments.clip.inputs.cached_split``)
     source: "object" = None
     rows: dict[str, np.ndarray] = field(default_factory=dict)
+    fewshot: dict | None = None  # a K-shot draw (or a manifest's): its SHA-256, the manifest given, if any
+
+    def write_manifest(self, folder: str | Path) -> str | None:
+        """The draw's ``split_manifest.jsonl`` in ``folder`` (the run directory); its SHA-256 (``None``: no draw)."""
+        from transferlab.data.manifests import save_draw
+
+        if self.fewshot is None:
+            return None
+        return save_draw(folder, {s: self.rows[s] for s in ("train", "validation")}, list(self.source["label"]))
+
+    def draw_note(self) -> list[str]:
+        """What metrics.json's notes say of the draw: its manifest's SHA-256, and the manifest given."""
+        if self.fewshot is None:
+            return []
+        given = f" from data.manifest={self.fewshot['manifest']}" if self.fewshot.get("manifest") else ""
+        return [f"split manifest split_manifest.jsonl{given}: {len(self.train)} training and {len(self.validation)} "
+                f"validation images, SHA-256 {self.fewshot['manifest_sha256']}"]
 
 
 def imagenet_classes() -> dict[str, tuple[list[str], str]]:
@@ -368,23 +388,34 @@ def load_images(cfg: ImageDataConfig, seed: int = 42) -> ImageData:
     else:
         data = load_folder(cfg.path or DEMO_PATH, cfg.val_per_class, seed, cfg.on_corrupt,
                            cfg.max_train_per_class, cfg.max_test_per_class, cfg.class_names_file)
-    if cfg.shots is None:
+    if cfg.shots is None and not cfg.manifest:
         return data
     return with_shots(data, cfg.shots, seed, nested=cfg.nested_shots,
-                      validation_shots=min(cfg.shots, cfg.shots_validation))
+                      validation_shots=min(cfg.shots or cfg.shots_validation, cfg.shots_validation),
+                      manifest=cfg.manifest)
 
 
-def with_shots(data: ImageData, shots: int, seed: int, *, nested: bool = True,
-               validation_shots: int | None = None) -> ImageData:
+def with_shots(data: ImageData, shots: int | None, seed: int, *, nested: bool = True,
+               validation_shots: int | None = None, manifest: str | None = None) -> ImageData:
     """The data with train = ``shots`` images of every class and validation = ``validation_shots`` others of
     every class, both drawn from the training source (``data.fewshot.fewshot_split``); test unchanged. The
-    rows index ``data.source``, so a cache of the source serves every K and seed."""
+    rows index ``data.source``, so a cache of the source serves every K and seed. ``manifest``: the images of
+    that split manifest instead of a draw (checked against the source's labels: data/manifests.py)."""
     from transferlab.data.fewshot import fewshot_split
+    from transferlab.data.manifests import draw_digest, given_draw
 
     if data.source is None or "test" in data.rows:
-        raise TransferlabError("data.shots needs a test split apart from the training images (Tiny ImageNet's "
-                               "val/ folder, an imagefolder's test/ or a Hub test split)")
-    train, validation = fewshot_split(data.source["label"], shots, seed, nested=nested,
-                                      validation_shots=validation_shots)
+        raise TransferlabError(f"data.{'manifest' if manifest else 'shots'} needs a test split apart from the training "
+                               f"images (Tiny ImageNet's val/ folder, an imagefolder's test/ or a Hub test split)")
+    labels = list(data.source["label"])
+    if manifest:
+        try:
+            train, validation = given_draw(manifest, labels, shots, seed, validation_shots or 4)
+        except TransferlabError as exc:
+            raise TransferlabError(f"data.manifest: {exc}") from None
+    else:
+        train, validation = fewshot_split(labels, shots, seed, nested=nested, validation_shots=validation_shots)
+    fewshot = {"shots": shots, "manifest": manifest,
+               "manifest_sha256": draw_digest({"train": train, "validation": validation}, labels)}
     return dataclasses.replace(data, train=data.source.select(train), validation=data.source.select(validation),
-                               rows={"train": train, "validation": validation})
+                               rows={"train": train, "validation": validation}, fewshot=fewshot)

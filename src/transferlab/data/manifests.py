@@ -4,15 +4,20 @@ One line per drawn example, ``{"split": "train"|"validation", "id": <row of the 
 then one closing line ``{"sha256": <hex>, "examples": N}``: the SHA-256 of the example lines' bytes (each line
 with its newline). An external manifest (the CoOp / 2SFS split files, LM-BFF's K-seed folders, converted) is
 checked before use: every id exists in the pool, every label agrees with the pool's, and the SHA-256 matches
-where the file has one.
+where the file has one. A run given ``data.manifest=FILE`` trains on the manifest's examples instead of a draw
+(:func:`given_draw`); every run with a draw writes its own manifest into its run directory (:func:`save_draw`).
+A manifest inside a received study folder (one holding ``study.json``) is data: it must resolve inside it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 from transferlab.errors import TransferlabError
 
@@ -42,6 +47,7 @@ def read_manifest(path: str | Path) -> tuple[dict[str, list[int]], dict[int, obj
     path = Path(path)
     if not path.is_file():
         raise TransferlabError(f"manifest {str(path)!r} does not exist: give data.manifest=<a JSONL split manifest>")
+    check_received(path)
     lines, recorded = [], None
     for n, line in enumerate(path.read_text().splitlines(keepends=True), 1):
         try:
@@ -80,3 +86,94 @@ def check_manifest(path: str | Path, labels: Sequence) -> dict[str, list[int]]:
             raise TransferlabError(f"manifest {str(path)!r}: example {i} is labelled {label!r} there but "
                                    f"{labels[i]!r} in the data: the manifest is for other data")
     return rows
+
+
+def received_root(path: Path) -> Path | None:
+    """The study folder (one holding ``study.json``) ``path`` lies in as written (links not followed), if any."""
+    for parent in Path(os.path.abspath(path)).parents:
+        if (parent / "study.json").is_file():
+            return parent
+    return None
+
+
+def check_received(path: Path) -> None:
+    """A manifest inside a received study folder is data: followed through any link, it must stay inside it."""
+    root = received_root(path)
+    if root is not None and not Path(path).resolve().is_relative_to(root.resolve()):
+        raise TransferlabError(f"manifest {str(path)!r} lies in the study folder {root} but resolves to "
+                               f"{Path(path).resolve()} outside it: a received manifest must be a file inside it")
+
+
+def draw_digest(rows: dict[str, Sequence[int]], labels: Sequence) -> str:
+    """The SHA-256 a draw's manifest records (the same for a draw and for a run given that draw's manifest)."""
+    return digest(manifest_lines(rows, labels))
+
+
+def per_class(ids: Sequence[int], labels: Sequence) -> dict:
+    counts: dict = {}
+    for i in ids:
+        counts[labels[int(i)]] = counts.get(labels[int(i)], 0) + 1
+    return counts
+
+
+def given_draw(path: str | Path, labels: Sequence, shots: int | None, seed: int,
+               validation_shots: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, validation)`` sorted rows of the pool from the manifest at ``path`` (``data.manifest``), checked:
+    ids in the pool, labels agreeing, the SHA-256, no id twice, train and validation apart, every class of the
+    pool in train, and exactly ``shots`` a class when ``data.shots`` is set. A manifest without validation
+    examples gets ``min(K, validation_shots)`` a class drawn apart from its train examples (seeded)."""
+    rows = check_manifest(path, labels)
+    train, validation = rows["train"], rows.get("validation", [])
+    for split, ids in (("train", train), ("validation", validation)):
+        if len(set(ids)) != len(ids):
+            raise TransferlabError(f"manifest {str(path)!r} lists a {split} example twice: fix the manifest")
+    if set(train) & set(validation):
+        raise TransferlabError(f"manifest {str(path)!r}: example {min(set(train) & set(validation))} is in train and "
+                               f"validation: a manifest's splits must not share examples")
+    counts = per_class(train, labels)
+    missing = sorted(set(labels) - set(counts), key=str)
+    if missing:
+        raise TransferlabError(f"manifest {str(path)!r} has no train example of class {missing[0]!r} "
+                               f"({len(missing)} classes missing): it is for other data or a subset of its classes")
+    if shots is not None and set(counts.values()) != {shots}:
+        label, n = next((c, n) for c, n in counts.items() if n != shots)
+        raise TransferlabError(f"manifest {str(path)!r} has {n} train examples of class {label!r}, data.shots is "
+                               f"{shots}: give the manifest of that K, or leave data.shots unset")
+    if not validation:
+        validation = validation_apart(labels, train, min(min(counts.values()), validation_shots), seed)
+    return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(validation, dtype=np.int64))
+
+
+def validation_apart(labels: Sequence, train: Sequence[int], per: int, seed: int) -> list[int]:
+    """``per`` examples of every class not in ``train``, in the draws' seeded class orders (from their end)."""
+    from transferlab.data.fewshot import class_orders
+
+    taken = set(int(i) for i in train)
+    out = []
+    for label, order in class_orders(labels, seed).items():
+        free = [int(i) for i in order if int(i) not in taken]
+        if len(free) < per:
+            raise TransferlabError(f"class {label} has {len(free)} examples outside the manifest's train examples, "
+                                   f"{per} are needed for validation: add validation lines to the manifest")
+        out += free[len(free) - per:]
+    return out
+
+
+def save_draw(folder: str | Path, rows: dict[str, Sequence[int]], labels: Sequence) -> str:
+    """``<folder>/split_manifest.jsonl`` of the draw (a run directory); its SHA-256. A resumed run whose draw is
+    not the one its directory holds is refused (the data or data.manifest changed since it started)."""
+    path = Path(folder) / MANIFEST
+    lines = manifest_lines(rows, labels)
+    sha = digest(lines)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise TransferlabError(f"{path} exists and is not a regular file: remove it and run again")
+    if path.is_file():
+        _, _, recorded = read_manifest(path)
+        if recorded != sha:
+            raise TransferlabError(f"{path} holds another draw (SHA-256 {str(recorded)[:12]}...) than this run's "
+                                   f"({sha[:12]}...): the data or data.manifest changed since the run started")
+        return sha
+    partial = path.with_name(f".{MANIFEST}.partial")
+    partial.write_text("".join(lines) + json.dumps({"sha256": sha, "examples": len(lines)}) + "\n")
+    os.replace(partial, path)
+    return sha

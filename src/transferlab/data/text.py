@@ -37,7 +37,8 @@ class TextDataConfig:
     (``train_file``/``validation_file``/``test_file``, CSV or JSON Lines). A label budget (``shots``,
     data/fewshot.py) trains on K examples of every class drawn from the train split (seeded by the run's
     seed) and chooses settings on ``min(K, shots_validation)`` per class drawn apart from them out of the
-    same train pool; the validation split is then unused, test stays whole."""
+    same train pool; the validation split is then unused, test stays whole. ``manifest``: a split manifest
+    (data/manifests.py) whose examples are used instead of a draw."""
 
     SECTION: ClassVar[str] = "data"
     source: Literal["rotten_tomatoes", "hub", "files"] = setting(
@@ -63,6 +64,8 @@ class TextDataConfig:
     nested_shots: bool = setting(True, "within a seed the K-shot draw holds the smaller draws; false: "
                                        "independent draws")
     shots_validation: int = setting(4, "with shots: validation examples per class, min(shots, this)", at_least=1)
+    manifest: str | None = setting(None, "a split manifest (JSONL: ids and labels of the train pool, SHA-256; a "
+                                         "run's split_manifest.jsonl) to train on instead of a draw (null: draw)")
 
     def __post_init__(self) -> None:  # checked wherever the settings come from, before any run starts
         check_config(self)
@@ -77,6 +80,12 @@ class TextData:
     pool: Dataset | None = None
     rows: dict[str, np.ndarray] = field(default_factory=dict)
     fewshot: dict | None = None  # shots, nested, validation_shots, seed, pool size: recorded in metrics.json
+
+    def write_manifest(self, folder: str | Path) -> str | None:
+        """The draw's ``split_manifest.jsonl`` in ``folder`` (the run directory); its SHA-256 (``None``: no draw)."""
+        from transferlab.data.manifests import save_draw
+
+        return save_draw(folder, self.rows, list(self.pool["label"])) if self.fewshot is not None else None
 
     def fingerprint(self, split: str) -> str:
         """A content hash of one split's texts and labels (stable across processes); ``pool``: the train pool."""
@@ -115,27 +124,38 @@ def load_text_data(cfg: TextDataConfig, seed: int | None = None) -> TextData:
                 f"the {split} split holds one class only ({names[classes[0]] if classes else 'none'}): "
                 f"a classifier needs examples of at least two classes; check label_column or the data files")
     data = TextData(raw, list(names), notes)
-    return draw_shots(data, cfg, cfg.seed if seed is None else seed) if cfg.shots else data
+    return draw_shots(data, cfg, cfg.seed if seed is None else seed) if cfg.shots or cfg.manifest else data
 
 
 def draw_shots(data: TextData, cfg: TextDataConfig, seed: int) -> TextData:
     """Train on ``cfg.shots`` per class of the train split, validate on a disjoint draw of
-    ``min(shots, shots_validation)`` per class from the same pool; the validation split is not used."""
+    ``min(shots, shots_validation)`` per class from the same pool; the validation split is not used. With
+    ``cfg.manifest``, the manifest's examples of the pool instead of a draw (checked: data/manifests.py)."""
+    from transferlab.data.manifests import draw_digest, given_draw
+
     pool = data.splits["train"]
-    validation_shots = min(cfg.shots, cfg.shots_validation)
+    labels = list(pool["label"])
+    validation_shots = min(cfg.shots or cfg.shots_validation, cfg.shots_validation)
     try:
-        train, validation = fewshot_split(pool["label"], cfg.shots, seed, nested=cfg.nested_shots,
-                                          validation_shots=validation_shots)
+        train, validation = (given_draw(cfg.manifest, labels, cfg.shots, seed, cfg.shots_validation) if cfg.manifest
+                             else fewshot_split(labels, cfg.shots, seed, nested=cfg.nested_shots,
+                                                validation_shots=validation_shots))
     except TransferlabError as exc:
-        raise TransferlabError(f"data.shots: {exc}") from None
+        raise TransferlabError(f"data.{'manifest' if cfg.manifest else 'shots'}: {exc}") from None
     splits = DatasetDict({"train": pool.select(train), "validation": pool.select(validation),
                           "test": data.splits["test"]})
+    sha = draw_digest({"train": train, "validation": validation}, labels)
     fewshot = {"shots": cfg.shots, "nested": cfg.nested_shots, "validation_shots": validation_shots, "seed": seed,
-               "pool": len(pool), "pool_per_class": int(np.bincount(pool["label"]).min()),
-               "validation_from": "train pool (the validation split is unused)"}
-    note = (f"label budget: {cfg.shots} training and {validation_shots} validation examples per class, drawn "
-            f"(seed {seed}, {'nested' if cfg.nested_shots else 'independent'}) from the {len(pool)} train examples; "
-            f"test whole")
+               "pool": len(pool), "pool_per_class": int(np.bincount(labels).min()),
+               "validation_from": "train pool (the validation split is unused)", "manifest_sha256": sha}
+    if cfg.manifest:
+        fewshot.update(manifest=cfg.manifest, validation_shots=len(validation) // len(data.label_names))
+        note = (f"split manifest {cfg.manifest} (SHA-256 {sha[:12]}...): {len(train)} training and {len(validation)} "
+                f"validation examples of the {len(pool)} train examples, instead of a draw; test whole")
+    else:
+        note = (f"label budget: {cfg.shots} training and {validation_shots} validation examples per class, drawn "
+                f"(seed {seed}, {'nested' if cfg.nested_shots else 'independent'}) from the {len(pool)} train "
+                f"examples; test whole")
     return TextData(splits, data.label_names, data.notes + [note], pool=pool,
                     rows={"train": train, "validation": validation}, fewshot=fewshot)
 

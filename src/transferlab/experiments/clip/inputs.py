@@ -3,6 +3,7 @@ embeddings (computed once per run, and across runs from ``model.feature_cache`` 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -47,7 +48,7 @@ def prepare(config: ClipConfig, experiment: str, resume: str | None = None) -> I
     device = process_device(resolve_device(config.training.device, "training.device"))
     precision = resolve_precision(config.model.precision, device, cpu_auto="fp32", key="model.precision")
     data = load_images(config.data, config.seed)
-    notes = image_split_notes(data)  # the same files as training and test images, classes missing from a split
+    notes = image_split_notes(data) + data.draw_note()  # the same files in two splits, missing classes; the draw
     model = load_dual_encoder(config.model, data.class_ids, data.class_names).to(device).eval()
     precision = resolve_precision(config.model.precision, device, cpu_auto=model.preferred_cpu_precision,
                                   key="model.precision")  # auto on a CPU: what was measured fastest for it
@@ -55,13 +56,18 @@ def prepare(config: ClipConfig, experiment: str, resume: str | None = None) -> I
                   notes=notes)
 
 
+@contextlib.contextmanager
 def open_clip_run(experiment: str, config: ClipConfig, inputs: Inputs, output_dir, **resolved):
-    """``open_run`` with the CLIP config: the resolved device and precisions recorded in ``config.yaml``."""
+    """``open_run`` with the CLIP config: the resolved device and precisions recorded in ``config.yaml``; a K-shot
+    draw's ``split_manifest.jsonl`` written into the run directory."""
     resolved = dict(to_dict(config), resolved={"device": str(inputs.device), "precision": inputs.precision,
                                                **resolved})
-    return open_run(experiment, seed=config.seed, output_dir=output_dir, run_name=config.run_name,
-                    resolved=resolved, tracking=config.tracking, default_name=config.model.name,
-                    cpu=inputs.device.type == "cpu")
+    with open_run(experiment, seed=config.seed, output_dir=output_dir, run_name=config.run_name,
+                  resolved=resolved, tracking=config.tracking, default_name=config.model.name,
+                  cpu=inputs.device.type == "cpu") as ctx:
+        if ctx.is_main:
+            inputs.data.write_manifest(ctx.path)
+        yield ctx
 
 
 def model_record(config: ClipConfig, inputs: Inputs, **extra) -> dict:

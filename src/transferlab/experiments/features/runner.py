@@ -47,6 +47,8 @@ def run_features(cfg: FeaturesConfig, output_dir: str | Path = "logs", *, resume
     with open_run(EXPERIMENT, seed=cfg.seed, output_dir=output_dir, run_name=cfg.run_name, resolved=resolved,
                   tracking=cfg.tracking, default_name=f"{cfg.encoder.model}-{cfg.classifier.name}",
                   cpu=device.type == "cpu") as ctx:
+        if ctx.is_main:
+            data.write_manifest(ctx.path)  # the K-shot draw's split_manifest.jsonl
         cache_dir = (cfg.cache_dir or Path(output_dir) / "cache" / "features") if cfg.cache else None
         vectors, timings = embed_splits(cfg, data, tokenizer, model, precision, cache_dir, progress)
         labels = {split: np.asarray(data.splits[split]["label"]) for split in vectors}

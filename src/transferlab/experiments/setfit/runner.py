@@ -70,6 +70,7 @@ def run_setfit(cfg: SetFitConfig, output_dir: str | Path = "logs", *, resume: st
     resolved = dict(to_dict(cfg), resolved={"device": device, "model_folder": resolve_model(cfg.model)})
     with open_run(EXPERIMENT, seed=cfg.seed, output_dir=output_dir, run_name=cfg.run_name, resolved=resolved,
                   tracking=cfg.tracking, default_name=f"{cfg.model}-setfit", cpu=device == "cpu") as ctx:
+        data.write_manifest(ctx.path)  # the K-shot draw's split_manifest.jsonl
         trainer = Trainer(model=model, args=training_arguments(cfg, ctx.path, progress),
                           train_dataset=data.splits["train"])
         start = time.perf_counter()
