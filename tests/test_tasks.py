@@ -1,9 +1,11 @@
 """Tasks as data: the registry's one-line errors, a user's text task in the Hub's folder layout, scikit-learn's
-digits as an image task, a suite study of text and image tasks with its leaderboard, a changed task refused."""
+digits as an image task, a suite study of text and image tasks with its leaderboard, a changed task refused, and
+CoOp's layouts (FGVCAircraft's list files, a split file's class names, ImageNet's classnames.txt) built small."""
 
 import csv
 import importlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +111,102 @@ def test_received_task_stays_inside_its_study(tmp_path):
     (study / "t.yaml").write_text("name: t\nmodality: text\nsource: {folder: ../elsewhere}\n")
     with pytest.raises(TransferlabError, match="outside it"):
         tasks.load_task(str(study / "t.yaml"))
+
+
+# --- CoOp's layouts (DATASETS.md and its datasets/*.py readers), built small ------------------------
+
+def save_image(path, shade):
+    """A small generated image, PNG-encoded (CoOp's readers name the files; the decoder reads the content)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (24, 24), color=(shade % 256, (3 * shade) % 256, 200)).save(path, format="PNG")
+
+
+FGVC_VARIANTS = ["707-320", "A300B4", "Cessna 172"]
+
+
+def write_fgvc(data_root, counts=None):
+    """``$DATA/fgvc_aircraft`` as CoOp reads it: images/<id>.jpg, variants.txt, images_variant_{train,val,test}.txt
+    (``<id> <variant>`` a line, variants with spaces included). Returns {image id: variant}."""
+    folder = data_root / "fgvc_aircraft"
+    (folder / "images").mkdir(parents=True)
+    (folder / "variants.txt").write_text("".join(f"{v}\n" for v in FGVC_VARIANTS))
+    truth, n = {}, 1_000_000
+    for split, count in (counts or {"train": 3, "val": 1, "test": 2}).items():
+        lines = []
+        for variant in FGVC_VARIANTS:
+            for _ in range(count):
+                n += 1
+                save_image(folder / "images" / f"{n:07d}.jpg", n)
+                truth[f"{n:07d}"] = variant
+                lines.append(f"{n:07d} {variant}\n")
+        (folder / f"images_variant_{split}.txt").write_text("".join(lines))
+    return truth
+
+
+def load_task_images(name, tmp_path, **data):
+    import dataclasses
+
+    from transferlab.data.images import load_images
+    from transferlab.experiments.clip.config import ClipConfig
+
+    config = tasks.apply_task(ClipConfig(), tasks.load_task(name), work_dir=tmp_path / "work")
+    return config, load_images(dataclasses.replace(config.data, val_per_class=1, **data))
+
+
+def test_fgvc_aircraft_in_coops_layout_loads_through_the_registry(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_DATA", str(tmp_path / "data"))
+    truth = write_fgvc(tmp_path / "data")
+    config, data = load_task_images("fgvc_aircraft", tmp_path)
+    assert data.class_names == FGVC_VARIANTS
+    assert config.model.templates == ["a photo of a {name}, a type of aircraft."]
+    assert len(data.source) == 3 * (3 + 1) and len(data.test) == 3 * 2  # CoOp's val joins train
+    for split in (data.source, data.test):
+        for image, label in zip(split["image"], split["label"]):
+            assert truth[Path(image).resolve().stem] == FGVC_VARIANTS[label]  # every link to its own variant
+    _, drawn = load_task_images("fgvc_aircraft", tmp_path, shots=2)
+    assert sorted(drawn.train["label"]) == [0, 0, 1, 1, 2, 2]
+    assert "coop11" in tasks.known_suites() and "fgvc_aircraft" in [t.name for t in tasks.load_suite("coop11")]
+
+
+def test_fgvc_aircraft_errors_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_DATA", str(tmp_path / "data"))
+    with pytest.raises(TransferlabError, match="does not exist: fix source.folder"):
+        load_task_images("fgvc_aircraft", tmp_path)
+    write_fgvc(tmp_path / "data", {"train": 2, "test": 1})  # no val list: CoOp's reader needs one
+    with pytest.raises(TransferlabError, match=r"images_variant_val.txt \(val\) does not exist"):
+        load_task_images("fgvc_aircraft", tmp_path)
+    (tmp_path / "data" / "fgvc_aircraft" / "images_variant_val.txt").write_text("1000001 Boeing 999\n")
+    with pytest.raises(TransferlabError, match="line 1: class 'Boeing 999' is not in variants.txt"):
+        load_task_images("fgvc_aircraft", tmp_path)
+
+
+def test_coop_split_file_gives_the_class_names(tmp_path, monkeypatch):
+    """Caltech101 with CoOp's split_zhou_Caltech101.json: the labels and class names come from the split file
+    (CoOp's renamed ones, underscores read as spaces as CoOp's prompts do), not from the view's folder names."""
+    monkeypatch.setenv("TRANSFERLAB_DATA", str(tmp_path / "data"))
+    folder = tmp_path / "data" / "caltech-101"
+    split = {"train": [], "val": [], "test": []}
+    for label, (directory, name) in enumerate([("Faces", "face"), ("ant", "ant"), ("water_lilly", "water_lilly")]):
+        for i, part in enumerate(["train", "train", "val", "test"]):
+            save_image(folder / "101_ObjectCategories" / directory / f"image_{i:04d}.jpg", 40 * label + i)
+            split[part].append([f"{directory}/image_{i:04d}.jpg", label, name])
+    (folder / "split_zhou_Caltech101.json").write_text(json.dumps(split))
+    _, data = load_task_images("caltech101", tmp_path)
+    assert data.class_names == ["face", "ant", "water lilly"]
+    assert len(data.source) == 9 and len(data.test) == 3
+
+
+def test_imagenet_takes_coops_classnames_by_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_DATA", str(tmp_path / "data"))
+    root = tmp_path / "data" / "imagenet"
+    for split, count in (("train", 3), ("val", 1)):
+        for k, wnid in enumerate(["n00000002", "n00000001"]):
+            for i in range(count):
+                save_image(root / "images" / split / wnid / f"{wnid}_{i}.JPEG", 10 * k + i)
+    with pytest.raises(TransferlabError, match="classnames.txt' does not exist: download CoOp's classnames.txt"):
+        load_task_images("imagenet", tmp_path)
+    (root / "classnames.txt").write_text("n00000002 great white shark\nn00000001 tench\n")
+    _, data = load_task_images("imagenet", tmp_path)
+    assert data.class_ids == ["n00000001", "n00000002"] and data.class_names == ["tench", "great white shark"]

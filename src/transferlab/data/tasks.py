@@ -10,6 +10,13 @@ from it (:func:`apply_task`); ``--suite NAME_OR_FILE`` lists tasks (``configs/su
                                                 # data-files layout); image: an imagefolder or Tiny ImageNet tree
     source: {files: {train: a.csv, test: b.csv}}
     source: {folder: ./caltech-101, coop_split: split_zhou_Caltech101.json, image_dir: 101_ObjectCategories}
+    source: {folder: ./fgvc_aircraft, image_dir: images, image_suffix: .jpg, classes_file: variants.txt,
+             image_lists: {train: images_variant_train.txt, val: images_variant_val.txt, test: images_variant_test.txt}}
+
+The CoOp image sets follow CoOp's DATASETS.md and its ``datasets/*.py`` readers: a ``split_zhou_<Name>.json``
+split file (``coop_split``), FGVCAircraft's list files (``image_lists``: ``<image id> <class name>`` a line, the
+classes in ``classes_file`` order), and ImageNet's ``classnames.txt`` (``<folder> <class name>`` a line:
+``class_names_by_folder: true``). CoOp's val joins train here: the runs hold out or draw their own validation.
 
 Paths are relative to the task file. A task file inside a study folder (one holding ``study.json``) is data
 received with it: its paths must stay inside that folder.
@@ -32,10 +39,11 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "configs" / "suites"
 MODALITIES = ("text", "image")
 METRICS = ("accuracy", "f1", "recall", "top5_accuracy")
 KEYS = {"name", "modality", "description", "source", "splits", "columns", "class_names", "class_names_file",
-        "templates", "metric", "reference"}
+        "class_names_by_folder", "templates", "metric", "reference"}
 SOURCE_KINDS = ("builtin", "hub", "folder", "files")
 BUILTINS = {"rotten_tomatoes": "text", "tiny_imagenet_demo": "image"}
 TEXT_SPLITS = ("train", "validation", "test")
+LIST_SPLITS = ("train", "val", "test")  # FGVCAircraft's list files, as CoOp names its splits
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class Task:
     columns: dict = field(default_factory=dict)
     class_names: list | None = None
     class_names_file: str | None = None
+    class_names_by_folder: bool = False  # class_names_file holds '<folder> <name>' lines (CoOp's ImageNet)
     templates: list | None = None
     metric: str = "accuracy"
     reference: bool = False  # the reference lab's own task, split and metric: the report may compare with it
@@ -118,6 +127,7 @@ def load_task(spec: str) -> Task:
     task = Task(name, modality, source, str(path), hashlib.sha256(path.read_bytes()).hexdigest(),
                 splits=dict(data.get("splits") or {}), columns=dict(data.get("columns") or {}),
                 class_names=data.get("class_names"), class_names_file=local(data.get("class_names_file"), path),
+                class_names_by_folder=bool(data.get("class_names_by_folder", False)),
                 templates=check_templates(data.get("templates"), name), metric=metric,
                 reference=bool(data.get("reference", False)), description=str(data.get("description", "")))
     check_received(task, path)
@@ -140,8 +150,15 @@ def resolve_source(source, name: str, modality: str, path: Path) -> dict:
         if not isinstance(files, dict) or not {"train", "test"} <= set(files) or set(files) - set(TEXT_SPLITS):
             raise TransferlabError(f"task {name}: source.files maps train, test (and optionally validation) to files")
         out["files"] = {split: local(f, path) for split, f in files.items()}
-    if ("files" in out or "coop_split" in out) and not ("files" in out) == (modality == "text"):
-        raise TransferlabError(f"task {name}: source.files is for text tasks, source.coop_split for image tasks")
+    if ("files" in out or "coop_split" in out or "image_lists" in out) and not ("files" in out) == (modality == "text"):
+        raise TransferlabError(f"task {name}: source.files is for text tasks, source.coop_split and "
+                               f"source.image_lists for image tasks")
+    if "image_lists" in out:
+        lists = out["image_lists"]
+        if not isinstance(lists, dict) or not {"train", "test"} <= set(lists) or set(lists) - set(LIST_SPLITS) \
+                or not out.get("classes_file") or "folder" not in out:
+            raise TransferlabError(f"task {name}: source.image_lists maps train, test (and optionally val) to list "
+                                   f"files in source.folder, with source.classes_file naming the classes in order")
     return out
 
 
@@ -170,10 +187,17 @@ def study_root(path: Path) -> Path | None:
     return None
 
 
+def split_files(task: Task) -> list[Path]:
+    """The files in a task's folder that define its splits and classes (a CoOp split file, list files)."""
+    src = task.source
+    names = [src.get("coop_split"), src.get("classes_file")] + list((src.get("image_lists") or {}).values())
+    return [Path(src["folder"]) / str(n) for n in names if n]
+
+
 def task_paths(task: Task) -> list[str]:
     source = task.source
     out = [source.get("folder"), task.class_names_file] + list((source.get("files") or {}).values())
-    return [p for p in out if p]
+    return [p for p in out if p] + [str(p) for p in split_files(task)]
 
 
 def check_received(task: Task, path: Path) -> None:
@@ -211,13 +235,12 @@ def arm_task(arm: str) -> str | None:
 
 
 def task_fingerprint(task: Task) -> str:
-    """The task file's SHA-256, with a CoOp split file's when it names one (its view holds only links)."""
-    split = task.source.get("coop_split")
-    if not split:
+    """The task file's SHA-256, with those of its split files when it names some (its view holds only links)."""
+    files = split_files(task)
+    if not files:
         return task.digest
-    file = Path(task.source["folder"]) / split
-    extra = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else "missing"
-    return hashlib.sha256(f"{task.digest}:{extra}".encode()).hexdigest()
+    extra = [hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else "missing" for f in files]
+    return hashlib.sha256(":".join([task.digest, *extra]).encode()).hexdigest()
 
 
 # --- a task as an experiment's data section --------------------------------------------------------
@@ -287,11 +310,17 @@ def image_fields(task: Task, work_dir: Path | None) -> dict:
     elif "classes" in src:
         out["path"] = str(subset_view(task, work_dir))
     elif "folder" in src:
-        out["path"] = str(coop_view(task, work_dir) if "coop_split" in src else src["folder"])
         if not Path(src["folder"]).is_dir():
             raise TransferlabError(f"task {task.name}: folder {src['folder']!r} does not exist: fix source.folder "
-                                   f"(or download the data set into it)")
-    if task.class_names and not out["class_names_file"]:
+                                   f"(or download the data set into it: see CoOp's DATASETS.md for its sets)")
+        view = coop_view(task, work_dir) if "coop_split" in src else list_view(task, work_dir) \
+            if "image_lists" in src else None
+        out["path"] = str(view or src["folder"])
+        if view is not None and not out["class_names_file"] and not task.class_names:
+            out["class_names_file"] = str(view.parent / "classnames.txt")  # the split's class names, in label order
+    if task.class_names_by_folder and out["path"]:
+        out["class_names_file"] = str(folder_names_file(task, work_dir, Path(out["path"])))
+    elif task.class_names and not out["class_names_file"]:
         out["class_names_file"] = str(names_file(task, work_dir))
     return out
 
@@ -306,6 +335,29 @@ def task_work_dir(task: Task, work_dir: Path | None) -> Path:
 def names_file(task: Task, work_dir: Path | None) -> Path:
     path = task_work_dir(task, work_dir) / "classnames.txt"
     path.write_text("".join(f"{n}\n" for n in task.class_names))
+    return path
+
+
+def folder_names_file(task: Task, work_dir: Path | None, root: Path) -> Path:
+    """CoOp's ImageNet ``classnames.txt`` (``<folder> <class name>`` a line, CLIP's names) as one name a line in
+    the order of the class folders under ``root``'s ``train/`` (CoOp's labels: the folders, sorted)."""
+    file = Path(task.class_names_file or "")
+    if not file.is_file():
+        raise TransferlabError(f"task {task.name}: class-name file {str(file)!r} does not exist: download CoOp's "
+                               f"classnames.txt there (see CoOp's DATASETS.md)")
+    names = {}
+    for line in file.read_text().splitlines():
+        folder, _, name = line.strip().partition(" ")
+        if folder:
+            names[folder] = name.strip() or folder
+    train = root / "train" if (root / "train").is_dir() else root
+    folders = sorted(d.name for d in train.iterdir() if d.is_dir())
+    missing = [f for f in folders if f not in names]
+    if missing:
+        raise TransferlabError(f"task {task.name}: {str(file)!r} has no name for the class folder(s) "
+                               f"{', '.join(missing[:3])}: it must hold '<folder> <class name>' lines")
+    path = task_work_dir(task, work_dir) / "classnames-by-folder.txt"
+    path.write_text("".join(f"{names[f]}\n" for f in folders))
     return path
 
 
@@ -359,23 +411,62 @@ def coop_view(task: Task, work_dir: Path | None) -> Path:
     """An imagefolder view of a CoOp split file (links to the images: ``train/<label>/``, ``test/<label>/``;
     CoOp's val joins train, from which the runs hold out their own validation), with the class names file."""
     rows = read_coop_split(task)
+    return link_view(task, work_dir, {"train": rows["train"] + rows["val"], "test": rows["test"]})
+
+
+def read_image_lists(task: Task) -> dict[str, list]:
+    """FGVCAircraft's layout as CoOp reads it: ``classes_file`` (one class a line, in label order) and per split
+    a list file of ``<image id> <class name>`` lines; the image is ``<image_dir>/<id><image_suffix>``."""
+    folder, src = Path(task.source["folder"]), task.source
+    files = {"classes_file": folder / src["classes_file"],
+             **{split: folder / name for split, name in src["image_lists"].items()}}
+    for key, file in files.items():
+        if not file.is_file():
+            raise TransferlabError(f"task {task.name}: {file.name} ({key}) does not exist in {folder}: download the "
+                                   f"data set there (see CoOp's DATASETS.md)")
+    classes = [line.strip() for line in files["classes_file"].read_text().splitlines() if line.strip()]
+    index = {name: i for i, name in enumerate(classes)}
+    rows: dict[str, list] = {"val": []}
+    for split in src["image_lists"]:
+        rows[split] = []
+        for n, line in enumerate(files[split].read_text().splitlines(), 1):
+            image, _, name = line.strip().partition(" ")
+            if not image:
+                continue
+            if name.strip() not in index:
+                raise TransferlabError(f"task {task.name}: {files[split].name} line {n}: class {name.strip()!r} is not "
+                                       f"in {files['classes_file'].name}")
+            rows[split].append((f"{image}{src.get('image_suffix', '')}", index[name.strip()], name.strip()))
+    return rows
+
+
+def list_view(task: Task, work_dir: Path | None) -> Path:
+    """An imagefolder view of list files (FGVCAircraft's layout); val joins train, as for a CoOp split file."""
+    rows = read_image_lists(task)
+    return link_view(task, work_dir, {"train": rows["train"] + rows["val"], "test": rows["test"]})
+
+
+def link_view(task: Task, work_dir: Path | None, entries: dict[str, list]) -> Path:
+    """``<work dir>/view/<split>/<label>/<n><suffix>`` links to ``(image path, label, class name)`` entries (paths
+    relative to ``<folder>/<image_dir>``), and ``classnames.txt`` beside the view (``_`` read as a space, as
+    CoOp's prompts do). A received task's images must lie inside its study folder."""
     images = Path(task.source["folder"]) / str(task.source.get("image_dir") or "")
     view = task_work_dir(task, work_dir) / "view"
+    root = study_root(Path(task.file))
     names: dict[int, str] = {}
-    for split, entries in (("train", rows["train"] + rows["val"]), ("test", rows["test"])):
-        for i, (rel, label, name) in enumerate(entries):
+    for split, rows in entries.items():
+        for i, (rel, label, name) in enumerate(rows):
             names[label] = name.replace("_", " ")
             target = (images / rel).resolve()
-            if study_root(Path(task.file)) and not target.is_relative_to(study_root(Path(task.file))):
+            if root and not target.is_relative_to(root):
                 raise TransferlabError(f"task {task.name}: image {rel!r} lies outside the received study folder")
             link = view / split / f"{label:04d}" / f"{i:06d}{Path(rel).suffix}"
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.is_symlink():
                 link.symlink_to(target)
     if sorted(names) != list(range(len(names))):
-        raise TransferlabError(f"task {task.name}: the split file's labels are not 0..{len(names) - 1}")
-    if not task.class_names_file and not task.class_names:
-        (view.parent / "classnames.txt").write_text("".join(f"{names[i]}\n" for i in range(len(names))))
+        raise TransferlabError(f"task {task.name}: the split's labels are not 0..{len(names) - 1}")
+    (view.parent / "classnames.txt").write_text("".join(f"{names[i]}\n" for i in range(len(names))))
     return view
 
 
