@@ -173,7 +173,7 @@ def save_draw(folder: str | Path, rows: dict[str, Sequence[int]], labels: Sequen
             raise TransferlabError(f"{path} holds another draw (SHA-256 {str(recorded)[:12]}...) than this run's "
                                    f"({sha[:12]}...): the data or data.manifest changed since the run started")
         return sha
-    partial = path.with_name(f".{MANIFEST}.partial")
+    partial = path.with_name(f".{MANIFEST}.{os.getpid()}.partial")  # each process of a launch writes its own
     partial.write_text("".join(lines) + json.dumps({"sha256": sha, "examples": len(lines)}) + "\n")
     os.replace(partial, path)
     return sha

@@ -62,8 +62,7 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
     with open_run(EXPERIMENT, seed=cfg.seed, output_dir=output_dir, run_name=cfg.run_name, resolved=resolved,
                   tracking=cfg.tracking, default_name=f"{cfg.model}-{cfg.method}", resume_dir=run_dir,
                   cpu=device == "cpu") as ctx:
-        if ctx.is_main:
-            data.write_manifest(ctx.path)  # the K-shot draw's split_manifest.jsonl; a resume's must be the same
+        data.write_manifest(ctx.path)  # the K-shot draw's split_manifest.jsonl (a resume's must be the same)
         if checkpoint is not None and ctx.is_main:
             ctx.run.set_status("running", resumed_from=f"{ckpt.CHECKPOINTS}/{checkpoint.name}")
             print(f"resuming {run_dir} from {checkpoint.name}")
