@@ -81,3 +81,55 @@ def test_a_wrong_database_name_on_a_running_server_is_one_line(database, tmp_pat
     (line,) = run.stderr.strip().splitlines()
     assert line.startswith("error: cannot open the study storage postgresql://postgres:***@/no_such_database")
     assert 'database "no_such_database" does not exist' in line and PASSWORD not in run.stderr
+
+
+def trials_of(database: str, name: str) -> list:
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=database).get_trials(deepcopy=False)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_is_failed_by_its_heartbeat_retried_and_counted(database, tmp_path, tiny_distilbert):
+    """``tune --jobs 2`` on the real PostgreSQL server: one worker process is killed with SIGKILL in the middle
+    of its trial. The command starts it again (it had nothing left), its trial's heartbeat stops, the command
+    fails the trial after the grace period and Optuna's retry callback queues its settings; the retry runs and
+    completes, and the progress lines and the report count all three trials."""
+    import signal
+
+    from test_faults import start, wait_for
+
+    (tmp_path / "space.yaml").write_text("params:\n  classifier.C: {low: 0.1, high: 10.0, log: true}\n")
+    proc = start("tune", "features", "--trials", "2", "--jobs", "2", "--heartbeat", "2", "--study-name", "killed",
+                 "--storage", database, "--search", tmp_path / "space.yaml", "--output-dir", tmp_path, "--threads", "2",
+                 f"encoder.model={tiny_distilbert}", "data.limit=600", "encoder.max_length=32", "encoder.batch_size=8",
+                 "tracking.tensorboard=false", f"cache_dir={tmp_path / 'cache'}")
+    folder = tmp_path / "tune" / "killed"
+    wait_for(proc, folder / "features" / "trial-*" / "status.json", timeout=180)
+    while not (running := [t for t in trials_of(database, "killed") if "run_dir" in t.user_attrs
+                           and t.state.name == "RUNNING"]):  # the trial records its run directory right after
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+    killed = running[0]
+    pid = killed.user_attrs["process"]["pid"]
+    assert pid != proc.pid and "--worker" in Path(f"/proc/{pid}/cmdline").read_bytes().decode()  # a worker
+    os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, (out + err)[-3000:]
+
+    trials = trials_of(database, "killed")
+    assert sorted(t.state.name for t in trials) == ["COMPLETE", "COMPLETE", "FAIL"]
+    (failed,) = [t for t in trials if t.state.name == "FAIL"]
+    (retry,) = [t for t in trials if "failed_trial" in t.system_attrs]
+    assert failed.number == killed.number and "error" not in failed.user_attrs  # failed by the heartbeat
+    assert retry.system_attrs["failed_trial"] == killed.number and retry.user_attrs["retry_of"] == killed.number
+    assert retry.state.name == "COMPLETE" and retry.params == killed.params and retry.number > killed.number
+    assert retry.user_attrs["run_dir"] != killed.user_attrs["run_dir"]
+    assert f"was killed (SIGKILL); started again" in out
+    lines = [line for line in out.splitlines() if line.startswith("trial ") and " | " in line]
+    assert len(lines) == 3 and lines[-1].startswith("trial 3/3 ") and all("ETA" in line for line in lines)
+    assert f"#{killed.number}: fail (no heartbeat: its worker died)" in out
+    report = (folder / "report.md").read_text()
+    assert f"3 trials (2 completed, 0 pruned, 1 failed); 1 retried (trial {retry.number} repeats trial " \
+           f"{killed.number}: its worker died)" in report
+    assert f"its worker died (no heartbeat); retried as trial {retry.number}" in report
+    assert PASSWORD not in out + err and files_holding(tmp_path, PASSWORD) == []

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from transferlab.cli.options import add_threads_argument
+from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
 from transferlab.reporting.tune_report import write_tune_report
 
@@ -36,7 +37,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="one folder name (the study is <output-dir>/tune/NAME); default: <experiment>-<preset or "
                         "config file name>")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="worker processes on this machine, each with threads = cores // N (default: 1)")
+                   help="workers: processes on this machine, each with threads = cores // N, or with --executor ray "
+                        "Ray tasks of --threads CPUs each (default: 1); a killed worker is started again")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="the --jobs workers on this machine (local, the default) or as Ray tasks on a cluster (ray; "
+                        "the output folder on storage every node mounts; docs/cluster.md)")
+    p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                   help="with --executor ray: the cluster's address (default: RAY_ADDRESS, else a Ray instance on "
+                        "this machine)")
+    p.add_argument("--heartbeat", type=int, default=10, metavar="S",
+                   help="on a database storage, each running trial's heartbeat interval; a trial silent for 3 beats "
+                        "(its worker died) is failed and its settings are queued again (default: 10)")
     p.add_argument("--search", default=None, metavar="FILE",
                    help="search space YAML (default: the preset's search/<experiment>.yaml)")
     p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median",
@@ -51,13 +62,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-final", action="store_true",
                    help="run trials only: no best.yaml, final run or report (workers on other machines)")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by --jobs for its workers
+    p.add_argument("--launch", default=None, help=argparse.SUPPRESS)  # a worker's token, the same when restarted
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides for every trial")
 
 
 def main(args: argparse.Namespace) -> Path | None:
-    from transferlab.studies.tune import run_tune
+    from transferlab.studies.tune_workers import run_tune
     from transferlab.tracking.rundir import load_run
 
+    if args.ray_address and args.executor != "ray":
+        raise TransferlabError("--ray-address goes with --executor ray: add it, or leave the address out")
     if args.compare:
         load_run(args.compare)  # a finished run, or a one-line error before any trial
     outcome = run_tune(args)

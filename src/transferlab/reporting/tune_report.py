@@ -120,6 +120,17 @@ def fmt_param(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def retries_text(rows: list[dict]) -> str:
+    """``; 1 retried (trial 3 repeats trial 1: its worker died)``: the trials that repeat a dead trial's
+    settings; or nothing."""
+    retries = [r for r in rows if r.get("retry_of") is not None]
+    if not retries:
+        return ""
+    pairs = ", ".join(f"trial {r['number']} repeats trial {r['retry_of']}" for r in retries[:5])
+    more = f" and {len(retries) - 5} more" if len(retries) > 5 else ""
+    return f"; {len(retries)} retried ({pairs}{more}: {'its worker' if len(retries) == 1 else 'their workers'} died)"
+
+
 def tune_blocks(outcome, compare: Path | None = None) -> list[tuple]:
     """The search's report blocks (figures saved into the study's directory), with the paired comparison to
     ``compare``."""
@@ -134,8 +145,8 @@ def tune_blocks(outcome, compare: Path | None = None) -> list[tuple]:
     counts = {s: sum(r["state"] == s for r in rows) for s in ("complete", "pruned", "fail")}
     blocks = [("h1", f"Study {plan.name}: transferlab tune {plan.experiment.name}"),
               ("p", f"{len(rows)} trials ({counts['complete']} completed, {counts['pruned']} pruned, "
-                    f"{counts['fail']} failed); objective: validation accuracy (test never scored by a trial). "
-                    f"Search space: `{plan.space.source}`; storage: `{plan.storage}`."),
+                    f"{counts['fail']} failed){retries_text(rows)}; objective: validation accuracy (test never "
+                    f"scored by a trial). Search space: `{plan.space.source}`; storage: `{plan.storage}`."),
               ("h2", "Result"),
               ("p", f"Best trial {best.number}: validation accuracy {best.value:.4f} with "
                     + ", ".join(f"`{k}={fmt_param(v)}`" for k, v in best.params.items())

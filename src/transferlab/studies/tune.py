@@ -7,15 +7,20 @@ processes; ``--storage`` names an RDB URL instead, e.g. ``postgresql://...``, fo
 one run directory per trial (``<experiment>/trial-0003``; test is never scored: ``score_test=false``), and,
 at the end, ``best.yaml`` (the experiment's full config with the best trial's settings, for ``--config``) and
 its one run that scores test (``<experiment>/final-trial-0003``). Running the same command again adds
-``--trials`` more trials to the same study. ``--jobs N`` starts N worker processes (the same command with
-``--worker I``), each with its share of the threads.
+``--trials`` more trials to the same study. ``--jobs N`` runs N workers (``studies.tune_workers``): processes of
+the same command (``--worker I``) on this machine, each with its share of the threads, or with ``--executor ray``
+Ray tasks of ``--threads`` CPUs each on a cluster; a killed worker is started again for the trials it had left.
 
 The study name is one folder name (the check run names get), so nothing is written outside ``--output-dir``;
 the storage is checked and opened with one-line errors, and a database URL's password is never printed or
 written (``studies.tune_storage``). A trial whose process died (SIGKILL, a lost machine) stays ``running`` in
 Optuna's storage: when the study is continued or finished, a running trial whose run directory's liveness
 record (``status.json``: pid, host, heartbeat), or the process the trial recorded on this host, reads as dead
-is marked failed, and its settings are queued again.
+is marked failed, and its settings are queued again. On an RDB storage every trial also beats Optuna's
+heartbeat (``--heartbeat S``): a trial silent for three beats is failed by whichever worker asks for a trial
+next (or by the command once its workers ended), and Optuna's ``RetryHeartbeatStaleTrialCallback`` queues its
+settings again (the new trial names the dead one in its ``failed_trial`` system attribute and in ``retry_of``).
+A queued trial runs before any new one and on top of ``--trials``.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import contextlib
 import os
 import shutil
 import socket
-import subprocess
-import sys
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,9 @@ from transferlab.training.callbacks import extra_callbacks
 JOURNAL = "study.journal"
 BEST = "best.yaml"
 PRUNED = "pruned"
+HEARTBEAT_S = 10  # Optuna's heartbeat on an RDB storage; a trial silent for GRACE_BEATS beats is failed
+GRACE_BEATS = 3
+MAX_RETRY = 3  # retries of one trial whose worker died, after which its settings are not queued again
 
 
 @dataclass
@@ -66,6 +74,7 @@ class Plan:
     pruner: str
     base: dict  # the flattened base config (fixed settings and overrides applied), read by ``when`` conditions
     storage_url: str = ""  # the storage itself (an RDB URL with its password): opened, never printed
+    heartbeat: int = HEARTBEAT_S  # seconds between a trial's heartbeats on an RDB storage
 
     def config(self, values: dict, *, trial: bool, run_name: str | None, caches: bool = True):
         """The experiment's config with ``values`` applied: a trial's (validation only) or the final one."""
@@ -81,7 +90,8 @@ class Plan:
 
 def plan_study(args: argparse.Namespace) -> Plan:
     """The checked plan: arguments, search space and every searched key against the config (one-line errors)."""
-    for flag, value, least in (("--trials", args.trials, 0), ("--jobs", args.jobs, 1)):
+    heartbeat = getattr(args, "heartbeat", HEARTBEAT_S)
+    for flag, value, least in (("--trials", args.trials, 0), ("--jobs", args.jobs, 1), ("--heartbeat", heartbeat, 1)):
         if value < least:
             raise TransferlabError(f"{flag} must be at least {least}; got {value}")
     if args.timeout is not None and args.timeout <= 0:
@@ -99,7 +109,7 @@ def plan_study(args: argparse.Namespace) -> Plan:
     directory = study_directory(Path(args.output_dir), name)
     storage = checked_storage(args.storage or os.environ.get(tune_storage.ENV) or str(directory / JOURNAL))
     plan = Plan(experiment, spec, overrides, space, name, directory, shown_storage(storage), Path(args.output_dir),
-                args.pruner, {}, storage_url=storage)
+                args.pruner, {}, storage_url=storage, heartbeat=heartbeat)
     plan.base = flatten(to_dict(plan.config({}, trial=True, run_name=None, caches=False)))
     for param in space.params:  # each key known and each bound of the right type, before any trial runs
         for value in param.choices if param.choices is not None else (param.low, param.high):
@@ -132,13 +142,16 @@ def shown_storage(storage: str) -> str:
 
 
 def storage_of(plan: Plan):
-    """Optuna's storage: an RDB URL's (its tables created when new); otherwise a journal file (its lock makes
-    local processes safe)."""
+    """Optuna's storage: an RDB URL's (its tables created when new), with the heartbeat and the retry of a trial
+    whose heartbeat stopped; otherwise a journal file (its lock makes local processes safe; no heartbeat)."""
     storage = plan.storage_url or plan.storage
     if tune_storage.is_url(storage):
         from optuna.storages import RDBStorage
 
-        return RDBStorage(storage)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna marks the heartbeat and its retry callback experimental
+            return RDBStorage(storage, heartbeat_interval=plan.heartbeat, grace_period=GRACE_BEATS * plan.heartbeat,
+                              heartbeat_stale_trial_callback=RetryStale(MAX_RETRY, GRACE_BEATS * plan.heartbeat))
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -172,6 +185,46 @@ def open_study(plan: Plan, worker: int = 0):
     seed = int(plan.base.get("seed", 0)) + 1000 * worker + len(study.trials)
     study.sampler = optuna.samplers.TPESampler(seed=seed)
     return study
+
+
+class RetryStale:
+    """Optuna's ``RetryHeartbeatStaleTrialCallback``, called once a trial's heartbeat stopped and it was failed:
+    its settings queued again as a new trial linked by Optuna's system attributes (``failed_trial``: the first
+    of the series, ``retry_history``), at most ``max_retry`` times. The new trial takes none of the dead one's
+    user attributes (its run directory, process, error) but ``retry_of``, the trial it repeats."""
+
+    def __init__(self, max_retry: int, grace_s: int):
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        self.grace_s = grace_s
+
+    def __call__(self, study, trial) -> None:
+        print(f"trial {trial.number}: fail (no heartbeat for {self.grace_s} s: its worker died); its settings are "
+              f"queued again", flush=True)
+        trial.user_attrs = {"retry_of": trial.number}  # a copy of the stored trial (fail_stale_trials')
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.retry(study, trial)
+
+
+def heartbeats(study) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return is_heartbeat_enabled(study._storage)
+
+
+def fail_stale_trials(study) -> None:
+    """Optuna's own check (what a worker does before each trial): running trials whose heartbeat stopped are
+    failed and their retries queued."""
+    import optuna
+
+    if heartbeats(study):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            optuna.storages.fail_stale_trials(study)
 
 
 def reap_dead_trials(study, plan: Plan) -> int:
@@ -271,48 +324,45 @@ def drop_checkpoints(run_dir: Path) -> None:
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
 
 
-def optimize(plan: Plan, n_trials: int, timeout: float | None, worker: int = 0, study=None):
-    """Run ``n_trials`` trials in this process; a trial that raises is recorded as failed and the study goes on."""
+def work(plan: Plan, share: int, launch: str, timeout: float | None = None, *, study=None, watch=None,
+         drain: bool = False, worker: int = 0):
+    """A worker's trials: ``share`` new ones, counted in the storage by its ``launch`` token (each trial records
+    it), so that a worker started again after it was killed (or Ray's new attempt of its task) runs only what
+    it had left; queued trials (retries of dead ones) that it is handed run on top. ``drain``: the queued
+    trials only. A trial that raises is recorded as failed and the worker goes on; ``watch(study)`` is told
+    when a trial starts and ends (the progress display)."""
     study = study if study is not None else open_study(plan, worker)
-    if n_trials:
-        study.optimize(lambda trial: objective(trial, plan), n_trials=n_trials, timeout=timeout,
-                       catch=(Exception,), callbacks=[say_trial], gc_after_trial=True)
+    begin = time.monotonic()
+
+    def run(trial):
+        trial.set_user_attr("launch", launch)
+        if watch is not None:
+            watch(study)
+        return objective(trial, plan)
+
+    callbacks = [lambda s, _: watch(s)] if watch is not None else []
+    while queued(study) if drain else launched(study, launch) < share:
+        if timeout is not None and time.monotonic() - begin >= timeout:
+            break
+        study.optimize(run, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=True)
     return study
 
 
-def say_trial(study, trial) -> None:
-    value = f" validation accuracy {trial.value:.4f}" if trial.value is not None else ""
-    print(f"trial {trial.number}: {trial.state.name.lower()}{value} {trial.params}", flush=True)
+def launched(study, launch: str) -> int:
+    """New trials (not retries) that the worker ``launch`` started, whatever their state."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.user_attrs.get("launch") == launch and "retry_of" not in t.user_attrs)
+
+
+def queued(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def shares(total: int, jobs: int) -> list[int]:
     """``total`` trials over ``jobs`` workers, as evenly as possible."""
     return [total // jobs + (i < total % jobs) for i in range(jobs)]
-
-
-def run_workers(plan: Plan, args: argparse.Namespace, trials: int) -> None:
-    """``--jobs N``: N processes of this same command (``--worker I``, their share of ``trials`` and of the
-    threads) against the one storage; waits for all, and fails if any failed."""
-    from transferlab.models.device import available_cores
-
-    threads = max(1, (args.threads or available_cores()) // args.jobs)
-    env = dict(os.environ, **{tune_storage.ENV: plan.storage_url})  # the storage (and any password) off argv
-    base = [sys.executable, "-m", "transferlab.cli", "tune", args.experiment, "--study-name", plan.name, "--output-dir", str(plan.output_dir), "--threads", str(threads),
-            "--search", plan.space.source, "--pruner", plan.pruner]
-    base += (["--config", args.config] if args.config else []) + \
-            (["--timeout", str(args.timeout)] if args.timeout else [])
-    procs = [subprocess.Popen(base + ["--worker", str(i), "--trials", str(n), *args.overrides], env=env)
-             for i, n in enumerate(shares(trials, args.jobs)) if n]
-    try:
-        codes = [p.wait() for p in procs]
-    except BaseException:
-        for p in procs:  # ours alone, by their own handles
-            with contextlib.suppress(OSError):
-                p.terminate()
-        raise
-    if any(codes):
-        raise TransferlabError(f"{sum(1 for c in codes if c)} of {len(procs)} workers failed (exit codes {codes}): "
-                               f"see their messages above; rerun the command to continue the study")
 
 
 @dataclass
@@ -388,38 +438,19 @@ def cache_override(plan: Plan) -> dict:
     return nest({key: str(plan.output_dir / "cache" / folder)})
 
 
-def run_tune(args: argparse.Namespace) -> Outcome | None:
-    """The command: plan, trials (here or in ``--jobs`` workers), then the best config and its test run.
-    A worker (``--worker I``) or ``--no-final`` runs trials only and returns ``None``. Trials found dead are
-    failed and queued again first; they run on top of ``--trials``."""
-    plan = plan_study(args)
-    if args.worker is not None:
-        optimize(plan, args.trials, args.timeout, args.worker)
-        return None
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    study = open_study(plan)  # created once, before any worker joins it
-    trials = args.trials + reap_dead_trials(study, plan)
-    if args.jobs > 1:
-        run_workers(plan, args, trials)
-        study = open_study(plan)
-    else:
-        study = optimize(plan, trials, args.timeout, study=study)
-    if args.no_final:  # trials only (a worker machine): another command writes the result
-        done = [t.value for t in study.trials if t.value is not None]
-        print(f"study {plan.name}: {len(study.trials)} trials; best validation accuracy "
-              + (f"{max(done):.4f}" if done else "none yet"))
-        return None
-    return finish(plan, study)
-
-
 def trial_rows(study) -> list[dict]:
-    """One row per trial: number, state, validation accuracy, last reported step, settings, run directory."""
+    """One row per trial: number, state, validation accuracy, last reported step, settings, run directory, the
+    error (for a trial failed by the heartbeat: its worker died, and the trial that repeats it), ``retry_of``."""
+    trials = study.get_trials(deepcopy=False)
+    retried_as = {t.user_attrs["retry_of"]: t.number for t in trials if isinstance(t.user_attrs.get("retry_of"), int)}
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
+        error = t.user_attrs.get("error")
+        if error is None and t.state.name == "FAIL" and t.number in retried_as:
+            error = f"its worker died (no heartbeat); retried as trial {retried_as[t.number]}"
         rows.append({"number": t.number, "state": t.state.name.lower(), "value": t.value,
                      "last_step": max(t.intermediate_values) if t.intermediate_values else None,
                      "seconds": t.duration.total_seconds() if t.duration else None,
-                     "params": dict(t.params), "run_dir": t.user_attrs.get("run_dir"),
-                     "error": t.user_attrs.get("error")})
+                     "params": dict(t.params), "run_dir": t.user_attrs.get("run_dir"), "error": error,
+                     "retry_of": t.user_attrs.get("retry_of")})
     return rows
-
