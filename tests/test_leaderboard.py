@@ -1,9 +1,24 @@
-"""Known answers for the leaderboard's statistics, and a leaderboard read from a real suite study."""
+"""Known answers for the leaderboard's statistics, its report blocks, and the leaderboard of a real plain study
+(one task, two models, one seed): the tied group per K and the one-seed bootstrap cells, recomputed here."""
+
+import csv
+import importlib
+import json
 
 import numpy as np
 import pytest
+from scipy import stats
 
+from transferlab.evaluation.statistics import accuracy_interval
 from transferlab.reporting import leaderboard as lb
+
+cli = importlib.import_module("transferlab.cli.main")
+
+
+def correct_vector(n, accuracy, seed=0):
+    out = np.zeros(n, dtype=bool)
+    out[:round(accuracy * n)] = True
+    return np.random.default_rng(seed).permutation(out)
 
 
 def test_t_interval_known_answer():
@@ -48,3 +63,97 @@ def test_tied_group_with_holm():
 def test_summary_formats():
     assert lb.mteb_format([0.5, 0.6, 0.7]) == "60.00"
     assert lb.setfit_format([0.5, 0.6, 0.7, 0.8]) == "65.0 (IQR 15.0)"
+
+
+def test_a_one_seed_cell_has_the_bootstrap_interval_over_test_examples():
+    correct = correct_vector(1000, 0.7)
+    low, high = accuracy_interval(correct)  # what results.csv records for the run
+    assert lb.cell_interval([0.7], [(low, high)]) == (0.7, low, high)
+    # known answer: the percentile bootstrap of 700 / 1,000 lies within 0.004 of Wilson's [0.6709, 0.7276]
+    wilson = stats.binomtest(700, 1000).proportion_ci(0.95, method="wilson")
+    assert (low, high) == pytest.approx((wilson.low, wilson.high), abs=0.004)
+    assert lb.cell_interval([0.6, 0.7, 0.8], [(0, 1)] * 3) == lb.t_interval([0.6, 0.7, 0.8])  # seeds: t
+    assert lb.cell_interval([0.7], [(None, None)]) == (0.7, 0.7, 0.7)  # nothing recorded: the value alone
+
+
+def column(scores, vectors, intervals=None):
+    return {"metric": "accuracy", "scores": {m: {0: v} for m, v in scores.items()},
+            "intervals": intervals or {}, "correct": {m: {0: v} for m, v in vectors.items()}}
+
+
+def test_board_blocks_across_two_tasks_mark_best_and_tied_and_order_k():
+    rng = np.random.default_rng(1)
+    best = rng.random(500) < 0.85
+    close, worse = best.copy(), rng.random(500) < 0.55
+    close[np.flatnonzero(best)[:4]] = False  # 4 fewer right: below the best, not different from it
+    vectors = {"a": best, "b": close, "c": worse}
+    scores = {m: float(v.mean()) for m, v in vectors.items()}
+    board = {("text", "16"): {"t1": column(scores, vectors), "t2": column(scores, vectors)},
+             ("text", "4"): {"t1": column(scores, vectors)}}
+    blocks = lb.board_blocks(lb.table(board))
+    assert blocks[0] == ("h2", "Leaderboard across tasks")
+    titles = [b[1] for b in blocks if b[0] == "h3"]
+    assert titles == ["text, K = 4", "text, K = 16"]  # K as a number
+    tables = [b for b in blocks if b[0] == "table"]
+    assert tables[0][1] == ["method", "t1", "MTEB", "SetFit"]  # one task: no mean, no rank
+    headers, rows = tables[1][1], tables[1][2]
+    assert headers == ["method", "t1", "t2", "mean", "average rank", "MTEB", "SetFit"]
+    by_method = {r[0]: r for r in rows}
+    assert [r[0] for r in rows] == ["a", "b", "c"]  # by average rank
+    assert by_method["a"][1].endswith("(best)") and by_method["b"][1].endswith("(tied)")
+    assert not by_method["c"][1].endswith(")") and by_method["c"][4].startswith("3.00 [3.00, 3.00]")
+    assert f"{100 * best.mean():.1f} [" in by_method["a"][1]
+    md = lb.markdown(lb.table(board))
+    assert "## Leaderboard across tasks" in md and "### text, K = 16" in md
+
+
+@pytest.mark.slow
+def test_a_plain_study_gets_the_tied_group_per_k_and_one_seed_bootstrap_cells(tmp_path, tiny_text_models, capsys):
+    a, b = tiny_text_models["distilbert"], tiny_text_models["bert"]
+    assert cli.main(["features", "--models", f"{a},{b}", "--shots", "2,4", "--seeds", "0", "--output-dir",
+                     str(tmp_path), "--threads", "1", "data.limit=120", "classifier.C_grid=[1.0]",
+                     "tracking.tensorboard=false", "run_name=p"]) == 0
+    study = tmp_path / "study" / "p"
+    rows = lb.table(lb.collect([study]))
+    assert {(r["shots"], r["method"]) for r in rows} == {(k, f"features@{m}") for k in ("2", "4")
+                                                         for m in ("distilbert", "bert")}
+    with (study / "results.csv").open() as handle:
+        recorded = {(r["shots"], r["method"]): r for r in csv.DictReader(handle)
+                    if r["split"] == "test" and r["metric"] == "accuracy"}
+    for k in ("2", "4"):
+        correct = {m: correct_of(study / "features" / f"{m}-k{k}-seed0") for m in ("distilbert", "bert")}
+        group = {r["method"].split("@")[1]: r for r in rows if r["shots"] == k}
+        for m, row in group.items():  # one seed: the run's bootstrap over test examples, recomputed here
+            value, low, high = row["cells"]["rotten_tomatoes"]
+            assert value == pytest.approx(correct[m].mean())
+            assert (low, high) == pytest.approx(accuracy_interval(correct[m]))
+            assert (low, high) == pytest.approx((float(recorded[(k, f"features@{m}")]["ci_low"]),
+                                                 float(recorded[(k, f"features@{m}")]["ci_high"])))
+        best = max(correct, key=lambda m: (correct[m].mean(), f"features@{m}"))
+        other = next(m for m in correct if m != best)
+        x, y = correct[other], correct[best]
+        discordant = int((x != y).sum())  # McNemar by hand: one test, so Holm leaves it as it is
+        p = stats.binomtest(int((x & ~y).sum()), discordant, 0.5).pvalue if discordant else 1.0
+        assert group[best]["best"]["rotten_tomatoes"] and group[best]["tied"]["rotten_tomatoes"]
+        assert group[other]["tied"]["rotten_tomatoes"] == (p >= 0.05)
+    report = (study / "report.md").read_text()
+    assert "## Tied with the best, per K (rotten_tomatoes)" in report and "### K = 4" in report
+    assert "(best)" in report and "features@bert" in report
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- shots:begin -->\nold\n<!-- shots:end -->\n")
+    capsys.readouterr()
+    assert cli.main(["report", str(study), "--readme", str(readme), "--output", str(tmp_path / "rep")]) == 0
+    assert "### Tied with the best, per K (rotten_tomatoes)" in readme.read_text()
+    assert cli.main(["leaderboard", str(study)]) == 0
+    assert "### K = 2" in (study / "leaderboard.md").read_text()
+
+
+def test_a_folder_without_a_study_has_no_leaderboard_blocks(tmp_path):
+    assert lb.leaderboard_blocks([tmp_path]) == []  # no study here: nothing, no error
+
+
+def correct_of(run_dir):
+    """The run's test correctness in id order, read independently of the leaderboard's reader."""
+    rows = [json.loads(r) for r in (run_dir / "predictions" / "features.jsonl").read_text().splitlines()]
+    by_id = {r["id"]: r for r in rows if r["split"] == "test"}
+    return np.array([by_id[i]["label"] == by_id[i]["prediction"] for i in sorted(by_id)])

@@ -1,7 +1,9 @@
 """A leaderboard across tasks from finished studies (``transferlab leaderboard STUDY...``).
 
 Rows are methods (``method@model`` on a model axis), columns tasks at each K (test split, each task's metric).
-A cell is the mean over seeds with a t interval (one seed: the run's bootstrap interval). Per modality and K:
+A cell is the mean over seeds with a t interval; a cell of one seed has the run's own percentile bootstrap
+interval over test examples (results.csv's ``ci_low``/``ci_high``). A plain study (one task, several methods or
+models) is a leaderboard over its one task: the tied group per K is its use. Per modality and K:
 the mean over the tasks every listed method ran (interval: the tasks' half-widths combined as independent,
 sqrt(sum h^2) / T), the average rank (1 = best, ties share the mean rank) with a bootstrap interval over
 tasks, and in each column the group tied with the best: McNemar's exact test of every method against the best
@@ -9,6 +11,9 @@ on the same test examples (all seeds' predictions, paired by seed and example), 
 the adjusted p >= 0.05. The minimum detectable effect of each column: the smallest difference of two
 proportions around the best figure a two-sided 5% test finds with 80% power at the task's test size. MTEB's
 format (mean over resamples, x100, two decimals) and SetFit's (median and IQR over splits) beside it.
+
+Rendered as report blocks (:func:`leaderboard_blocks`: the study report, ``report --readme``) and, by
+``transferlab leaderboard``, as ``leaderboard.md`` (the same blocks) and ``leaderboard.csv``.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 from scipy import stats
 
 from transferlab.errors import TransferlabError
-from transferlab.evaluation.statistics import holm, paired_comparison
-from transferlab.studies.results import METRICS, method_label, read_results
+from transferlab.evaluation.statistics import holm, mcnemar_p
+from transferlab.reporting.document import to_markdown
+from transferlab.studies.results import RESULTS, dataset_name, method_label, read_results
+from transferlab.studies.shots import STATE, read_study
 
 ALPHA, POWER, CONFIDENCE, N_RESAMPLES, SEED = 0.05, 0.8, 0.95, 2000, 0
 
@@ -36,6 +44,16 @@ def t_interval(values) -> tuple[float, float, float]:
         return mean, mean, mean
     half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
     return mean, mean - half, mean + half
+
+
+def cell_interval(values, intervals=()) -> tuple[float, float, float]:
+    """(mean, low, high) of one cell. Several seeds: the mean and its t interval over the seeds. One seed: the
+    value and the run's own percentile bootstrap interval over test examples (``intervals``: each seed's
+    recorded ``(ci_low, ci_high)``), or the value alone (zero width) where the run recorded none."""
+    intervals = list(intervals)
+    if len(values) == 1 and intervals and None not in intervals[0]:
+        return float(values[0]), float(intervals[0][0]), float(intervals[0][1])
+    return t_interval(values)
 
 
 def mean_over_tasks(cells: list[tuple[float, float, float]]) -> tuple[float, float, float]:
@@ -75,7 +93,8 @@ def tied_with_best(correct: dict[str, np.ndarray], means: dict[str, float]) -> t
     best = max(means, key=lambda m: (means[m], m))
     others = [m for m in means if m != best and m in correct and best in correct
               and correct[m].shape == correct[best].shape]
-    p = [paired_comparison(correct[m], correct[best], n_resamples=1)["mcnemar_p"] for m in others]
+    p = [mcnemar_p(int((correct[m] & ~correct[best]).sum()), int((~correct[m] & correct[best]).sum()))
+         for m in others]
     adjusted = dict(zip(others, holm(p))) if others else {}
     tied = {best} | {m for m, q in adjusted.items() if q >= ALPHA}
     tied |= {m for m in means if m not in adjusted and m != best}  # untestable (no predictions): not excluded
@@ -95,14 +114,24 @@ def setfit_format(values) -> str:
 
 # --- reading finished studies ----------------------------------------------------------------------
 
-def study_tasks(study_dir: Path) -> dict:
-    state = json.loads((study_dir / "study.json").read_text())
+def study_tasks(study_dir: Path) -> tuple[dict, dict]:
+    """The study's state (through the ledger's checks: every cell's folder inside the study) and its tasks."""
+    state = read_study(study_dir)[0]
     return state, state.get("tasks") or {}
+
+
+def cell_task(study_dir: Path, cell: dict) -> str:
+    """The column a cell's figures fall under, as results.csv names it: its suite task, else its data set."""
+    task = cell.get("arm", "").partition("#")[2]
+    if task:
+        return task
+    config = yaml.safe_load((study_dir / cell["run_dir"] / "config.yaml").read_text()) or {}
+    return dataset_name(config)
 
 
 def test_correct(run_dir: Path, method: str) -> np.ndarray | None:
     path = run_dir / "predictions" / f"{method}.jsonl"
-    if not path.is_file():
+    if "/" in method or "\\" in method or method.startswith(".") or not path.is_file():  # a name, not a path
         return None
     with path.open() as handle:
         rows = [r for r in map(json.loads, handle) if r.get("split") == "test"]
@@ -125,10 +154,11 @@ def cell_vectors(study_dir: Path, cell: dict) -> dict[str, np.ndarray]:
 
 
 def collect(study_dirs) -> dict:
-    """{(modality, K): {task: {"metric", "n", "scores": {method: {seed: value}}, "correct": {method: {seed: v}}}}}."""
+    """{(modality, K): {task: {"metric", "scores": {method: {seed: value}}, "intervals": {method: {seed: (low,
+    high)}}, "correct": {method: {seed: test correctness vector}}}}}."""
     board: dict = {}
     for study_dir in map(Path, study_dirs):
-        if not (study_dir / "study.json").is_file() or not (study_dir / "results.csv").is_file():
+        if not (study_dir / STATE).is_file() or not (study_dir / RESULTS).is_file():
             raise TransferlabError(f"{study_dir} is not a finished study (no study.json and results.csv): give "
                                    f"study folders (DIR/study/<name>)")
         state, tasks = study_tasks(study_dir)
@@ -137,10 +167,11 @@ def collect(study_dirs) -> dict:
             if row["split"] != "test" or row["metric"] != task.get("metric", "accuracy"):
                 continue
             column = board.setdefault((task.get("modality", "-"), str(row["shots"])), {}).setdefault(
-                row["dataset"], {"metric": row["metric"], "scores": {}, "correct": {}})
+                row["dataset"], {"metric": row["metric"], "scores": {}, "intervals": {}, "correct": {}})
             column["scores"].setdefault(row["method"], {})[row["seed"]] = row["value"]
+            column["intervals"].setdefault(row["method"], {})[row["seed"]] = (row["ci_low"], row["ci_high"])
         for cell in (c for c in state["cells"] if c.get("status") == "completed"):
-            task = cell.get("arm", "").partition("#")[2] or None
+            task = cell_task(study_dir, cell)
             k = "full" if cell["shots"] is None else str(cell["shots"])
             for key, column in ((key, col) for key, cols in board.items() if key[1] == k
                                 for name, col in cols.items() if name == task):
@@ -151,21 +182,29 @@ def collect(study_dirs) -> dict:
 
 # --- the table -------------------------------------------------------------------------------------
 
-def column_ties(column: dict, means: dict[str, float]) -> set[str]:
-    """The methods tied with the best of one column (predictions paired by seed and example)."""
+def column_ties(column: dict, means: dict[str, float]) -> tuple[str, set[str]]:
+    """The best of one column and the methods tied with it (predictions paired by seed and example)."""
     seeds = {m: set(v) for m, v in column["correct"].items() if m in means}
     common = sorted(set.intersection(*seeds.values())) if seeds else []
     vectors = {m: np.concatenate([column["correct"][m][s] for s in common]) for m in seeds if common}
-    return tied_with_best(vectors, means)[1]
+    best, tied, _ = tied_with_best(vectors, means)
+    return best, tied
+
+
+def k_order(key: tuple) -> tuple:
+    """(modality, K) in reading order: K as a number (4 before 16), ``full`` last."""
+    modality, k = key
+    return modality, (0, int(k), "") if str(k).isdigit() else (1, 0, str(k))
 
 
 def table(board: dict) -> list[dict]:
     """One record per (modality, K, method): its cells, the mean over tasks and the average rank."""
     out = []
-    for (modality, k), columns in sorted(board.items()):
+    for (modality, k), columns in sorted(board.items(), key=lambda item: k_order(item[0])):
         tasks = sorted(columns)
         methods = sorted({m for col in columns.values() for m in col["scores"]})
-        cells = {(t, m): t_interval(list(columns[t]["scores"][m].values()))
+        cells = {(t, m): cell_interval(list(columns[t]["scores"][m].values()),
+                                       columns[t].get("intervals", {}).get(m, {}).values())
                  for t in tasks for m in methods if m in columns[t]["scores"]}
         ties = {t: column_ties(columns[t], {m: cells[(t, m)][0] for m in methods if (t, m) in cells}) for t in tasks}
         full = [m for m in methods if all((t, m) in cells for t in tasks)]
@@ -173,14 +212,15 @@ def table(board: dict) -> list[dict]:
             if full else {}
         for m in methods:
             row = {"modality": modality, "shots": k, "method": m, "tasks": tasks,
-                   "cells": {t: cells.get((t, m)) for t in tasks}, "tied": {t: m in ties[t] for t in tasks},
+                   "cells": {t: cells.get((t, m)) for t in tasks}, "tied": {t: m in ties[t][1] for t in tasks},
+                   "best": {t: m == ties[t][0] for t in tasks},
                    "seeds": {t: list(columns[t]["scores"].get(m, {}).values()) for t in tasks},
                    "mean": mean_over_tasks([cells[(t, m)] for t in tasks]) if m in ranked else None,
                    "rank": ranked.get(m)}
             out.append(row)
         for t in tasks:  # the minimum detectable effect at the column's test size, around its best figure
-            n = max((len(v) for v in columns[t]["correct"].get(max(columns[t]["scores"], key=lambda m: cells[(t, m)][0]), {}).values()), default=0)
-            best = max(cells[(t, m)][0] for m in methods if (t, m) in cells)
+            n = max((len(v) for v in columns[t]["correct"].get(ties[t][0], {}).values()), default=0)
+            best = cells[(t, ties[t][0])][0]
             for row in out[-len(methods):]:
                 row.setdefault("mde", {})[t] = minimum_detectable_effect(best, n) if n else None
     return out
@@ -190,36 +230,68 @@ def pct(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def cell_text(c, tied: bool) -> str:
+def cell_text(c, tied: bool = False, best: bool = False) -> str:
     if c is None:
         return "–"
-    text = f"{pct(c[0])} [{pct(c[1])}, {pct(c[2])}]"
-    return f"**{text}**" if tied else text
+    return f"{pct(c[0])} [{pct(c[1])}, {pct(c[2])}]" + (" (best)" if best else " (tied)" if tied else "")
 
 
-def markdown(rows: list[dict]) -> str:
-    """Per modality and K: a table of methods x tasks, the mean and the average rank; bold: tied with the best."""
-    lines = ["# Leaderboard", "", "Test split, each task's metric x100, mean over seeds [95% interval]. **Bold**: "
-             "statistically tied with the column's best (McNemar, Holm, 5%). Mean and average rank over the tasks "
-             "every method ran; a method missing a task has neither.", ""]
+NOTE = ("Test split, each task's metric x100: the mean over seeds [95% t interval over the seeds; a single seed: "
+        "the run's percentile bootstrap interval over test examples]. (best): the column's best; (tied): "
+        "statistically tied with it (McNemar's exact test against the best on the same test examples, every "
+        "seed's predictions paired, Holm-adjusted, 5%; a method without predictions is not excluded).")
+ACROSS = (" Mean [its tasks' half-widths combined] and average rank [bootstrap over tasks] over the tasks every "
+          "method ran; a method missing a task has neither. MTEB: the mean over seeds and tasks; SetFit: their "
+          "median (IQR).")
+SINGLE = " MTEB: the mean over seeds; SetFit: their median (IQR)."
+
+
+def group_blocks(group: list[dict]) -> list[tuple]:
+    """One (modality, K) group: its title, the table (methods x tasks), the minimum detectable effects."""
+    modality, k, tasks = group[0]["modality"], group[0]["shots"], group[0]["tasks"]
+    across = len(tasks) > 1
+    headers = ["method", *tasks] + (["mean", "average rank"] if across else []) + ["MTEB", "SetFit"]
+    rows = []
+    for row in sorted(group, key=lambda r: (r["rank"] is None, r["rank"] or (0,), r["method"])):
+        every = [v for t in tasks for v in row["seeds"][t]]
+        rank = "–" if row["rank"] is None else f"{row['rank'][0]:.2f} [{row['rank'][1]:.2f}, {row['rank'][2]:.2f}]"
+        rows.append([row["method"], *(cell_text(row["cells"][t], row["tied"][t], row["best"][t]) for t in tasks),
+                     *([cell_text(row["mean"]), rank] if across else []),
+                     mteb_format(every) if every else "–", setfit_format(every) if every else "–"])
+    mde = group[0].get("mde", {})
+    title = f"K = {k}" if modality == "-" else f"{modality}, K = {k}"
+    return [("h3", title), ("table", headers, rows),
+            ("p", "Minimum detectable effect (80% power, 5%, x100): " + ", ".join(f"{t} {pct(mde.get(t))}" for t in tasks))]
+
+
+def board_blocks(rows: list[dict], top: str = "h2") -> list[tuple]:
+    """The leaderboard as report blocks (see ``reporting.document``): a title at level ``top``, a note, and per
+    modality and K a table; over one task, the title says it is the tied group per K."""
     groups: dict = {}
     for row in rows:
         groups.setdefault((row["modality"], row["shots"]), []).append(row)
-    for (modality, k), group in groups.items():
-        tasks = group[0]["tasks"]
-        lines += [f"## {modality}, K = {k}", "",
-                  "| method | " + " | ".join(tasks) + " | mean | average rank | MTEB | SetFit |",
-                  "|---" * (len(tasks) + 5) + "|"]
-        for row in sorted(group, key=lambda r: (r["rank"] is None, r["rank"] or (0,))):
-            every = [v for t in tasks for v in row["seeds"][t]]
-            rank = "–" if row["rank"] is None else f"{row['rank'][0]:.2f} [{row['rank'][1]:.2f}, {row['rank'][2]:.2f}]"
-            lines.append(f"| {row['method']} | " + " | ".join(cell_text(row["cells"][t], row["tied"][t]) for t in tasks)
-                         + f" | {cell_text(row['mean'], False)} | {rank} | {mteb_format(every) if every else '–'} | "
-                         + f"{setfit_format(every) if every else '–'} |")
-        mde = group[0].get("mde", {})
-        lines += ["", "Minimum detectable effect (80% power, 5%, x100): "
-                  + ", ".join(f"{t} {pct(mde.get(t))}" for t in tasks), ""]
-    return "\n".join(lines)
+    across = any(len(row["tasks"]) > 1 for row in rows) or len({t for row in rows for t in row["tasks"]}) > 1
+    title = "Leaderboard across tasks" if across else f"Tied with the best, per K ({rows[0]['tasks'][0]})"
+    blocks: list[tuple] = [(top, title), ("p", NOTE + (ACROSS if across else SINGLE))]
+    for group in groups.values():
+        blocks += group_blocks(group)
+    return blocks
+
+
+def leaderboard_blocks(study_dirs, top: str = "h2") -> list[tuple]:
+    """The studies' leaderboard as report blocks: across their tasks when they hold several, the tied group per
+    K when their one task has several methods (or models); nothing with one method, or before any figure."""
+    dirs = [Path(d) for d in study_dirs if (Path(d) / STATE).is_file() and (Path(d) / RESULTS).is_file()]
+    rows = table(collect(dirs)) if dirs else []
+    several_tasks = len({t for row in rows for t in row["tasks"]}) > 1
+    several_methods = any(sum(r["modality"] == row["modality"] and r["shots"] == row["shots"] for r in rows) > 1
+                          for row in rows)
+    return board_blocks(rows, top) if several_tasks or several_methods else []
+
+
+def markdown(rows: list[dict]) -> str:
+    """``leaderboard.md``: the leaderboard's blocks as Markdown (text from the studies escaped)."""
+    return to_markdown(board_blocks(rows), Path("."))
 
 
 def csv_text(rows: list[dict]) -> str:
@@ -245,6 +317,6 @@ def write_leaderboard(study_dirs, out_dir) -> tuple[Path, Path]:
         raise TransferlabError("the studies have no test figures yet: finish a cell of each first")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "leaderboard.md", markdown(rows) + "\n")
+    atomic_write(out / "leaderboard.md", markdown(rows))
     atomic_write(out / "leaderboard.csv", csv_text(rows))
     return out / "leaderboard.md", out / "leaderboard.csv"

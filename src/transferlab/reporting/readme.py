@@ -1,5 +1,5 @@
-"""A README's generated blocks: the results (``<!-- results:begin/end -->``) and the label-budget curves
-(``<!-- shots:begin/end -->``, figures under ``figures/`` beside the README).
+"""A README's generated blocks: the results (``<!-- results:begin/end -->``) and the label-budget curves with
+the studies' leaderboard (``<!-- shots:begin/end -->``, figures under ``figures/`` beside the README).
 
 The README is the user's file: it must be a regular, writable file (not a link) holding each marker once, the
 begin marker before the end marker; anything else is a one-line error and the file is left as it was. It is
@@ -17,6 +17,7 @@ from typing import Sequence
 from transferlab.errors import TransferlabError
 from transferlab.reporting.curves import class_counts, curve_section, finished_study, merged_curves
 from transferlab.reporting.document import md_code, to_markdown
+from transferlab.reporting.leaderboard import leaderboard_blocks
 from transferlab.reporting.output import owned_folder, write_file
 from transferlab.reporting.report import INTERVALS_NOTE, LAB_NOTE, SEEDS_NOTE
 from transferlab.reporting.runs import REFERENCE, load_record, on_lab_task
@@ -127,14 +128,15 @@ def update_readme(readme: str | Path, run_dirs: Sequence[str | Path], command: s
 
 def readme_study_blocks(study_dirs: Sequence[Path], figures: Path) -> list[tuple]:
     """The README's label-budget block: per data set one curve of every method (saved into ``figures``) and
-    its table per K."""
+    its table per K; then the studies' leaderboard across their tasks (or, over one task, the group tied with the
+    best per K; see ``reporting.leaderboard``)."""
     counts: dict[str, int] = {}
     for study_dir in study_dirs:
         counts.update({k: v for k, v in class_counts(study_dir, finished_study(study_dir)).items() if k not in counts})
     blocks: list[tuple] = []
     for dataset, methods in sorted(merged_curves(study_dirs).items()):
         blocks += curve_section(dataset, methods, figures, counts.get(dataset))
-    return blocks
+    return blocks + leaderboard_blocks(study_dirs, top="h3")
 
 
 def update_study_readme(readme: str | Path, study_dirs: Sequence[str | Path], command: str) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 from transferlab.reporting.curves import class_counts, curve_points, curve_section, per_class
+from transferlab.reporting.leaderboard import leaderboard_blocks
 from transferlab.reporting.model_pairs import model_pair_blocks
 from transferlab.reporting.output import report_assets
 from transferlab.reporting.report import write_report
@@ -38,6 +39,7 @@ def study_blocks(study_dir: str | Path, assets: Path) -> list[tuple]:
         for dataset, methods in sorted(curves.items()):
             blocks += curve_section(dataset, methods, assets, counts.get(dataset))
         blocks += model_pair_blocks(study_dir, state)
+        blocks += leaderboard_blocks([study_dir])  # across its tasks, or the tied group per K
     else:
         blocks.append(("p", f"No {RESULTS} yet: no cell has completed."))
     blocks += [("p", f"FAILED cell {c['run_dir']}: {c.get('error')}") for c in state["cells"] if c["status"] == "failed"]
