@@ -49,10 +49,11 @@ SEEDS_NOTE = (f"Over several seeds: mean ± sd of the seeds' test accuracies, an
 COMPARISONS_NOTE = ("Every pair of methods scored on the same test examples (matched by example id; labels and "
                     "examples checked to agree), within a run and across runs of the same split. The difference "
                     "is accuracy(A) − accuracy(B) with a paired-bootstrap interval (the same resampled examples "
-                    "for both); McNemar's exact test is scipy.stats.binomtest on the discordant pairs. 'Holm p' "
-                    "is Holm-adjusted over the {n} tests in this table. A row over several seeds uses the two-way "
-                    "bootstrap (seeds of each method and the shared examples resampled) and has no test. The "
-                    "verdict follows the interval: above or below when it excludes 0.")
+                    "for both); McNemar's exact test is statsmodels' mcnemar(exact=True) (the binomial test on the "
+                    "discordant pairs). 'Holm p' is Holm-adjusted over the {n} tests in this table. A row over "
+                    "several seeds uses the two-way bootstrap (seeds of each method and the shared examples "
+                    "resampled) and has no test. The verdict follows the interval: above or below when it excludes "
+                    "0.")
 CALIBRATION_NOTE = (f"Calibration on test: {CALIBRATION_METHOD}. Lower is better for all three. The temperature-"
                     f"scaled column (evaluation.calibrate=true) is fitted on validation only; it never changes a "
                     f"prediction.")
