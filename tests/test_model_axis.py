@@ -55,6 +55,12 @@ def test_a_model_study_gives_paired_cells_per_model(capsys, tmp_path, tiny_text_
                    for c in state["cells"] if f"/{model}-" in c["run_dir"]]
         assert sum(encoded) <= 120
     check_model_comparisons(study)
+    readme = tmp_path / "README.md"
+    readme.write_text("# mine\n<!-- shots:begin -->\n<!-- shots:end -->\n")
+    code, _, err = cli(capsys, "report", study, "--readme", readme)
+    assert code == 0, err[-2000:]
+    said = [line for line in readme.read_text().splitlines() if line.startswith("- features at K=")]
+    assert len(said) == 2 and all("bert " in line and " distilbert: " in line and "McNemar" in line for line in said)
 
 
 def correct_of(run_dir, method="features"):

@@ -18,6 +18,7 @@ from transferlab.errors import TransferlabError
 from transferlab.reporting.curves import class_counts, curve_section, finished_study, merged_curves
 from transferlab.reporting.document import md_code, to_markdown
 from transferlab.reporting.leaderboard import leaderboard_blocks
+from transferlab.reporting.model_pairs import model_pair_claims
 from transferlab.reporting.output import owned_folder, write_file
 from transferlab.reporting.report import INTERVALS_NOTE, LAB_NOTE, SEEDS_NOTE
 from transferlab.reporting.runs import REFERENCE, load_record, on_lab_task
@@ -136,6 +137,11 @@ def readme_study_blocks(study_dirs: Sequence[Path], figures: Path) -> list[tuple
     blocks: list[tuple] = []
     for dataset, methods in sorted(merged_curves(study_dirs).items()):
         blocks += curve_section(dataset, methods, figures, counts.get(dataset))
+    for study_dir in study_dirs:  # a model axis: each pair of models at each K, paired (reporting.model_pairs)
+        said = model_pair_claims(study_dir, finished_study(study_dir))
+        if said:
+            blocks += [("p", "Models compared on the same draws and test examples (two-way bootstrap interval over "
+                             "seeds and examples; McNemar per seed, Holm-adjusted):"), ("list", said)]
     return blocks + leaderboard_blocks(study_dirs, top="h3")
 
 
