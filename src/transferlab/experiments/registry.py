@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from transferlab.config import check_config
 from transferlab.experiments.protocol import Runner
 
-DATA_FILES = ("data.path", "data.train_file", "data.validation_file", "data.test_file")
+DATA_FILES = ("data.path", "data.train_file", "data.validation_file", "data.test_file", "data.manifest")
 
 
 @dataclass(frozen=True)
@@ -103,11 +103,11 @@ register(Experiment(
     "zeroshot", "clip", "transferlab.experiments.clip.config:ClipConfig",
     "transferlab.experiments.clip.zeroshot:run_zeroshot",
     "Experiment 3a: CLIP-style zero-shot classification on Tiny ImageNet.",
-    training_free=True, path_keys=("data.path", "data.class_names_file", "model.feature_cache"),
+    training_free=True, path_keys=("data.path", "data.class_names_file", "data.manifest", "model.feature_cache"),
     model_keys=("model.name", "model.text_model")))
 register(Experiment(
     "lora", "clip", "transferlab.experiments.clip.config:ClipConfig",
     "transferlab.experiments.clip.lora:run_lora",
     "Experiment 3b: LoRA fine-tuning of a dual encoder, against zero-shot and a linear probe.",
-    tunable=True, prunable=True, path_keys=("data.path", "data.class_names_file", "model.feature_cache"),
+    tunable=True, prunable=True, path_keys=("data.path", "data.class_names_file", "data.manifest", "model.feature_cache"),
     model_keys=("model.name", "model.text_model"), shared_cache=("model.feature_cache", "images")))
