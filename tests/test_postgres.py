@@ -48,7 +48,8 @@ def files_holding(folder: Path, secret: str) -> list[Path]:
 def test_the_readme_recipe_with_one_worker_against_a_real_postgresql(database, tmp_path, tiny_distilbert):
     import psycopg
 
-    (tmp_path / "space.yaml").write_text("params:\n  classifier.C: {low: 0.1, high: 10.0, log: true}\n")
+    (tmp_path / "space.yaml").write_text("params:\n  classifier.C: {low: 0.1, high: 10.0, log: true}\n"
+                                         "fixed:\n  classifier.C_grid: null\n")
     common = ["--study-name", "ft-search", "--storage", database, "--search", tmp_path / "space.yaml", "--threads", "1",
               f"encoder.model={tiny_distilbert}", "data.limit=60", "encoder.max_length=32",
               "tracking.tensorboard=false", f"cache_dir={tmp_path / 'cache'}"]
@@ -99,7 +100,8 @@ def test_a_worker_killed_mid_trial_is_failed_by_its_heartbeat_retried_and_counte
 
     from test_faults import start, wait_for
 
-    (tmp_path / "space.yaml").write_text("params:\n  classifier.C: {low: 0.1, high: 10.0, log: true}\n")
+    (tmp_path / "space.yaml").write_text("params:\n  classifier.C: {low: 0.1, high: 10.0, log: true}\n"
+                                         "fixed:\n  classifier.C_grid: null\n")
     proc = start("tune", "features", "--trials", "2", "--jobs", "2", "--heartbeat", "2", "--study-name", "killed",
                  "--storage", database, "--search", tmp_path / "space.yaml", "--output-dir", tmp_path, "--threads", "2",
                  f"encoder.model={tiny_distilbert}", "data.limit=600", "encoder.max_length=32", "encoder.batch_size=8",

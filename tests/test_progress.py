@@ -17,7 +17,7 @@ import pytest
 from helpers import finetune_overrides
 from test_security import cli
 
-from transferlab.studies.progress import StudyProgress, clock
+from transferlab.studies.progress import SearchProgress, StudyProgress, clock
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -71,6 +71,38 @@ def test_on_a_terminal_the_bar_shows_cells_done_the_running_cell_and_the_eta():
         progress.finished(study[1])
     shown = stream.getvalue()
     assert "a line the cell prints\n" in shown and "2/2 cells" in shown
+
+
+def test_piped_search_progress_is_one_line_per_trial_with_the_best_so_far_and_the_eta():
+    stream = io.StringIO()
+    with SearchProgress(3, times=[10.0], slots=1, stream=stream, bar=False) as progress:
+        assert progress.eta() == pytest.approx(30, abs=1)  # an earlier session's trial time, three trials left
+        progress.started({"run_dir": "#4"})
+        progress.best = (0.8, 4)
+        progress.finished({"run_dir": "#4", "status": "complete", "value": 0.8, "elapsed_s": 20.0,
+                           "settings": {"classifier.C": 1.5}})
+        progress.started({"run_dir": "#5"})
+        progress.finished({"run_dir": "#5", "status": "fail", "value": None, "elapsed_s": 3.0,
+                           "error": "no heartbeat: its worker died"})
+        progress.grow(1)  # its retry runs on top
+        progress.finished({"run_dir": "#6", "status": "pruned", "value": None, "elapsed_s": 6.0})
+    first, second, third = stream.getvalue().splitlines()
+    assert first.startswith("trial 1/3 #4: complete 0.8000 in 0:00:20 {'classifier.C': 1.5} | best 0.8000 (trial 4) "
+                            "| 0:00:00 elapsed, ETA 0:00:30")  # two left at the mean of 10 s and 20 s
+    assert second.startswith("trial 2/3 #5: fail (no heartbeat: its worker died) in 0:00:03 | best 0.8000 (trial 4)")
+    assert third.startswith("trial 3/4 #6: pruned in 0:00:06 | ") and third.endswith("ETA 0:00:12")
+
+
+def test_on_a_terminal_the_search_bar_shows_trials_done_and_the_best_so_far():
+    stream = io.StringIO()
+    with SearchProgress(2, stream=stream, bar=True) as progress:
+        progress.started({"run_dir": "#0"})
+        assert "0/2 trials" in stream.getvalue() and "no best yet" in stream.getvalue()
+        progress.best = (0.75, 0)
+        progress.finished({"run_dir": "#0", "status": "complete", "value": 0.75, "elapsed_s": 4.0})
+    shown = stream.getvalue()
+    assert "trial 1/2 #0: complete 0.7500" in shown and "1/2 trials" in shown and "best 0.7500 (trial 0)" in shown
+    assert "ETA 0:00:04" in shown
 
 
 def finetune_study(*extra: str) -> list[str]:

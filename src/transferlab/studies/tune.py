@@ -44,6 +44,7 @@ from transferlab.errors import TransferlabError
 from transferlab.experiments.lifecycle import announce_runs
 from transferlab.experiments.registry import EXPERIMENTS, Experiment
 from transferlab.studies import tune_storage
+from transferlab.studies.executor import this_node
 from transferlab.studies.search_space import (SearchSpace, check_conditions, flatten, load_search_space, nest,
                                               search_file)
 from transferlab.tracking.files import read_json
@@ -294,6 +295,7 @@ def objective(trial, plan: Plan) -> float:
     import optuna
 
     trial.set_user_attr("process", this_process())
+    trial.set_user_attr("node", this_node())  # on Ray: the node's id and address too
     callbacks = [] if plan.experiment.name == "features" else [ReportToTrial(trial)]
     try:
         values = plan.space.suggest(trial, plan.base)
