@@ -70,16 +70,19 @@ def test_lora_step_end_to_end(clip_folder, tree, tmp_path, capsys):
     assert set(metrics["timings"]) >= {"encode_images_s", "zero_shot_s", "linear_probe_s", "train_s"}
     assert (run / "adapter" / "adapter_config.json").is_file()
     assert not (run / "report.md").exists() and not (run / "trainer").exists()  # the report is the pipeline's
-    assert not list(run.glob("checkpoint*"))  # no checkpoints: the best state is kept in memory
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["checkpoint-1"]  # --resume's (the last step)
 
 
-def test_lora_is_not_resumable(clip_folder, tree, tmp_path, capsys):
+def test_zeroshot_is_not_resumable_and_lora_resumes_only_a_run_with_a_checkpoint(clip_folder, tree, tmp_path):
     from transferlab.experiments.clip.lora import run_lora
+    from transferlab.experiments.clip.zeroshot import run_zeroshot
 
     cfg = load_config(ClipConfig, "clip", "offline", lora_args(clip_folder, tree, tmp_path)[3:])
     with pytest.raises(TransferlabError, match="not resumable"):
+        run_zeroshot(cfg, tmp_path, resume="latest")
+    with pytest.raises(TransferlabError, match="no unfinished lora run with this config"):
         run_lora(cfg, tmp_path, resume="latest")
-    assert not (tmp_path / "lora").exists()
+    assert not (tmp_path / "lora").exists() and not (tmp_path / "zeroshot").exists()
 
 
 @pytest.mark.parametrize("override,message", [

@@ -40,6 +40,32 @@ def clip_args(folder: Path, tree: Path, out: Path, *extra: str) -> list[str]:
             "objective.train_views=[]", *extra]
 
 
+CARD_NAMES = {"lora": "LoRA", "dora": "DoRA", "rslora": "rsLoRA", "pissa": "PiSSA", "olora": "OLoRA",
+              "ln_tuning": "LN tuning", "ia3": "IA3"}
+TARGETS = "['q_proj', 'v_proj', 'fc1']"
+CARD_LINES = {  # the adapter card's method line: the method's own name and only the settings that apply to it
+    "lora": f"LoRA r=8, alpha=32, dropout=0.1 on {TARGETS}",
+    "dora": f"DoRA (weight-decomposed LoRA) r=8, alpha=32, dropout=0.1 on {TARGETS}",
+    "rslora": f"rsLoRA (LoRA scaled by alpha / sqrt(r)) r=8, alpha=32, dropout=0.1 on {TARGETS}",
+    "pissa": f"PiSSA-initialised LoRA r=8, alpha=32, dropout=0.1 (saved converted to a rank-16 LoRA adapter on the "
+             f"unmodified base model) on {TARGETS}",
+    "olora": f"OLoRA-initialised LoRA r=8, alpha=32, dropout=0.1 (saved converted to a rank-16 LoRA adapter on the "
+             f"unmodified base model) on {TARGETS}",
+    "ia3": f"IA3 (learnt scaling vectors) on {TARGETS}",
+    "ln_tuning": "LN tuning (the LayerNorms trained)",
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_adapter_card_names_the_method_and_only_its_settings(variant):
+    from transferlab.experiments.clip.adapter_card import method_line
+    from transferlab.experiments.clip.config import ClipConfig, ClipLoraSettings
+
+    config = ClipConfig(lora=ClipLoraSettings(variant=variant, r=8, alpha=32, dropout=0.1,
+                                              target_modules=["q_proj", "v_proj", "fc1"]))
+    assert method_line(config) == CARD_LINES[variant]
+
+
 def test_rank_scaling_and_initialisation_reach_peft():
     from peft import IA3Config, LNTuningConfig, LoraConfig
 
@@ -77,6 +103,10 @@ def test_each_variant_trains_a_dual_encoder_and_plain_peft_reloads_it(family, va
         assert saved["init_lora_weights"] is True and saved["r"] == 16 and not (run / "initial_adapter").exists()
     if PEFT_TYPE.get(variant) is None:
         assert saved["use_dora"] == (variant == "dora") and saved["use_rslora"] == (variant == "rslora")
+    card = (run / "adapter" / "README.md").read_text()
+    assert f"{CARD_NAMES[variant]} adapter for the {family} dual encoder" in card
+    assert f"- {CARD_LINES[variant]} of both towers, blocks all: " in card
+    assert ("r=8" in card) == (variant not in ("ia3", "ln_tuning"))
     names = load_images(ImageDataConfig(path=str(tree), val_per_class=2), 42).class_names
     rows = [r for r in prediction_rows(run, "lora") if r["split"] == "test"]
     ours = np.array([[dict(r["top5"])[n] for n in names] for r in rows])
@@ -152,3 +182,48 @@ def test_tune_chooses_among_variants(bases, tree, tmp_path):
     assert len(trials) == 3 and chosen <= {"lora", "dora", "ia3"}
     final = next(r for r in (folder / "lora").iterdir() if r.name.startswith("final-"))
     assert json.loads((final / "metrics.json").read_text())["model"]["peft_method"] == best["lora"]["variant"]
+
+
+@pytest.mark.parametrize("variant", ["ia3", "ln_tuning", "dora"])
+def test_every_parameter_peft_trains_is_in_its_group_and_moves(variant, bases):
+    """The optimizer's groups follow what peft marks trainable, whatever it names it: IA3's vectors and LN tuning's
+    norms at the adapters' learning rate (not the rate of what is trained in full), exempt from weight decay as
+    the Trainer exempts norms; each of them changes in a few steps."""
+    from transferlab.experiments.clip.config import ClipConfig, ClipLoraSettings
+    from transferlab.experiments.clip.lora import adapter_targets, add_adapters
+    from transferlab.models.clip_hf import HFDualEncoder
+    from transferlab.models.dual_encoder import prompts
+    from transferlab.models.prompt_classifier import PromptClassifier, param_groups
+
+    model = HFDualEncoder.from_pretrained(str(bases["clip"]))
+    config = ClipConfig(lora=ClipLoraSettings(variant=variant, target_modules=["q_proj", "v_proj", "fc1"],
+                                              towers="both", layers=None, train_projection=False))
+    add_adapters(model, config, adapter_targets(model, config), [], None)
+    peft_marked = {n for n, p in model.named_parameters() if p.requires_grad}
+    scale = next(p for n, p in model.named_parameters() if n.endswith("logit_scale"))
+    scale.requires_grad_(True)  # a parameter trained in full beside the adapters (as the stand-in's map is)
+    classifier = PromptClassifier(model, prompts([TEMPLATE], ["cat", "dog", "fish"], []), "class_ce")
+    groups = param_groups(classifier, 0.01, 0.1, 0.5, full=[scale])
+    where = {id(p): g for g in groups for p in g["params"]}
+    named = dict(classifier.named_parameters())
+    trainable = {n for n, p in named.items() if p.requires_grad}
+    assert len(where) == len(trainable) == sum(len(g["params"]) for g in groups)  # each once, none left out
+    marker = {"ia3": "ia3_l", "ln_tuning": "ln_tuning_layers", "dora": "lora_magnitude_vector"}[variant]
+    scales = [n for n in trainable if marker in n]
+    assert scales and all(where[id(named[n])]["lr"] == 0.01 and where[id(named[n])]["weight_decay"] == 0.0
+                          for n in scales)
+    full_name = next(n for n, p in named.items() if p is scale)
+    assert {n[len("encoder."):] for n in trainable - {full_name}} == peft_marked  # the rest: what peft marked
+    assert where[id(scale)]["lr"] == 0.1
+    if variant == "dora":  # LoRA's matrices are decayed
+        assert all(where[id(named[n])]["weight_decay"] == 0.5 for n in trainable if "lora_A" in n)
+    before = {n: named[n].detach().clone() for n in trainable}
+    optimizer = torch.optim.AdamW(groups)
+    torch.manual_seed(0)
+    pixels, labels = torch.randn(6, 3, 32, 32), torch.tensor([0, 1, 2, 0, 1, 2])
+    classifier.train()
+    for _ in range(3):
+        optimizer.zero_grad()
+        classifier(labels=labels, pixel_values=pixels)["loss"].backward()
+        optimizer.step()
+    assert [n for n in trainable if torch.equal(before[n], named[n])] == []  # every one of them trained

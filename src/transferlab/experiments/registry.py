@@ -109,5 +109,6 @@ register(Experiment(
     "lora", "clip", "transferlab.experiments.clip.config:ClipConfig",
     "transferlab.experiments.clip.lora:run_lora",
     "Experiment 3b: LoRA fine-tuning of a dual encoder, against zero-shot and a linear probe.",
-    tunable=True, prunable=True, path_keys=("data.path", "data.class_names_file", "data.manifest", "model.feature_cache"),
+    resumable=True, tunable=True, prunable=True,
+    path_keys=("data.path", "data.class_names_file", "data.manifest", "model.feature_cache"),
     model_keys=("model.name", "model.text_model"), shared_cache=("model.feature_cache", "images")))

@@ -114,12 +114,35 @@ def split_predictions(classifier: PromptClassifier, images: tuple[torch.Tensor, 
         return predictions(classifier.encoder, images[0], images[1], class_embeds)
 
 
-def param_groups(model: nn.Module, learning_rate: float, other_learning_rate: float | None) -> list[dict]:
-    """Adapters at ``learning_rate``; every other trainable parameter (the stand-in's map and logit scale)
-    at ``other_learning_rate`` (default: the same)."""
-    adapters = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
-    others = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n]
-    groups = [{"params": adapters, "lr": learning_rate}]
-    if others:
-        groups.append({"params": others, "lr": other_learning_rate or learning_rate})
+def param_groups(model: nn.Module, learning_rate: float, other_learning_rate: float | None,
+                 weight_decay: float = 0.0, full: Sequence[nn.Parameter] = ()) -> list[dict]:
+    """The optimizer's groups over every trainable parameter (``requires_grad``: what peft marked trainable,
+    whatever the variant names it: LoRA's matrices, DoRA's magnitudes, IA3's vectors, LN tuning's norms) at
+    ``learning_rate``, except ``full`` (parameters trained in full beside the adapters: the stand-in's map and
+    logit scale) at ``other_learning_rate`` (default: the same). Each splits into decayed and not decayed
+    (``no_decay``); empty groups are left out."""
+    exempt, extra = no_decay(model), {id(p) for p in full}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = []
+    for in_full, lr in ((False, learning_rate), (True, other_learning_rate or learning_rate)):
+        for decayed in (True, False):
+            params = [p for p in trainable if (id(p) in extra) == in_full and (id(p) not in exempt) == decayed]
+            if params:
+                groups.append({"params": params, "lr": lr, "weight_decay": weight_decay if decayed else 0.0})
     return groups
+
+
+def no_decay(model: nn.Module) -> set[int]:
+    """``id``s of the parameters a weight decay must not pull toward zero, as the Trainer's rule exempts norms
+    and biases from it (the text fine-tune's optimizer): LayerNorms (LN tuning's trained copies too), biases,
+    IA3's scaling vectors and DoRA's magnitudes, each starting where it leaves its layer unchanged."""
+    from peft.tuners.ia3.layer import IA3Layer
+    from peft.tuners.lora.dora import DoraEmbeddingLayer, DoraLinearLayer  # the convolutions' subclass the first
+
+    found = {id(p) for n, p in model.named_parameters() if n.endswith("bias")}
+    for module in model.modules():
+        if isinstance(module, (nn.LayerNorm, DoraLinearLayer, DoraEmbeddingLayer)):
+            found |= {id(p) for p in module.parameters()}
+        elif isinstance(module, IA3Layer):
+            found |= {id(p) for p in module.ia3_l.parameters()}
+    return found

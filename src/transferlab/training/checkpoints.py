@@ -14,6 +14,10 @@ CHECKPOINTS = "checkpoints"
 CHECKPOINT_INFO = "transferlab.json"  # what a checkpoint was trained from (see callbacks.CheckpointInfoCallback)
 # Settings that do not change what a run computes: a run with only these different is "the same config".
 IGNORED_KEYS = ("run_name", "source", "tracking", "resolved", "environment")
+# The adapter settings that decide which parameters a checkpoint holds and their shapes (``lora.<key>``).
+ADAPTER_SHAPE_KEYS = ("variant", "r", "target_modules", "towers", "layers", "text_layers", "head_modules",
+                      "train_projection")
+UNRANKED = ("ia3", "ln_tuning")  # variants without a rank
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -74,6 +78,18 @@ def find_resume_run(output_dir: str | Path, experiment: str, config: dict, targe
     return run_dir
 
 
+def resume_target(output_dir: str | Path, experiment: str, config: dict, info: dict,
+                  resume: str | None) -> tuple[Path | None, Path | None]:
+    """(run directory, its newest complete checkpoint) a ``--resume`` continues, the checkpoint checked against
+    this run's model, method, adapter and labels (``info``); ``(None, None)`` without ``resume``."""
+    if not resume:
+        return None, None
+    run_dir = find_resume_run(output_dir, experiment, config, resume)
+    checkpoint = latest_checkpoint(run_dir)
+    check_compatible(checkpoint, info)
+    return run_dir, checkpoint
+
+
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     """``key: old -> new`` for every setting that differs (nested keys dotted)."""
     out = []
@@ -92,10 +108,18 @@ def checkpoint_info(checkpoint: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def check_compatible(checkpoint: Path, info: dict) -> None:
-    """Refuse a checkpoint of another model, method or label set before loading it (one-line error).
+def adapter_info(settings) -> dict:
+    """What defines an adapter's parameters (``lora.variant`` and the ``ADAPTER_SHAPE_KEYS`` its settings
+    have; no rank for IA3 and LN tuning), for a checkpoint's info and ``check_compatible``."""
+    keys = [k for k in ADAPTER_SHAPE_KEYS if hasattr(settings, k) and not (k == "r" and settings.variant in UNRANKED)]
+    return {k: getattr(settings, k) for k in keys}
 
-    ``info`` holds this run's ``model``, ``architecture``, ``method`` and ``label_names``."""
+
+def check_compatible(checkpoint: Path, info: dict) -> None:
+    """Refuse a checkpoint of another model, method, adapter or label set before loading it (one-line error).
+
+    ``info`` holds this run's ``model``, ``architecture``, ``method``, ``label_names`` and, for adapters,
+    ``adapter`` (``adapter_info``)."""
     saved = checkpoint_info(checkpoint)
     if not saved:
         raise TransferlabError(f"--resume: checkpoint {checkpoint} has no {CHECKPOINT_INFO}, so it was not "
@@ -105,6 +129,18 @@ def check_compatible(checkpoint: Path, info: dict) -> None:
             fix = f"method={saved.get('method')}" if key == "method" else f"model={saved.get('model')}"
             raise TransferlabError(f"--resume: checkpoint {checkpoint} was trained with {key} {saved.get(key)!r}, "
                                    f"not {info.get(key)!r}: resume with {fix}, or start a new run")
+    if "adapter" in saved:  # recorded since adapters were checked (an older checkpoint's is its method alone)
+        check_adapter(checkpoint, saved["adapter"], info.get("adapter"))
     if list(saved.get("label_names", [])) != list(info.get("label_names", [])):
         raise TransferlabError(f"--resume: checkpoint {checkpoint} has labels {saved.get('label_names')}, the data "
                                f"has {info.get('label_names')}: resume with the run's data, or start a new run")
+
+
+def check_adapter(checkpoint: Path, saved: dict | None, wanted: dict | None) -> None:
+    """The first adapter setting (variant first) that differs between a checkpoint and this run, as one line."""
+    saved, wanted = saved or {}, wanted or {}
+    for key in sorted(set(saved) | set(wanted), key=lambda k: (k != "variant", k)):
+        if saved.get(key) != wanted.get(key):
+            raise TransferlabError(f"--resume: checkpoint {checkpoint} was trained with lora.{key} {saved.get(key)!r}, "
+                                   f"not {wanted.get(key)!r}: resume with lora.{key}={saved.get(key)}, or start a new "
+                                   f"run")

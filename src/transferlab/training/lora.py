@@ -1,10 +1,12 @@
 """Adapters through peft: one ``apply_lora`` taking explicit targets (fine-tuning and the dual encoder) for
 every variant (``lora.variant``: LoRA, DoRA, rsLoRA, PiSSA and OLoRA initialisations, LayerNorm tuning, IA3),
 the sequence-classification defaults (targets per architecture, the head trained in full), saving (PiSSA and
-OLoRA converted to a plain LoRA adapter on the unmodified base model), parameter counts."""
+OLoRA converted to a plain LoRA adapter on the unmodified base model), parameter counts, and
+``AdapterTrainer``: checkpoints of the trained parameters alone, with the best state kept so far."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -13,12 +15,20 @@ from torch import nn
 
 from transferlab.errors import TransferlabError
 from transferlab.models.dual_encoder_lora import FEEDFORWARD, adapter_formula, is_adapter_parameter
+from transferlab.tracking.files import atomic_write
+from transferlab.training.callbacks import Best, KeepBest, trainable_state
 from transferlab.training.config import AdapterSettings, LoraSettings
+from transferlab.training.trainer import EvaluatingTrainer
 
 # Variants whose initialisation changes the base weights (W - BA stays in the base layer): their adapter is
 # saved converted (peft's ``path_initial_model_for_weight_conversion``) so it applies to the plain base model.
 CONVERTED = ("pissa", "olora")
 INITIAL_ADAPTER = "initial_adapter"  # the run folder's copy of a PiSSA/OLoRA adapter as initialised
+# Each variant's name as papers and peft's documentation write it.
+VARIANT_NAMES = {"lora": "LoRA", "dora": "DoRA", "rslora": "rsLoRA", "pissa": "PiSSA", "olora": "OLoRA",
+                 "ln_tuning": "LN tuning", "ia3": "IA3"}
+TRAINED_WEIGHTS = "model.safetensors"  # a checkpoint's trained parameters (the Trainer's file name)
+KEEP_BEST = "keep_best"  # a checkpoint's KeepBest: .json (steps and value) and .safetensors (the best state)
 # The layer classes each variant's peft implementation takes (LoRA's: linear, convolution, embedding).
 VARIANT_LAYERS = {"pissa": (nn.Linear,), "olora": (nn.Linear,), "ia3": (nn.Linear, nn.Conv2d)}
 
@@ -187,3 +197,74 @@ def lora_parameters(model: nn.Module) -> int:
     """Parameters of the adapters alone (LoRA's A and B matrices, DoRA's magnitudes, IA3's vectors, LN tuning's
     trained norms)."""
     return sum(p.numel() for n, p in model.named_parameters() if is_adapter_parameter(n))
+
+
+class AdapterTrainer(EvaluatingTrainer):
+    """An ``EvaluatingTrainer`` whose checkpoints hold the trained parameters alone (adapters and any layer
+    trained in full; the frozen base model is rebuilt from its checkpoint) and the ``KeepBest`` callback's state,
+    beside the Trainer's optimizer, schedule, step and random state, so a resumed run continues exactly. A
+    checkpoint counts once its ``transferlab.json`` is written, after all of these (``list_checkpoints``)."""
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        if not self.args.should_save:
+            return
+        folder = Path(output_dir or self.args.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_tensors(folder / TRAINED_WEIGHTS, trainable_state(self.model))
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        keep = self.keep_best()
+        if keep is not None and self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            save_keep_best(keep, folder)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        from safetensors.torch import load_file
+
+        model = model if model is not None else self.model
+        folder = Path(resume_from_checkpoint)
+        state = load_file(str(folder / TRAINED_WEIGHTS))
+        wanted = {n for n, p in model.named_parameters() if p.requires_grad}
+        if set(state) != wanted:
+            odd = sorted(set(state) ^ wanted)
+            raise TransferlabError(f"--resume: checkpoint {folder} holds other trained parameters than this run's "
+                                   f"({len(odd)} differ, e.g. {odd[0]}): resume with the run's settings, or start "
+                                   f"a new run")
+        model.load_state_dict(state, strict=False)
+        keep = self.keep_best()
+        if keep is not None:
+            load_keep_best(keep, folder)
+
+    def keep_best(self) -> KeepBest | None:
+        return next((c for c in self.callback_handler.callbacks if isinstance(c, KeepBest)), None)
+
+
+def save_tensors(path: Path, tensors: dict) -> None:
+    """A safetensors file written whole or not at all (``atomic_write``)."""
+    from safetensors.torch import save
+
+    atomic_write(path, save({k: v.contiguous() for k, v in tensors.items()}, metadata={"format": "pt"}))
+
+
+def save_keep_best(keep: KeepBest, folder: Path) -> None:
+    """``keep``'s best step, value and state and its last evaluated step, into a checkpoint ``folder``."""
+    best = keep.best
+    if best is not None:
+        save_tensors(folder / f"{KEEP_BEST}.safetensors", best.state)
+    record = {"last_step": keep.last_step, "best_step": best.step if best else None,
+              "best_value": best.value if best else None}
+    atomic_write(folder / f"{KEEP_BEST}.json", json.dumps(record) + "\n")
+
+
+def load_keep_best(keep: KeepBest, folder: Path) -> None:
+    """``keep`` as ``save_keep_best`` left it in ``folder`` (nothing evaluated yet: as new)."""
+    from safetensors.torch import load_file
+
+    path = folder / f"{KEEP_BEST}.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    keep.last_step = record.get("last_step")
+    keep.best = None
+    if record.get("best_step") is not None:
+        state = load_file(str(folder / f"{KEEP_BEST}.safetensors"))
+        keep.best = Best(record["best_step"], record["best_value"], state)

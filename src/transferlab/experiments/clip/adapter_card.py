@@ -12,6 +12,7 @@ from pathlib import Path
 from transferlab.evaluation.schema import RunMetrics
 from transferlab.experiments.clip.config import ClipConfig
 from transferlab.experiments.finetune.model_card import eval_results, with_interval
+from transferlab.training.lora import CONVERTED, VARIANT_NAMES
 
 MODEL_CLASSES = {"clip": "CLIPModel", "siglip": "SiglipModel", "siglip2": "Siglip2Model"}
 
@@ -40,20 +41,36 @@ def write_adapter_card(folder: Path, family: str | None, base_model: str | None,
                            dataset_args={"shots": config.data.shots} if config.data.shots else None)
     header = ModelCardData(base_model=base_model, library_name="peft", model_name=folder.parent.name,
                            pipeline_tag="zero-shot-image-classification", eval_results=results,
-                           tags=["transferlab", "lora", "peft", family or "dual-encoder"]).to_yaml()
+                           tags=["transferlab", config.lora.variant.replace("_", "-"), "peft",
+                                 family or "dual-encoder"]).to_yaml()
     path = folder / "README.md"
     path.write_text(f"---\n{header.strip()}\n---\n\n{card_body(folder, base_model, family, config, metrics)}")
     return path
+
+
+def method_line(config: ClipConfig) -> str:
+    """The peft method with the settings that apply to it: rank, alpha and dropout for the LoRA family (how
+    PiSSA/OLoRA were saved), the target layers for IA3, neither for LN tuning (it trains the LayerNorms)."""
+    lora = config.lora
+    name = VARIANT_NAMES[lora.variant]
+    if lora.variant == "ln_tuning":
+        return f"{name} (the LayerNorms trained)"
+    if lora.variant == "ia3":
+        return f"{name} (learnt scaling vectors) on {lora.target_modules}"
+    what = {"dora": f"{name} (weight-decomposed LoRA)", "rslora": f"{name} (LoRA scaled by alpha / sqrt(r))",
+            "pissa": f"{name}-initialised LoRA", "olora": f"{name}-initialised LoRA"}.get(lora.variant, name)
+    saved = (f" (saved converted to a rank-{2 * lora.r} LoRA adapter on the unmodified base model)"
+             if lora.variant in CONVERTED else "")
+    return f"{what} r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}{saved} on {lora.target_modules}"
 
 
 def settings(config: ClipConfig, metrics: RunMetrics) -> str:
     """The adapter's settings and training, one bullet each."""
     lora, d, details = config.lora, config.data, metrics.details
     blocks = lora.layers if lora.layers is not None else "all"
-    towers = "both towers" if lora.towers == "both" else f"{lora.towers} tower"
+    towers = "both towers" if lora.towers == "both" else f"the {lora.towers} tower"
     return "\n".join([
-        f"- LoRA r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout} on {lora.target_modules} of the "
-        f"{towers}, blocks {blocks}: {metrics.parameters.get('lora', 0):,} parameters",
+        f"- {method_line(config)} of {towers}, blocks {blocks}: {metrics.parameters.get('lora', 0):,} parameters",
         f"- loss {details.get('loss')}; step {details.get('best_step')} of {details.get('global_step')} "
         f"({details.get('step_selection', 'best on validation')}); seed {config.seed}",
         f"- data: {d.hub_id or d.path or 'the vendored demo subset'}, "
@@ -80,7 +97,7 @@ processor = AutoProcessor.from_pretrained("{base_model}")
                "settings, with `extra_trainable.safetensors` (its trained map) where present.")
     return f"""# {folder.parent.name}
 
-LoRA adapter for the {kind} encoder `{base_model or config.model.name}`, trained by `transferlab lora` against
+{VARIANT_NAMES[config.lora.variant]} adapter for the {kind} encoder `{base_model or config.model.name}`, trained by `transferlab lora` against
 class prompts ({", ".join(repr(t) for t in config.model.templates)}) on {metrics.n_classes} classes.
 
 ## Use

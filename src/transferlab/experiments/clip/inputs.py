@@ -39,7 +39,7 @@ class Inputs:
 
 def prepare(config: ClipConfig, experiment: str, resume: str | None = None) -> Inputs:
     """Data, model and prompts; every input error is raised here, before a run directory exists (a
-    ``--resume`` too: these runs keep no checkpoints)."""
+    ``--resume`` given here too: ``zeroshot`` keeps no checkpoints; ``lora`` resolves its own resume)."""
     if resume:
         raise TransferlabError(f"{experiment} runs are not resumable (they keep no checkpoints): "
                                f"start the run again without --resume")
@@ -57,14 +57,16 @@ def prepare(config: ClipConfig, experiment: str, resume: str | None = None) -> I
 
 
 @contextlib.contextmanager
-def open_clip_run(experiment: str, config: ClipConfig, inputs: Inputs, output_dir, **resolved):
+def open_clip_run(experiment: str, config: ClipConfig, inputs: Inputs, output_dir, resume_dir: Path | None = None,
+                  **resolved):
     """``open_run`` with the CLIP config: the resolved device and precisions recorded in ``config.yaml``; a K-shot
-    draw's ``split_manifest.jsonl`` written into the run directory."""
+    draw's ``split_manifest.jsonl`` written into the run directory; ``resume_dir``: the run a ``--resume``
+    reopens."""
     resolved = dict(to_dict(config), resolved={"device": str(inputs.device), "precision": inputs.precision,
                                                **resolved})
     with open_run(experiment, seed=config.seed, output_dir=output_dir, run_name=config.run_name,
                   resolved=resolved, tracking=config.tracking, default_name=config.model.name,
-                  cpu=inputs.device.type == "cpu") as ctx:
+                  resume_dir=resume_dir, cpu=inputs.device.type == "cpu") as ctx:
         if ctx.is_main:
             inputs.data.write_manifest(ctx.path)
         yield ctx

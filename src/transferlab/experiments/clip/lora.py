@@ -9,6 +9,11 @@ under ``torchrun`` (the model family's loss from ``models.clip_losses`` unless `
 one; every evaluation scores validation against class embeddings recomputed with the current weights;
 ``KeepBest`` keeps the best state); the best state scored on validation and test once; the adapter
 saved with its model card. The library pieces live in ``transferlab.models``.
+
+Checkpoints (``<run>/checkpoints/checkpoint-<step>``, on ``training.eval_steps`` or each epoch, and at the last
+step): the trained parameters, optimizer, schedule, step, random state and the best state so far
+(``training.lora.AdapterTrainer``); ``--resume`` continues from the newest complete one to the figures an
+uninterrupted run gives.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from transferlab.config import to_dict
 from transferlab.evaluation.metrics import split_accuracy
 from transferlab.evaluation.results import summary_line, write_results
 from transferlab.evaluation.schema import RunMetrics
@@ -34,18 +40,20 @@ from transferlab.models.dual_encoder_lora import (NORMS, formula_by_tower, lora_
                                                   plain_convolutions, projection_parameters, trunk_start, unfreeze)
 from transferlab.models.prompt_classifier import EmbeddingDataset, PromptClassifier, param_groups, split_predictions
 from transferlab.tracking.tracker import configure_wandb_env, trainer_report_to
+from transferlab.training import checkpoints as ckpt
 from transferlab.training.arguments import training_arguments
-from transferlab.training.callbacks import KeepBest, early_stopping_record, run_callbacks, use_tensorboard_dir
-from transferlab.training.lora import (apply_lora, check_variant_layers, count_parameters, lora_parameters,
-                                       save_initial_adapter, save_peft_adapter)
-from transferlab.training.trainer import EvaluatingTrainer, train
+from transferlab.training.callbacks import (CheckpointInfoCallback, KeepBest, early_stopping_record, run_callbacks,
+                                            use_tensorboard_dir)
+from transferlab.training.lora import (VARIANT_NAMES, AdapterTrainer, apply_lora, check_variant_layers,
+                                       count_parameters, lora_parameters, save_initial_adapter, save_peft_adapter)
+from transferlab.training.trainer import train
 
 EXPERIMENT = "lora"
 
 
 def run_lora(config: ClipConfig, output_dir: str | Path = "logs", *, resume: str | None = None,
              progress: bool = True) -> Path | None:
-    inputs = prepare(config, EXPERIMENT, resume)
+    inputs = prepare(config, EXPERIMENT)
     targets = adapter_targets(inputs.model, config)
     plain_convolutions(inputs.model, targets)  # before the run exists: an unsupported target is an input error
     check_variant_layers(inputs.model, config.lora.variant, targets)
@@ -54,9 +62,13 @@ def run_lora(config: ClipConfig, output_dir: str | Path = "logs", *, resume: str
     projection = projection_parameters(inputs.model) if config.lora.train_projection else []
     precision = resolve_precision(config.training.precision, inputs.device,  # auto: the model's faster one
                                   cpu_auto=inputs.model.preferred_cpu_precision, key="training.precision")
-    method = config.lora.method
-    with open_clip_run(EXPERIMENT, config, inputs, output_dir, training_precision=precision,
+    method, info = config.lora.method, checkpoint_info(config, inputs)
+    run_dir, checkpoint = ckpt.resume_target(output_dir, EXPERIMENT, to_dict(config), info, resume)
+    with open_clip_run(EXPERIMENT, config, inputs, output_dir, resume_dir=run_dir, training_precision=precision,
                        training_steps=training_steps(config, inputs)) as ctx:
+        if checkpoint is not None and ctx.is_main:
+            ctx.run.set_status("running", resumed_from=f"{ckpt.CHECKPOINTS}/{checkpoint.name}")
+            print(f"resuming {run_dir} from {checkpoint.name}")
         timings: dict[str, float] = {}
         encoded, trunks = timed(timings, "encode_images_s", image_inputs, inputs, config, splits_to_encode(config),
                                 source, start, use_cache=ctx.is_main, progress=progress)  # disk cache: one writer
@@ -68,7 +80,7 @@ def run_lora(config: ClipConfig, output_dir: str | Path = "logs", *, resume: str
                                       text_start(inputs.model, targets, config)).to(inputs.device)
         cached = {"embeddings": encoded, "trunk": trunks}.get(source)
         trainer, keep = timed(timings, "train_s", train_adapters, classifier, cached, inputs, config, ctx.path,
-                              precision, progress)
+                              precision, progress, info, checkpoint)
         methods[method] = timed(timings, "score_s", lambda: {s: score(classifier, s, cached, inputs, config)
                                                              for s in evaluated_splits(config)})
         report_process(ctx, methods[method], keep)
@@ -82,6 +94,7 @@ def run_lora(config: ClipConfig, output_dir: str | Path = "logs", *, resume: str
                        "training_rows": len(cached["train"][1]) if cached else len(inputs.data.train),
                        "lora_by_tower": parameters.pop("lora_by_tower"),
                        "lora_formula_by_tower": parameters.pop("lora_formula_by_tower"),
+                       "resumed_from": checkpoint.name if checkpoint else None,
                        "skipped_unreadable_images": inputs.data.skipped, **shots_record(config, inputs)}
             metrics = lora_metrics(ctx, config, inputs, methods, trainer.state.global_step, parameters, timings,
                                    details)
@@ -140,8 +153,7 @@ def add_adapters(model: DualEncoder, config: ClipConfig, targets: list[str], pro
     by_tower, formula = lora_by_tower(model), formula_by_tower(model, targets, config.lora.r, config.lora.variant)
     parameters = {"total": counts["total"], "trainable": counts["trainable"], "lora": lora_parameters(model),
                   "lora_formula": sum(formula.values()), "lora_by_tower": by_tower, "lora_formula_by_tower": formula}
-    name = {"lora": "LoRA", "dora": "DoRA", "rslora": "rsLoRA", "pissa": "PiSSA", "olora": "OLoRA",
-            "ln_tuning": "LN tuning", "ia3": "IA3"}[config.lora.variant]
+    name = VARIANT_NAMES[config.lora.variant]
     for tower in formula:
         print(f"{name} parameters, {tower} tower: {by_tower.get(tower, 0):,} (formula: {formula[tower]:,})")
     print(f"{name} parameters: {parameters['lora']:,} over {len(targets)} layers (formula: "
@@ -162,9 +174,19 @@ def score(classifier: PromptClassifier, split: str, cached: dict | None, inputs:
                              config.model.batch_size, config.data.num_workers, inputs.precision)
 
 
+def checkpoint_info(config: ClipConfig, inputs: Inputs) -> dict:
+    """What a checkpoint records of the run, so a ``--resume`` of another model, method, adapter or class list
+    is refused (``training.checkpoints.check_compatible``)."""
+    return {"model": config.model.name, "architecture": getattr(inputs.model, "family", None) or "standin",
+            "method": config.lora.method, "label_names": list(inputs.data.class_names),
+            "adapter": ckpt.adapter_info(config.lora)}
+
+
 def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: Inputs, config: ClipConfig,
-                   run_dir: Path, precision: str, progress: bool) -> tuple[EvaluatingTrainer, KeepBest]:
-    """Train with the Trainer, evaluating on validation on the schedule; the classifier ends in its best state."""
+                   run_dir: Path, precision: str, progress: bool, info: dict,
+                   checkpoint: Path | None = None) -> tuple[AdapterTrainer, KeepBest]:
+    """Train with the Trainer (from ``checkpoint`` when resuming), evaluating on validation on the schedule and
+    checkpointing into ``run_dir/checkpoints``; the classifier ends in its best state."""
     from transferlab.data.images import with_pixels
 
     if cached:
@@ -174,18 +196,23 @@ def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: In
         train_set, eval_set = with_pixels(inputs.data.train, pixel_preprocess(inputs, config)), inputs.data.validation
     t = recipe_training(config, inputs)
     configure_wandb_env(config.tracking, run_dir)
-    args = training_arguments(t, run_dir, seed=config.seed, device=inputs.device, precision=precision,
-                              report_to=trainer_report_to(config.tracking), progress=progress,
+    args = training_arguments(t, run_dir / ckpt.CHECKPOINTS, seed=config.seed, device=inputs.device,
+                              precision=precision, report_to=trainer_report_to(config.tracking), progress=progress,
                               run_name=run_dir.name, checkpoints=False, remove_unused_columns=False)
-    optimizer = torch.optim.AdamW(param_groups(classifier, t.learning_rate, config.objective.projection_learning_rate),
-                                  lr=t.learning_rate, weight_decay=t.weight_decay)
+    args = dataclasses.replace(args, save_strategy="steps" if config.training.eval_steps else "epoch",
+                               save_steps=config.training.eval_steps or 500)  # a fixed recipe's too (not t's)
+    projection = set(projection_parameters(inputs.model) if config.lora.train_projection else [])
+    full = [p for n, p in inputs.model.named_parameters() if n in projection]  # trained in full beside the adapters
+    optimizer = torch.optim.AdamW(param_groups(classifier, t.learning_rate, config.objective.projection_learning_rate,
+                                               t.weight_decay, full), lr=t.learning_rate)
     keep = KeepBest("eval_accuracy")
-    trainer = EvaluatingTrainer(
+    trainer = AdapterTrainer(
         model=classifier, args=args, train_dataset=train_set, eval_dataset=eval_set, optimizers=(optimizer, None),
-        callbacks=[keep, *run_callbacks(t)],
+        callbacks=[keep, CheckpointInfoCallback(info), *run_callbacks(t)],
         evaluator=lambda model: {"accuracy": split_accuracy(score(model, "validation", cached, inputs, config))})
-    use_tensorboard_dir(trainer, run_dir / "tensorboard")
-    train(trainer, None, "training.batch_size", run_dir)
+    use_tensorboard_dir(trainer, run_dir / "tensorboard",
+                        purge_step=ckpt.checkpoint_step(checkpoint) + 1 if checkpoint else None)
+    train(trainer, checkpoint, "training.batch_size", run_dir)
     if keep.last_step != trainer.state.global_step:
         trainer.evaluate()  # a max_steps run that stopped between evaluations
     keep.restore(classifier)
