@@ -51,7 +51,8 @@ def run_tune(args: argparse.Namespace) -> Outcome | None:
     of ``--trials``."""
     plan = plan_study(args)
     if args.worker is not None:
-        work(plan, args.trials, args.launch or f"worker-{os.getpid()}", args.timeout, worker=args.worker)
+        work(plan, args.trials, getattr(args, "launch", None) or f"worker-{os.getpid()}", args.timeout,
+             worker=args.worker)
         return None
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     study = open_study(plan)  # created once, before any worker joins it
