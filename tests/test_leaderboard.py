@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from transferlab.evaluation import statistics as st
 from transferlab.evaluation.statistics import accuracy_interval
 from transferlab.reporting import leaderboard as lb
 
@@ -157,3 +158,48 @@ def correct_of(run_dir):
     rows = [json.loads(r) for r in (run_dir / "predictions" / "features.jsonl").read_text().splitlines()]
     by_id = {r["id"]: r for r in rows if r["split"] == "test"}
     return np.array([by_id[i]["label"] == by_id[i]["prediction"] for i in sorted(by_id)])
+
+
+def test_an_accuracy_cell_with_predictions_has_the_two_way_bootstrap_interval():
+    """Seeds that agree (a deterministic full-data cell) still have test-set uncertainty: the interval is
+    ``seeds_interval``'s two-way bootstrap, not a zero-wide t interval over identical values."""
+    rng = np.random.default_rng(0)
+    vector = rng.random(400) < 0.7
+    same = [vector, vector, vector]
+    mean, low, high = lb.cell_interval([vector.mean()] * 3, [(0.6, 0.8)] * 3, same)
+    expected = st.seeds_interval(np.array(same))
+    assert (mean, low, high) == (pytest.approx(vector.mean()), expected["ci_low"], expected["ci_high"])
+    assert high - low > 0.05  # about ±1.96·sqrt(.21/400)
+    assert lb.t_interval([vector.mean()] * 3)[1:] == (vector.mean(), vector.mean())  # what it would have said
+    other = [vector, ~vector, vector]
+    assert lb.cell_interval([v.mean() for v in other], (), other)[1:] == tuple(
+        st.seeds_interval(np.array(other))[k] for k in ("ci_low", "ci_high"))
+    # predictions that do not give the figures (another metric, a mixed-up folder): the t interval
+    assert lb.cell_interval([0.1, 0.2, 0.3], (), same) == lb.t_interval([0.1, 0.2, 0.3])
+
+
+def test_ties_over_several_seeds_use_the_two_way_bootstrap_not_a_pooled_mcnemar():
+    """Three seeds that agree are one seed's evidence: pooling them into one McNemar table would triple the
+    discordant counts (p from 0.11 to 0.0005 here) and call a tie a win."""
+    rng = np.random.default_rng(1)
+    best = rng.random(300) < 0.75
+    close = best.copy()
+    close[np.flatnonzero(best)[:10]] = False  # 10 examples only the best gets right, 3 the other way
+    close[np.flatnonzero(~best)[:3]] = True
+    one_seed = lb.tie_p(close, best)
+    assert one_seed == pytest.approx(stats.binomtest(3, 13, 0.5).pvalue)
+    pooled = stats.binomtest(9, 39, 0.5).pvalue
+    assert one_seed > 0.05 > pooled  # tied on one seed; pooled thrice it would not be
+    column = {"metric": "accuracy", "scores": {"best": {s: best.mean() for s in (0, 1, 2)},
+                                               "close": {s: close.mean() for s in (0, 1, 2)}},
+              "correct": {"best": {s: best for s in (0, 1, 2)}, "close": {s: close for s in (0, 1, 2)}}}
+    found, tied = lb.column_ties(column, {"best": best.mean(), "close": close.mean()})
+    assert found == "best" and tied == {"best", "close"}
+    p = lb.tie_p(np.array([close] * 3), np.array([best] * 3))
+    assert p == st.seeds_difference([close] * 3, [best] * 3)["p_value"] and p > 0.05
+
+
+def test_the_bootstrap_p_value_known_answers():
+    assert st.bootstrap_p(np.zeros(99)) == 1.0                       # no difference in any replicate
+    assert st.bootstrap_p(np.ones(99)) == pytest.approx(2 / 100)     # every replicate above 0: (0 + 1) / (n + 1), x2
+    assert st.bootstrap_p(np.r_[-np.ones(10), np.ones(89)]) == pytest.approx(2 * 11 / 100)

@@ -215,15 +215,27 @@ def seeds_difference(correct_a: Sequence[Sequence[bool]], correct_b: Sequence[Se
                      confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict:
     """Method A against method B, each over its seeds, on the same examples: the difference of the mean
     accuracies with a two-way bootstrap interval (seeds of each method drawn independently, examples drawn
-    once for both). No test statistic: McNemar's test applies to one pair of runs, not to seed averages."""
+    once for both). McNemar's test applies to one pair of runs, not to seed averages: ``p_value`` is the
+    bootstrap's own (:func:`bootstrap_p`)."""
     a, b = _seed_matrix(correct_a, "seeds_difference"), _seed_matrix(correct_b, "seeds_difference")
     if a.shape[1] != b.shape[1]:
         raise TransferlabError(f"seeds_difference needs the same examples: {a.shape[1]} vs {b.shape[1]} scored")
     _check(confidence, n_resamples, a.size, "correct_a")
     replicates = two_way_replicates([a, b], n_resamples, seed)
-    low, high = _percentiles(replicates[0] - replicates[1], confidence)
+    differences = replicates[0] - replicates[1]
+    low, high = _percentiles(differences, confidence)
     return {"difference": float(a.mean() - b.mean()), "ci_low": low, "ci_high": high, "n": int(a.shape[1]),
-            "n_seeds": (int(a.shape[0]), int(b.shape[0])), "method": SEEDS_METHOD}
+            "n_seeds": (int(a.shape[0]), int(b.shape[0])), "method": SEEDS_METHOD,
+            "p_value": bootstrap_p(differences)}
+
+
+def bootstrap_p(differences: np.ndarray) -> float:
+    """The two-sided p-value of "no difference" from bootstrap replicates of a difference: twice the smaller
+    share of replicates on either side of 0, each share counted as ``(k + 1) / (n + 1)`` (never 0), capped at 1.
+    It rejects at level alpha exactly when the percentile interval at 1 - alpha excludes 0."""
+    n = differences.size
+    below, above = int((differences <= 0).sum()), int((differences >= 0).sum())
+    return float(min(1.0, 2 * (min(below, above) + 1) / (n + 1)))
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:

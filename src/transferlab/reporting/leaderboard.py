@@ -1,14 +1,15 @@
 """A leaderboard across tasks from finished studies (``transferlab leaderboard STUDY...``).
 
 Rows are methods (``method@model`` on a model axis), columns tasks at each K (test split, each task's metric).
-A cell is the mean over seeds with a t interval; a cell of one seed has the run's own percentile bootstrap
-interval over test examples (results.csv's ``ci_low``/``ci_high``). A plain study (one task, several methods or
+A cell is the mean over seeds; its interval, for accuracy, the two-way bootstrap over seeds and test examples
+(from the cells' predictions); otherwise a t interval over the seeds, and for one seed the run's own
+percentile bootstrap interval over test examples (results.csv's ``ci_low``/``ci_high``). A plain study (one task, several methods or
 models) is a leaderboard over its one task: the tied group per K is its use. Per modality and K:
 the mean over the tasks every listed method ran (interval: the tasks' half-widths combined as independent,
 sqrt(sum h^2) / T), the average rank (1 = best, ties share the mean rank) with a bootstrap interval over
-tasks, and in each column the group tied with the best: McNemar's exact test of every method against the best
-on the same test examples (all seeds' predictions, paired by seed and example), Holm-adjusted, tied where
-the adjusted p >= 0.05. The minimum detectable effect of each column: the smallest difference of two
+tasks, and in each column the group tied with the best: every method tested against the best on the same test
+examples (one seed: McNemar's exact test; several: the two-way bootstrap's p over the seeds both ran), Holm-
+adjusted, tied where the adjusted p >= 0.05. The minimum detectable effect of each column: the smallest difference of two
 proportions around the best figure a two-sided 5% test finds with 80% power at the task's test size. MTEB's
 format (mean over resamples, x100, two decimals) and SetFit's (median and IQR over splits) beside it.
 
@@ -28,7 +29,7 @@ import yaml
 from scipy import stats
 
 from transferlab.errors import TransferlabError
-from transferlab.evaluation.statistics import holm, mcnemar_p
+from transferlab.evaluation.statistics import holm, mcnemar_p, seeds_difference, seeds_interval
 from transferlab.reporting.document import to_markdown
 from transferlab.studies.results import RESULTS, dataset_name, method_label, read_results
 from transferlab.studies.shots import STATE, read_study
@@ -46,10 +47,19 @@ def t_interval(values) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def cell_interval(values, intervals=()) -> tuple[float, float, float]:
-    """(mean, low, high) of one cell. Several seeds: the mean and its t interval over the seeds. One seed: the
-    value and the run's own percentile bootstrap interval over test examples (``intervals``: each seed's
-    recorded ``(ci_low, ci_high)``), or the value alone (zero width) where the run recorded none."""
+def cell_interval(values, intervals=(), correct=None) -> tuple[float, float, float]:
+    """(mean, low, high) of one cell. Accuracy with every seed's predictions (``correct``: one vector per seed,
+    on the same test examples): the mean and the two-way bootstrap interval over seeds and test examples, as
+    every other figure of transferlab (``evaluation.statistics.seeds_interval``; a t interval over seeds alone
+    would be zero wide where the seeds agree, e.g. a deterministic full-data cell). Otherwise, several seeds:
+    the t interval over the seeds; one seed: the run's own percentile bootstrap interval over test examples
+    (``intervals``: each seed's recorded ``(ci_low, ci_high)``), or the value alone (zero width) where the run
+    recorded none."""
+    vectors = list(correct or ())
+    if vectors and len(vectors) == len(values) and len({len(v) for v in vectors}) == 1:
+        found = seeds_interval(np.array(vectors))
+        if abs(found["mean"] - float(np.mean(values))) < 1e-9:  # the predictions are the figures' own
+            return float(np.mean(values)), found["ci_low"], found["ci_high"]
     intervals = list(intervals)
     if len(values) == 1 and intervals and None not in intervals[0]:
         return float(values[0]), float(intervals[0][0]), float(intervals[0][1])
@@ -87,14 +97,22 @@ def minimum_detectable_effect(p: float, n: int, alpha: float = ALPHA, power: flo
     return float(z * np.sqrt(2 * p * (1 - p) / n))
 
 
+def tie_p(a: np.ndarray, b: np.ndarray) -> float:
+    """``a`` against ``b`` on the same examples: one seed (vectors), McNemar's exact test; several seeds (seeds x
+    examples matrices), the two-way bootstrap's p (``seeds_difference``: seeds and examples resampled). Pooling
+    the seeds into one McNemar table would count an example once per seed, as if the seeds were new examples."""
+    if a.ndim == 1:
+        return mcnemar_p(int((a & ~b).sum()), int((~a & b).sum()))
+    return seeds_difference(a, b)["p_value"]
+
+
 def tied_with_best(correct: dict[str, np.ndarray], means: dict[str, float]) -> tuple[str, set[str], dict]:
-    """(best, the methods tied with it, Holm-adjusted p per other method): McNemar's exact test of each method
-    against the best on the same examples (vectors paired position by position)."""
+    """(best, the methods tied with it, Holm-adjusted p per other method): each method tested against the best
+    on the same examples (:func:`tie_p`), Holm over the column."""
     best = max(means, key=lambda m: (means[m], m))
     others = [m for m in means if m != best and m in correct and best in correct
               and correct[m].shape == correct[best].shape]
-    p = [mcnemar_p(int((correct[m] & ~correct[best]).sum()), int((~correct[m] & correct[best]).sum()))
-         for m in others]
+    p = [tie_p(correct[m], correct[best]) for m in others]
     adjusted = dict(zip(others, holm(p))) if others else {}
     tied = {best} | {m for m, q in adjusted.items() if q >= ALPHA}
     tied |= {m for m in means if m not in adjusted and m != best}  # untestable (no predictions): not excluded
@@ -183,10 +201,13 @@ def collect(study_dirs) -> dict:
 # --- the table -------------------------------------------------------------------------------------
 
 def column_ties(column: dict, means: dict[str, float]) -> tuple[str, set[str]]:
-    """The best of one column and the methods tied with it (predictions paired by seed and example)."""
+    """The best of one column and the methods tied with it (predictions paired by seed and example; the seeds
+    all the column's methods ran)."""
     seeds = {m: set(v) for m, v in column["correct"].items() if m in means}
     common = sorted(set.intersection(*seeds.values())) if seeds else []
-    vectors = {m: np.concatenate([column["correct"][m][s] for s in common]) for m in seeds if common}
+    vectors = {m: np.array([column["correct"][m][s] for s in common]) for m in seeds if common}
+    if len(common) == 1:
+        vectors = {m: v[0] for m, v in vectors.items()}
     best, tied, _ = tied_with_best(vectors, means)
     return best, tied
 
@@ -197,6 +218,15 @@ def k_order(key: tuple) -> tuple:
     return modality, (0, int(k), "") if str(k).isdigit() else (1, 0, str(k))
 
 
+def seed_vectors(column: dict, method: str) -> list | None:
+    """The method's per-seed test correctness in a column, in the order of its scores (accuracy columns only)."""
+    if column.get("metric") != "accuracy":
+        return None
+    correct = column["correct"].get(method, {})
+    seeds = list(column["scores"][method])
+    return [correct[s] for s in seeds] if all(s in correct for s in seeds) else None
+
+
 def table(board: dict) -> list[dict]:
     """One record per (modality, K, method): its cells, the mean over tasks and the average rank."""
     out = []
@@ -204,7 +234,7 @@ def table(board: dict) -> list[dict]:
         tasks = sorted(columns)
         methods = sorted({m for col in columns.values() for m in col["scores"]})
         cells = {(t, m): cell_interval(list(columns[t]["scores"][m].values()),
-                                       columns[t].get("intervals", {}).get(m, {}).values())
+                                       columns[t].get("intervals", {}).get(m, {}).values(), seed_vectors(columns[t], m))
                  for t in tasks for m in methods if m in columns[t]["scores"]}
         ties = {t: column_ties(columns[t], {m: cells[(t, m)][0] for m in methods if (t, m) in cells}) for t in tasks}
         full = [m for m in methods if all((t, m) in cells for t in tasks)]
@@ -236,10 +266,12 @@ def cell_text(c, tied: bool = False, best: bool = False) -> str:
     return f"{pct(c[0])} [{pct(c[1])}, {pct(c[2])}]" + (" (best)" if best else " (tied)" if tied else "")
 
 
-NOTE = ("Test split, each task's metric x100: the mean over seeds [95% t interval over the seeds; a single seed: "
-        "the run's percentile bootstrap interval over test examples]. (best): the column's best; (tied): "
-        "statistically tied with it (McNemar's exact test against the best on the same test examples, every "
-        "seed's predictions paired, Holm-adjusted, 5%; a method without predictions is not excluded).")
+NOTE = ("Test split, each task's metric x100: the mean over seeds [95% interval: for accuracy the two-way bootstrap "
+        "over seeds and test examples; for another metric the t interval over the seeds, or for a single seed the "
+        "run's percentile bootstrap interval over test examples]. (best): the column's best; (tied): "
+        "statistically tied with it (tested against the best on the same test examples: one seed, McNemar's "
+        "exact test; several, the two-way bootstrap's p; Holm-adjusted, 5%; a method without predictions is not "
+        "excluded).")
 ACROSS = (" Mean [its tasks' half-widths combined] and average rank [bootstrap over tasks] over the tasks every "
           "method ran; a method missing a task has neither. MTEB: the mean over seeds and tasks; SetFit: their "
           "median (IQR).")

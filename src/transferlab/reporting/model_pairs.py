@@ -84,7 +84,8 @@ def methods_of(runs: dict[int, RunRecord]) -> list[str]:
 def model_comparisons(study_dir: str | Path, state: dict) -> tuple[list[dict], list[str]]:
     """Every pair of models at each data set, method and K (rows, Holm-adjusted), and the pairs left out."""
     rows, skipped = [], []
-    for (dataset, experiment, shots), models in sorted(model_cells(Path(study_dir), state).items()):
+    groups = model_cells(Path(study_dir), state)
+    for (dataset, experiment, shots), models in sorted(groups.items(), key=lambda g: (*g[0][:2], shots_order(g[0][2]))):
         for (name_a, a), (name_b, b) in combinations(sorted(models.items()), 2):
             for method in (m for m in methods_of(a) if m in methods_of(b)):
                 any_run = next(iter(a.values()))
