@@ -128,3 +128,14 @@ def test_a_config_built_or_replaced_in_python_is_checked_as_a_loaded_one():
         dataclasses.replace(config.data, limit=0)
     edited = dataclasses.replace(config, data=dataclasses.replace(config.data, limit=5), seed=3)
     assert (edited.data.limit, edited.seed, edited.classifier) == (5, 3, config.classifier)
+
+
+def test_setting_c_clears_the_grid_that_would_choose_c_instead():
+    """``classifier.C=2`` means C = 2: the preset's (and the class default's) C grid would otherwise pick C on
+    validation and ignore it. A grid given beside it is kept."""
+    assert load_config(FeaturesConfig, "features").classifier.C_grid == [0.3, 0.66, 1.5]
+    cfg = load_config(FeaturesConfig, "features", None, parse_overrides(["classifier.C=2"]))
+    assert (cfg.classifier.C, cfg.classifier.C_grid) == (2.0, None)
+    kept = load_config(FeaturesConfig, "features", None, parse_overrides(["classifier.C=2", "classifier.C_grid=[1,3]"]))
+    assert kept.classifier.C_grid == [1, 3]
+    assert load_config(FeaturesConfig, "features", "paper", parse_overrides(["classifier.C=2"])).classifier.C_grid is None

@@ -243,7 +243,7 @@ def test_conditions_and_list_choices(tmp_path):
 
 # --- a trial whose process died -----------------------------------------------------------------------------
 
-SPACE_C = "params:\n  classifier.C: {low: 0.1, high: 10.0, log: true}\n"
+SPACE_C = "params:\n  classifier.C: {low: 0.1, high: 10.0, log: true}\nfixed:\n  classifier.C_grid: null\n"
 
 
 def dead_pid() -> int:

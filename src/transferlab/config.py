@@ -406,19 +406,21 @@ def load_config(cls: type[T], experiment: str, spec: str | Path | None = None,
 
 
 def without_replaced(cls: type, data: dict, extra: dict) -> dict:
-    """The preset's ``data`` less the settings the overrides ``extra`` replace (``setting(replaces=...)``), in
-    every section: an override of ``data.path`` drops the preset's ``data.hub_id`` unless ``extra`` sets it."""
+    """The preset's ``data`` with the settings the overrides ``extra`` replace (``setting(replaces=...)``) set to
+    null, in every section, unless ``extra`` sets them too: an override of ``data.path`` drops the preset's
+    ``data.hub_id``; one of ``classifier.C`` drops the C grid (the preset's or the class default's) that would
+    otherwise choose C instead."""
     if not dataclasses.is_dataclass(cls) or not isinstance(data, dict):
         return data
     fields, hints, out = {f.name: f for f in dataclasses.fields(cls)}, field_types(cls), dict(data)
     for key, value in extra.items():
         if key not in fields:
             continue  # build() names the unknown key
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = without_replaced(hints[key], out[key], value)
+        if isinstance(value, dict) and isinstance(out.get(key, {}), dict):
+            out[key] = without_replaced(hints[key], out.get(key, {}), value)
         for replaced in fields[key].metadata.get("replaces", ()):
             if replaced not in extra:
-                out.pop(replaced, None)
+                out[replaced] = None
     return out
 
 

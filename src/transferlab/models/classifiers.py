@@ -33,7 +33,8 @@ class ClassifierConfig:
     SECTION: ClassVar[str] = "classifier"
     name: Literal["svc", "linear_svc", "logreg"] = setting("svc", "svc (RBF kernel by default), linear_svc or logreg")
     standardize: bool = setting(True, "scale each feature to zero mean and unit variance before fitting")
-    C: float = setting(1.0, "the regularisation strength used as is when C_grid is empty or null")
+    C: float = setting(1.0, "the regularisation strength used as is when C_grid is empty or null (setting C "
+                            "clears the preset's C_grid)", replaces=("C_grid",))
     C_grid: list[float] | None = setting(help="C values tried, the best chosen on validation (ties: the smaller C)",
                                          factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0])
     kernel: Literal["rbf", "linear", "poly", "sigmoid"] = setting("rbf", "svc only: the kernel")
