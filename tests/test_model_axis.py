@@ -64,7 +64,7 @@ def test_a_model_study_gives_paired_cells_per_model(capsys, tmp_path, tiny_text_
 
 
 def correct_of(run_dir, method="features"):
-    rows = [json.loads(r) for r in (run_dir / "predictions" / f"{method}.jsonl").read_text().splitlines()]
+    rows = [json.loads(r) for r in (run_dir / "predictions" / f"{method}.jsonl").read_text().split("\n") if r]
     by_id = {r["id"]: r for r in rows if r["split"] == "test"}
     return np.array([by_id[i]["label"] == by_id[i]["prediction"] for i in sorted(by_id)])
 
