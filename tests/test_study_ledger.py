@@ -98,3 +98,23 @@ def test_a_received_study_naming_a_folder_outside_is_refused(capsys, tmp_path, t
 def test_repeated_shots_lists_are_refused(capsys, tmp_path):
     code, _, err = cli(capsys, "features", "--shots", "1", "--shots", "2", "--output-dir", tmp_path)
     assert "twice" in one_line_error(code, err)
+
+
+def test_a_cell_killed_while_saving_its_first_checkpoint_starts_afresh(tmp_path, capsys):
+    """Only a complete checkpoint (transferlab.json written last) is resumed; a folder a worker died in while
+    saving the first one is set aside and the cell starts again, instead of failing with "no checkpoint"."""
+    from transferlab.tracking.ledger import next_attempt
+
+    cell = tmp_path / "k8-seed0"
+    partial = cell / "checkpoints" / "checkpoint-2"
+    partial.mkdir(parents=True)
+    (partial / "trainer_state.json").write_text("{}")
+    assert next_attempt(cell, resumable=True) is None
+    assert not cell.exists() and (tmp_path / "k8-seed0.failed" / "checkpoints" / "checkpoint-2").is_dir()
+    assert "starting it afresh" in capsys.readouterr().out
+    complete = cell / "checkpoints" / "checkpoint-4"
+    complete.mkdir(parents=True)
+    (complete / "trainer_state.json").write_text("{}")
+    (complete / "transferlab.json").write_text("{}")
+    assert next_attempt(cell, resumable=True) == str(cell)
+    assert next_attempt(cell, resumable=False) is None  # a run that cannot resume is always redone

@@ -27,9 +27,8 @@ from typing import Any, Collection, Iterator
 from transferlab.errors import TransferlabError
 from transferlab.tracking.files import inside, read_json, write_json
 from transferlab.tracking.liveness import FAILED, RUNNING, describe_status, is_dead
-from transferlab.tracking.rundir import Run, set_aside
+from transferlab.tracking.rundir import Run, list_checkpoints, set_aside
 
-CHECKPOINTS = "checkpoints/checkpoint-*"
 
 
 @dataclass(frozen=True)
@@ -134,7 +133,7 @@ def next_attempt(folder: Path, resumable: bool) -> str | None:
     after setting an earlier attempt's folder aside (kept as ``<name>.failed``)."""
     if not folder.is_dir():
         return None
-    if resumable and any(folder.glob(CHECKPOINTS)):
+    if resumable and list_checkpoints(folder):  # a complete one: a worker killed while saving its first leaves none
         return str(folder)
     kept = set_aside(folder)
     print(f"note: the unfinished attempt {folder.name} is kept as {kept.name}; starting it afresh")

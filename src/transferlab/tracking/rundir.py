@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -146,3 +147,19 @@ def set_aside(folder: Path) -> Path:
         target = folder.with_name(f"{folder.name}.failed-{i}")
     folder.rename(target)
     return target
+
+
+CHECKPOINTS = "checkpoints"
+CHECKPOINT_INFO = "transferlab.json"  # what a checkpoint was trained from (training.callbacks writes it last)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints, oldest step first: with the Trainer's state and transferlab's info file, which
+    is written last (a process killed while saving leaves an incomplete folder, skipped here)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    found = []
+    for path in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if match and (path / "trainer_state.json").is_file() and (path / CHECKPOINT_INFO).is_file():
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]

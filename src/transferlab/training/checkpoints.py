@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import yaml
 
 from transferlab.errors import TransferlabError
+from transferlab.tracking.rundir import CHECKPOINT_INFO, CHECKPOINTS, list_checkpoints  # noqa: F401 (re-exported)
 
-CHECKPOINTS = "checkpoints"
-CHECKPOINT_INFO = "transferlab.json"  # what a checkpoint was trained from (see callbacks.CheckpointInfoCallback)
 # Settings that do not change what a run computes: a run with only these different is "the same config".
 IGNORED_KEYS = ("run_name", "source", "tracking", "resolved", "environment")
 # The adapter settings that decide which parameters a checkpoint holds and their shapes (``lora.<key>``).
 ADAPTER_SHAPE_KEYS = ("variant", "r", "target_modules", "towers", "layers", "text_layers", "head_modules",
                       "train_projection")
 UNRANKED = ("ia3", "ln_tuning")  # variants without a rank
-
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints, oldest step first: with the Trainer's state and transferlab's info file, which
-    is written last (a process killed while saving leaves an incomplete folder, skipped here)."""
-    folder = Path(run_dir) / CHECKPOINTS
-    found = []
-    for path in folder.glob("checkpoint-*") if folder.is_dir() else []:
-        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-        if match and (path / "trainer_state.json").is_file() and (path / CHECKPOINT_INFO).is_file():
-            found.append((int(match.group(1)), path))
-    return [path for _, path in sorted(found)]
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -112,7 +98,7 @@ def adapter_info(settings) -> dict:
     """What defines an adapter's parameters (``lora.variant`` and the ``ADAPTER_SHAPE_KEYS`` its settings
     have; no rank for IA3 and LN tuning), for a checkpoint's info and ``check_compatible``."""
     keys = [k for k in ADAPTER_SHAPE_KEYS if hasattr(settings, k) and not (k == "r" and settings.variant in UNRANKED)]
-    return {k: getattr(settings, k) for k in keys}
+    return json.loads(json.dumps({k: getattr(settings, k) for k in keys}))  # as a checkpoint's JSON holds it
 
 
 def check_compatible(checkpoint: Path, info: dict) -> None:

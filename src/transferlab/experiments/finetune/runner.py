@@ -56,8 +56,8 @@ def run_finetune(cfg: FinetuneConfig, output_dir: str | Path = "logs", *, resume
     precision = resolve_precision(cfg.training.precision, device, cpu_auto="bf16", key="training.precision")
     resolved = dict(to_dict(cfg), resolved={"device": device, "precision": precision})
     info = {"model": cfg.model, "architecture": model_config.model_type, "method": cfg.method,
-            "label_names": data.label_names}
-    run_dir, checkpoint = resume_target(output_dir, resolved, info, resume)
+            "label_names": data.label_names, "adapter": ckpt.adapter_info(cfg.lora) if cfg.method == "lora" else None}
+    run_dir, checkpoint = ckpt.resume_target(output_dir, EXPERIMENT, resolved, info, resume)
 
     with open_run(EXPERIMENT, seed=cfg.seed, output_dir=output_dir, run_name=cfg.run_name, resolved=resolved,
                   tracking=cfg.tracking, default_name=f"{cfg.model}-{cfg.method}", resume_dir=run_dir,
@@ -105,16 +105,6 @@ def model_record(cfg: FinetuneConfig, model_config, device: str, precision: str,
     return {"name": cfg.model, "architecture": model_config.model_type, "method": cfg.method,
             "peft_method": cfg.lora.variant if cfg.method == "lora" else None, "max_length": cfg.max_length,
             "device": device, "precision": precision, "processes": processes}
-
-
-def resume_target(output_dir, resolved: dict, info: dict, resume: str | None) -> tuple[Path | None, Path | None]:
-    """(run directory, checkpoint) a ``--resume`` continues, checked against this run's model and labels."""
-    if not resume:
-        return None, None
-    run_dir = ckpt.find_resume_run(output_dir, EXPERIMENT, resolved, resume)
-    checkpoint = ckpt.latest_checkpoint(run_dir)
-    ckpt.check_compatible(checkpoint, info)
-    return run_dir, checkpoint
 
 
 def build_model(cfg: FinetuneConfig, labels: list[str], run_dir: Path | None = None):
