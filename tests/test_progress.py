@@ -151,3 +151,18 @@ def test_a_study_in_a_terminal_shows_a_bar_with_the_eta(tmp_path, tiny_text_mode
     assert "\r" in text and "0/2 cells" in text and "2/2 cells" in text  # one bar, redrawn in place
     assert "running features/k2-seed0" in text and "ETA 0:00:" in text
     assert "cell 1/2 features/k2-seed0: completed in " in text  # the finished cell's line above the bar
+
+
+def test_only_live_nodes_with_the_cpus_asked_for_take_cells_or_search_workers():
+    from types import SimpleNamespace
+
+    from transferlab.errors import TransferlabError
+    from transferlab.studies.executor import able_nodes
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 1.0}}, {"Alive": False, "Resources": {"CPU": 8.0}},
+             {"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}}]
+    cluster = SimpleNamespace(nodes=lambda: nodes)  # what ray.nodes() returns, as data
+    assert able_nodes(cluster, 1, "a cell") == [nodes[0], nodes[2]]
+    assert able_nodes(cluster, 2, "a cell") == [nodes[2]]
+    with pytest.raises(TransferlabError, match=r"no node of the Ray cluster has the 8 CPU\(s\) a search worker asks"):
+        able_nodes(cluster, 8, "a search worker")

@@ -369,6 +369,16 @@ def order(jobs: list[tuple[dict, object]]) -> tuple[list, dict[str, list]]:
     return ready, held
 
 
+def able_nodes(ray, cpus: int, what: str) -> list[dict]:
+    """The live nodes of the cluster with the ``cpus`` CPUs that ``what`` (a cell, a search worker) asks for;
+    none is a one-line error."""
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) >= cpus]
+    if not nodes:
+        raise TransferlabError(f"no node of the Ray cluster has the {cpus} CPU(s) {what} asks for (--threads "
+                               f"{cpus}): start nodes with more --num-cpus, or give fewer --threads")
+    return nodes
+
+
 class RayCells:
     """The cells as Ray tasks (see the module's help); ``slots``: how many run at once on the cluster."""
 
@@ -383,11 +393,7 @@ class RayCells:
     def __enter__(self) -> "RayCells":
         self.owned = connect(self.ray, self.executor.address, self.executor.show_output)
         try:
-            nodes = [n for n in self.ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) >= self.cpus]
-            if not nodes:
-                raise TransferlabError(f"no node of the Ray cluster has the {self.cpus} CPU(s) a cell asks for "
-                                       f"(--threads {self.cpus}): start nodes with more --num-cpus, or give fewer "
-                                       f"--threads")
+            nodes = able_nodes(self.ray, self.cpus, "a cell")
             self.slots = sum(int(n["Resources"]["CPU"] // self.cpus) for n in nodes)
             self.gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
             check_shared_storage(self.ray, self.study_dir, nodes)

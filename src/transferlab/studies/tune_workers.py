@@ -264,15 +264,11 @@ class RayTrials:
         self.owned = False
 
     def __enter__(self) -> "RayTrials":
-        from transferlab.studies.executor import check_shared_storage, connect
+        from transferlab.studies.executor import able_nodes, check_shared_storage, connect
 
         self.owned = connect(self.ray, getattr(self.args, "ray_address", None), False)
         try:
-            nodes = [n for n in self.ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) >= self.cpus]
-            if not nodes:
-                raise TransferlabError(f"no node of the Ray cluster has the {self.cpus} CPU(s) a worker asks for "
-                                       f"(--threads {self.cpus}): start nodes with more --num-cpus, or give fewer "
-                                       f"--threads")
+            nodes = able_nodes(self.ray, self.cpus, "a search worker")
             self.gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
             self.plan.directory.mkdir(parents=True, exist_ok=True)
             check_shared_storage(self.ray, self.plan.directory.absolute(), nodes)
