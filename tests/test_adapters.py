@@ -71,6 +71,7 @@ def test_adapter_loads_with_plain_peft_and_gives_the_runs_predictions(lora_run, 
     assert not np.allclose(base, theirs, atol=1e-4)  # the adapter was trained and loaded: it moves them
 
 
+@pytest.mark.slow  # a LoRA run per family
 def test_adapter_card_names_the_base_model_and_its_results(lora_run, tree):
     from huggingface_hub import ModelCard
 

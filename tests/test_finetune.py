@@ -29,6 +29,7 @@ def events(run_dir: Path) -> list[tuple[str, int, float]]:
     return out
 
 
+@pytest.mark.slow  # a real fine-tune (the module's run)
 def test_training_lowers_the_loss_and_writes_experiment_1_outputs(finetuned_run):
     metrics = read_json(finetuned_run / "metrics.json")
     losses = [h["loss"] for h in metrics["details"]["training"]["history"] if "loss" in h]
@@ -54,6 +55,7 @@ def test_training_lowers_the_loss_and_writes_experiment_1_outputs(finetuned_run)
     assert 1 <= len(list((finetuned_run / "checkpoints").glob("checkpoint-*"))) <= 3
 
 
+@pytest.mark.slow  # a real fine-tune (the module's run)
 def test_tensorboard_has_curves_and_each_tag_once_per_step(finetuned_run):
     scalars = events(finetuned_run)
     tags = {tag for tag, _, _ in scalars}
@@ -64,6 +66,7 @@ def test_tensorboard_has_curves_and_each_tag_once_per_step(finetuned_run):
     assert len([p for p in pairs if p[0] == "train/loss"]) >= 15
 
 
+@pytest.mark.slow  # a real fine-tune (the module's run)
 def test_saved_model_loads_in_a_bare_pipeline(finetuned_run):
     from transformers import pipeline
 

@@ -91,7 +91,8 @@ def test_board_blocks_across_two_tasks_mark_best_and_tied_and_order_k():
     scores = {m: float(v.mean()) for m, v in vectors.items()}
     board = {("text", "16"): {"t1": column(scores, vectors), "t2": column(scores, vectors)},
              ("text", "4"): {"t1": column(scores, vectors)}}
-    blocks = lb.board_blocks(lb.table(board))
+    board_rows = lb.table(board)
+    blocks = lb.board_blocks(board_rows)
     assert blocks[0] == ("h2", "Leaderboard across tasks")
     titles = [b[1] for b in blocks if b[0] == "h3"]
     assert titles == ["text, K = 4", "text, K = 16"]  # K as a number
@@ -104,7 +105,7 @@ def test_board_blocks_across_two_tasks_mark_best_and_tied_and_order_k():
     assert by_method["a"][1].endswith("(best)") and by_method["b"][1].endswith("(tied)")
     assert not by_method["c"][1].endswith(")") and by_method["c"][4].startswith("3.00 [3.00, 3.00]")
     assert f"{100 * best.mean():.1f} [" in by_method["a"][1]
-    md = lb.markdown(lb.table(board))
+    md = lb.markdown(board_rows)
     assert "## Leaderboard across tasks" in md and "### text, K = 16" in md
 
 

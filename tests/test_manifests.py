@@ -75,6 +75,7 @@ def rewrite(path: Path, change, keep_sha: bool = False) -> Path:
     return out
 
 
+@pytest.mark.slow  # three features runs
 def test_a_run_writes_its_draw_and_a_run_given_it_trains_on_the_same_examples(features_args, tmp_path, capsys):
     code, out, err = features_run(features_args, tmp_path / "a", capsys, "run_name=drawn")
     assert code == 0, err
@@ -104,6 +105,7 @@ def test_a_run_writes_its_draw_and_a_run_given_it_trains_on_the_same_examples(fe
     assert (Path(out.strip().splitlines()[-1]) / MANIFEST).read_bytes() == manifest.read_bytes()
 
 
+@pytest.mark.slow  # a features run, then the CLI three times
 @pytest.mark.parametrize("change, keep_sha, says", [
     (lambda r: r.update(label=1 - r["label"]), False, "is labelled"),
     (lambda r: r.update(id=r["id"] + 1), True, "SHA-256"),

@@ -70,8 +70,8 @@ def test_mcnemar_p_is_binomtest_on_the_discordant_pairs_of_a_hand_made_pair():
 
 def test_mcnemar_p_from_statsmodels_equals_the_old_binomtest_on_every_small_table_and_hand_cases():
     # statsmodels' exact McNemar replaced binomtest(a_only, a_only + b_only, 0.5): the same p-values.
-    for a_only in range(40):
-        for b_only in range(40):
+    for a_only in range(25):
+        for b_only in range(25):
             expected = stats.binomtest(a_only, a_only + b_only, 0.5).pvalue if a_only + b_only else 1.0
             assert mcnemar_p(a_only, b_only) == pytest.approx(expected, rel=1e-12, abs=0)
     assert mcnemar_p(5, 5) == 1.0                                  # balanced discordance: capped at 1
