@@ -95,3 +95,15 @@ def test_a_finetune_run_records_where_early_stopping_stopped(tmp_path, tiny_dist
     assert stopped == (None if first_worse is None else 8 * (first_worse + 1)) == (
         None if stopped is None else training["global_step"])
     assert training["best_validation_accuracy"] == max(evals)
+
+
+def test_a_checkpoint_s_early_stopping_state_rebuilds_the_callback():
+    """The Trainer rebuilds a callback from ``state()`` with ``cls(**args)`` when it restores callback states:
+    the base class's argument names would not fit this class's."""
+    from transferlab.training.callbacks import EarlyStopping
+
+    callback = EarlyStopping(patience=3, threshold=0.01)
+    callback.early_stopping_patience_counter, callback.stopped_step = 2, 40
+    rebuilt = EarlyStopping.from_state(callback.state())
+    assert (rebuilt.early_stopping_patience, rebuilt.early_stopping_threshold) == (3, 0.01)
+    assert (rebuilt.early_stopping_patience_counter, rebuilt.stopped_step) == (2, 40)

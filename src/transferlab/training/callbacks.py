@@ -144,6 +144,12 @@ class EarlyStopping(EarlyStoppingCallback):
         return {"patience": self.early_stopping_patience, "threshold": self.early_stopping_threshold,
                 "stopped_at_step": self.stopped_step}
 
+    def state(self) -> dict:
+        """What a checkpoint keeps of it, in the form ``from_state`` rebuilds (this class's own arguments)."""
+        return {"args": {"patience": self.early_stopping_patience, "threshold": self.early_stopping_threshold},
+                "attributes": {"early_stopping_patience_counter": self.early_stopping_patience_counter,
+                               "stopped_step": self.stopped_step}}
+
 
 @contextlib.contextmanager
 def extra_callbacks(*callbacks: TrainerCallback) -> Iterator[None]:
