@@ -379,33 +379,48 @@ def able_nodes(ray, cpus: int, what: str) -> list[dict]:
     return nodes
 
 
-class RayCells:
+class RayConnection:
+    """A connection to a Ray cluster as a context, for a study's cells and a search's workers alike: ``open``
+    connects, finds the nodes able to run one of them (``cpus`` CPUs each) and checks that every one sees the
+    shared folder; leaving shuts Ray down when this process started the connection (``owned``)."""
+
+    ray = None
+    cpus = 1
+    owned = False
+    gpus = 0.0
+
+    def open(self, address: str | None, show_output: bool, what: str, folder: Path) -> list[dict]:
+        self.owned = connect(self.ray, address, show_output)
+        try:
+            nodes = able_nodes(self.ray, self.cpus, what)
+            check_shared_storage(self.ray, folder, nodes)
+        except BaseException:
+            self.__exit__()
+            raise
+        self.gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
+        return nodes
+
+    def __exit__(self, *exc) -> None:
+        if self.owned:
+            self.ray.shutdown()
+            self.owned = False
+
+
+class RayCells(RayConnection):
     """The cells as Ray tasks (see the module's help); ``slots``: how many run at once on the cluster."""
 
     def __init__(self, executor: Executor, study_dir: Path):
         self.executor, self.study_dir = executor, Path(study_dir).absolute()
         self.cpus = executor.threads or 1
         self.ray = import_ray()
-        self.owned, self.slots, self.gpus = False, 1, 0.0
+        self.slots = 1
         self.pending: dict = {}  # ObjectRef -> (cell, submission, cache group)
         self.seen: dict[str, int] = {}  # run_dir -> attempts already reported as started
 
     def __enter__(self) -> "RayCells":
-        self.owned = connect(self.ray, self.executor.address, self.executor.show_output)
-        try:
-            nodes = able_nodes(self.ray, self.cpus, "a cell")
-            self.slots = sum(int(n["Resources"]["CPU"] // self.cpus) for n in nodes)
-            self.gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
-            check_shared_storage(self.ray, self.study_dir, nodes)
-        except BaseException:
-            self.__exit__()
-            raise
+        nodes = self.open(self.executor.address, self.executor.show_output, "a cell", self.study_dir)
+        self.slots = sum(int(n["Resources"]["CPU"] // self.cpus) for n in nodes)
         return self
-
-    def __exit__(self, *exc) -> None:
-        if self.owned:
-            self.ray.shutdown()
-            self.owned = False
 
     def run(self, jobs: list[tuple[dict, object]], recorder: Recorder) -> None:
         task = self.ray.remote(ray_cell)

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from transferlab.errors import TransferlabError
 from transferlab.studies import tune_storage
+from transferlab.studies.executor import RayConnection
 from transferlab.studies.progress import SearchProgress
 from transferlab.studies.tune import (GRACE_BEATS, Outcome, Plan, fail_stale_trials, finish, heartbeats, open_study,
                                       plan_study, queued, reap_dead_trials, shares, work)
@@ -251,7 +252,7 @@ def ray_trials(options: dict, worker: int, share: int, launch: str, threads: int
     return {"node": this_node(), "trials": launched(study, launch)}
 
 
-class RayTrials:
+class RayTrials(RayConnection):
     """The workers as Ray tasks (see the module's help); a context that connects to the cluster and checks that
     every node able to run a worker sees the study folder."""
 
@@ -261,26 +262,11 @@ class RayTrials:
         self.plan, self.args, self.command = plan, args, command
         self.cpus = args.threads or 1
         self.ray = import_ray()
-        self.owned = False
 
     def __enter__(self) -> "RayTrials":
-        from transferlab.studies.executor import able_nodes, check_shared_storage, connect
-
-        self.owned = connect(self.ray, getattr(self.args, "ray_address", None), False)
-        try:
-            nodes = able_nodes(self.ray, self.cpus, "a search worker")
-            self.gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
-            self.plan.directory.mkdir(parents=True, exist_ok=True)
-            check_shared_storage(self.ray, self.plan.directory.absolute(), nodes)
-        except BaseException:
-            self.__exit__()
-            raise
+        self.plan.directory.mkdir(parents=True, exist_ok=True)
+        self.open(getattr(self.args, "ray_address", None), False, "a search worker", self.plan.directory.absolute())
         return self
-
-    def __exit__(self, *exc) -> None:
-        if self.owned:
-            self.ray.shutdown()
-            self.owned = False
 
     def submit(self, worker: int, share: int, drain: bool = False):
         from transferlab.studies.executor import forwarded_env, gpus_for
