@@ -6,11 +6,12 @@
 4. ``--executor ray --threads 1`` after a second 1-CPU node joined (two cells at once)
 
 Wall time is the whole command (start, Ray connection and storage check, cells, report); cell times are
-``elapsed_s`` in ``study.json``. Prints a Markdown table, whether the four ``results.csv`` are byte-equal, and
-the wall time projected on N nodes from the local one-thread cell times plus the Ray run's fixed overhead
-(cells placed longest first on the least-loaded node). Run it alone on an idle machine:
+``elapsed_s`` in ``study.json``. Prints a Markdown table, whether each ``results.csv`` is byte-equal to the local
+one-thread one, and the wall time projected on N nodes from the local one-thread cell times plus the Ray run's fixed overhead
+(cells placed longest first on the least-loaded node). Run it alone on an idle machine (nothing else heavy at
+the same time, e.g. under a shared lock file with ``flock``):
 
-    flock /tmp/transferlab-heavy.lock .venv/bin/python benchmarks/executors.py
+    .venv/bin/python benchmarks/executors.py
 """
 
 from __future__ import annotations
