@@ -62,3 +62,16 @@ def finetune_overrides(model_dir: Path, **extra) -> list[str]:
                 "training.group_by_length": False,  # the scripted 40 steps, whatever the preset
                 "tracking.tensorboard": True, **extra}
     return [f"{k}={v}" for k, v in settings.items()]
+
+
+def one_retry(trials: list, killed) -> tuple:
+    """A search of two trials whose ``killed`` trial lost its worker: that trial failed, one retry that
+    Optuna's callback linked to it ran its settings to completion, the other trial completed. Returns
+    ``(failed, retry)``."""
+    assert sorted(t.state.name for t in trials) == ["COMPLETE", "COMPLETE", "FAIL"]
+    (failed,) = [t for t in trials if t.state.name == "FAIL"]
+    (retry,) = [t for t in trials if "failed_trial" in t.system_attrs]
+    assert failed.number == killed.number
+    assert retry.system_attrs["failed_trial"] == killed.number and retry.user_attrs["retry_of"] == killed.number
+    assert retry.state.name == "COMPLETE" and retry.params == killed.params
+    return failed, retry
