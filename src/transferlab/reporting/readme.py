@@ -131,14 +131,15 @@ def readme_study_blocks(study_dirs: Sequence[Path], figures: Path) -> list[tuple
     """The README's label-budget block: per data set one curve of every method (saved into ``figures``) and
     its table per K; then the studies' leaderboard across their tasks (or, over one task, the group tied with the
     best per K; see ``reporting.leaderboard``)."""
+    states = {study_dir: finished_study(study_dir) for study_dir in study_dirs}
     counts: dict[str, int] = {}
-    for study_dir in study_dirs:
-        counts.update({k: v for k, v in class_counts(study_dir, finished_study(study_dir)).items() if k not in counts})
+    for study_dir, state in states.items():
+        counts.update({k: v for k, v in class_counts(study_dir, state).items() if k not in counts})
     blocks: list[tuple] = []
     for dataset, methods in sorted(merged_curves(study_dirs).items()):
         blocks += curve_section(dataset, methods, figures, counts.get(dataset))
-    for study_dir in study_dirs:  # a model axis: each pair of models at each K, paired (reporting.model_pairs)
-        said = model_pair_claims(study_dir, finished_study(study_dir))
+    for study_dir, state in states.items():  # a model axis: each pair of models at each K, paired (model_pairs)
+        said = model_pair_claims(study_dir, state)
         if said:
             blocks += [("p", "Models compared on the same draws and test examples (two-way bootstrap interval over "
                              "seeds and examples; McNemar per seed, Holm-adjusted):"), ("list", said)]
