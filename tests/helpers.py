@@ -64,6 +64,17 @@ def finetune_overrides(model_dir: Path, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in settings.items()]
 
 
+def trials_of(storage, name: str) -> list:
+    """The trials of study ``name`` in ``storage`` (a URL or an Optuna storage); none while the command being
+    watched has not created the study yet (its database file can exist a moment before the study's record)."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    except KeyError:  # optuna: 'Record does not exist.'
+        return []
+
+
 def one_retry(trials: list, killed) -> tuple:
     """A search of two trials whose ``killed`` trial lost its worker: that trial failed, one retry that
     Optuna's callback linked to it ran its settings to completion, the other trial completed. Returns

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import one_retry
+from helpers import one_retry, trials_of
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PASSWORD = "pg-S3cret-word"
@@ -83,12 +83,6 @@ def test_a_wrong_database_name_on_a_running_server_is_one_line(database, tmp_pat
     (line,) = run.stderr.strip().splitlines()
     assert line.startswith("error: cannot open the study storage postgresql://postgres:***@/no_such_database")
     assert 'database "no_such_database" does not exist' in line and PASSWORD not in run.stderr
-
-
-def trials_of(database: str, name: str) -> list:
-    import optuna
-
-    return optuna.load_study(study_name=name, storage=database).get_trials(deepcopy=False)
 
 
 @pytest.mark.slow

@@ -14,17 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import one_retry
+from helpers import one_retry, trials_of
 from test_ray_executor import cluster  # noqa: F401 - the module's two-node cluster fixture
 
 if not os.environ.get("CI"):  # CI installs the ray extra (make test): there the test must run, never skip
     pytest.importorskip("ray", reason="pip install -e '.[test,ray]'")
-
-
-def trials_of(url: str, name: str) -> list:
-    import optuna
-
-    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
 
 
 @pytest.mark.slow
