@@ -152,6 +152,51 @@ def test_an_unknown_family_is_one_line(tmp_path, capsys):
     assert len(errors) == 1 and "bert checkpoint" in errors[0] and "Siglip2Model" in errors[0]
 
 
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_a_cast_copy_encodes_as_the_model_loaded_in_bf16_and_leaves_the_model_alone(folders, images, family):
+    """``model.encode_with=cast``: the embeddings equal the library's own model cast to bf16 (a bare
+    ``get_image_features`` loop, what the GPU benchmark compares against), stay close to autocast's, and the
+    model itself keeps its fp32 weights; the cached trunk of the cast copy gives the same tower."""
+    from transferlab.models.clip_hf import pooled, unpack_naflex
+    from transferlab.models.trunk_cache import head_embeddings, trunk_outputs
+    from transferlab.models.zero_shot import encode_pixel_batches
+
+    model = load(folders[family])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pixels = model.preprocess([open_rgb(p) for p in images[:4]])
+    cast = encode_pixel_batches(model, [pixels[:3], pixels[3:]], "bf16", cast=True)
+    autocast = encode_pixel_batches(model, [pixels], "bf16")
+    bare_model = load(folders[family]).model.to(torch.bfloat16)
+    with torch.inference_mode():
+        if family == "siglip2":
+            patches, mask, shapes = unpack_naflex(pixels)
+            bare = pooled(bare_model.get_image_features(pixel_values=patches.bfloat16(), pixel_attention_mask=mask,
+                                                        spatial_shapes=shapes))
+        else:
+            bare = pooled(bare_model.get_image_features(pixel_values=pixels.bfloat16()))
+    torch.testing.assert_close(cast, bare.float(), rtol=0, atol=0)
+    assert torch.nn.functional.cosine_similarity(cast, autocast).min() > 0.99
+    assert not torch.equal(cast, autocast)  # two ways, both close to fp32
+    assert all(v.dtype == before[k].dtype and torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    split = datasets.Dataset.from_dict({"image": images[:4], "label": [0, 1, 2, 3]})
+    hidden, _ = trunk_outputs(model, split, 1, batch_size=3, precision="bf16", progress=False, cast=True)
+    whole, _ = image_embeddings(model, split, batch_size=3, precision="bf16", progress=False, cast=True)
+    assert hidden.dtype == torch.float32 and torch.equal(whole, cast)
+    head = head_embeddings(model, hidden, 1, precision="fp32")  # the trained head runs on the cast trunk
+    assert torch.nn.functional.cosine_similarity(head, whole).min() > 0.99
+
+
+def test_encode_with_auto_casts_on_a_gpu_only_and_never_at_fp32():
+    from transferlab.experiments.clip.inputs import cast_weights
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert cast_weights("auto", "bf16", gpu) and not cast_weights("auto", "bf16", cpu)
+    assert cast_weights("cast", "bf16", cpu) and not cast_weights("autocast", "fp16", gpu)
+    assert not any(cast_weights(mode, "fp32", d) for mode in ("auto", "cast") for d in (cpu, gpu))
+    with pytest.raises(TransferlabError, match="model.encode_with"):
+        load_config(ClipConfig, "clip", "offline", ["model.encode_with=pure_bf16"])
+
+
 def cli_args(folder: Path, tree: Path, out: Path) -> list[str]:
     return ["--output-dir", str(out), f"model.name={folder}", f"data.path={tree}", "data.val_per_class=2",
             "model.batch_size=8", "model.precision=fp32"]

@@ -239,3 +239,38 @@ def test_feature_cache_serves_every_seeds_holdout_with_the_rows_computed_directl
         assert (embeddings[split][1] == direct_embeddings[split][1]).all()
         if source == "trunk":
             assert torch.allclose(hidden[split][0], direct_hidden[split][0], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_feature_cache_keeps_cast_and_autocast_encodings_apart(clip_folder, tree, tmp_path, monkeypatch):
+    """``model.encode_with=cast`` gives other numbers than autocast, so a cache written by one is not served to
+    the other (each encodes its own), and a second cast run reads the cast entry."""
+    from transferlab.config import load_config
+    from transferlab.experiments.clip import inputs as clip_inputs
+    from transferlab.experiments.clip import trunks
+    from transferlab.experiments.clip.config import ClipConfig
+    from transferlab.models import zero_shot
+
+    encoded = []
+    for module, name in ((trunks, "trunk_outputs"), (zero_shot, "image_embeddings")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, **k: encoded.append(k["cast"]) or _real(*a, **k))
+
+    def run(mode: str) -> dict:
+        cfg = load_config(ClipConfig, "clip", "offline", [
+            f"model.name={clip_folder}", f"data.path={tree}", "data.val_per_class=2", "model.batch_size=8",
+            "model.precision=bf16", f"model.encode_with={mode}", "lora.target_modules=[q_proj,v_proj]",
+            "lora.towers=both", "lora.layers=[-1]", "objective.train_views=[]",
+            f"model.feature_cache={tmp_path / 'cache'}"])
+        inputs = clip_inputs.prepare(cfg, "lora")
+        assert inputs.cast == (mode == "cast")
+        return trunks.image_inputs(inputs, cfg, ["validation", "test"], "trunk", 1, use_cache=True, progress=False)
+
+    autocast, _ = run("autocast")
+    assert encoded == [False, False]
+    cast, _ = run("cast")
+    assert encoded == [False, False, True, True]  # not served the autocast entries
+    again, _ = run("cast")
+    assert len(encoded) == 4 and all(torch.equal(cast[s][0], again[s][0]) for s in cast)
+    assert not torch.equal(cast["test"][0], autocast["test"][0])
+    assert torch.nn.functional.cosine_similarity(cast["test"][0], autocast["test"][0]).min() > 0.99

@@ -72,6 +72,15 @@ def test_bf16_image_embeddings_stay_close_to_fp32(standin_images):
     assert F.cosine_similarity(fp32, bf16).mean() > 0.99
 
 
+@pytest.mark.slow
+def test_a_bf16_cast_copy_of_the_stand_in_stays_close_to_fp32_and_leaves_it_fp32(standin_images):
+    model, _, split, _ = standin_images
+    fp32, _ = image_embeddings(model, split, batch_size=16, precision="fp32", progress=False)
+    cast, _ = image_embeddings(model, split, batch_size=16, precision="bf16", progress=False, cast=True)
+    assert F.cosine_similarity(fp32, cast).mean() > 0.99 and not torch.equal(fp32, cast)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
 def test_auto_precision_follows_the_model_measurement():
     assert DualEncoder.preferred_cpu_precision == "fp32"
     expected = "bf16" if cpu_has_bf16() else "fp32"

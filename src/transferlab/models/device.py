@@ -67,6 +67,9 @@ def resolve_precision(precision: str, device: torch.device | str, cpu_auto: str 
     return precision
 
 
+HALF_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def autocast(precision: str, device: torch.device | str):
     """The autocast context of a resolved precision (a no-op for fp32)."""
     device = torch.device(device)

@@ -74,6 +74,16 @@ class DualEncoder(nn.Module):
         """The Hub id or folder a saved adapter applies to (``None``: no loadable base model)."""
         return None
 
+    def cast_copy(self, dtype: torch.dtype) -> "DualEncoder":
+        """A copy with every weight in ``dtype``, for frozen encoding (open_clip's ``pure_bf16``: no weight
+        cast per batch, norms and the residual stream in ``dtype``, as a model loaded with ``dtype=``). The
+        processor, tokenizer and other plain attributes are shared, not copied; this model is unchanged."""
+        import copy
+
+        memo = {id(v): v for k, v in vars(self).items()  # not nn.Module's own _modules, _parameters, ...
+                if not k.startswith("_") and not isinstance(v, (nn.Module, torch.Tensor))}
+        return copy.deepcopy(self, memo).to(dtype)
+
     def description(self) -> str:
         """What this model is, in words (the report names it next to the reference lab's model)."""
         return type(self).__name__

@@ -99,15 +99,17 @@ class EmbeddingDataset(torch.utils.data.Dataset):
 
 
 def split_predictions(classifier: PromptClassifier, images: tuple[torch.Tensor, np.ndarray] | None = None,
-                      split=None, batch_size: int = 128, num_workers: int = 0, precision: str = "fp32") -> tuple:
+                      split=None, batch_size: int = 128, num_workers: int = 0, precision: str = "fp32",
+                      cast: bool = False) -> tuple:
     """``(y_true, y_pred, scores)`` with the current weights (class embeddings recomputed now) for cached
     ``images`` (embeddings, labels; trunk outputs when the classifier has an ``image_start``), or a
-    ``split`` whose images are encoded now."""
+    ``split`` whose images are encoded now (``cast``: as ``image_embeddings``')."""
     classifier.eval()
     with torch.inference_mode():
         class_embeds = classifier.class_embeddings().float()
         if images is None:
-            images = image_embeddings(classifier.encoder, split, batch_size, num_workers, precision, progress=False)
+            images = image_embeddings(classifier.encoder, split, batch_size, num_workers, precision, progress=False,
+                                      cast=cast)
         elif classifier.image_start is not None:
             images = (head_embeddings(classifier.encoder, images[0], classifier.image_start, batch_size,
                                       precision), images[1])

@@ -132,7 +132,8 @@ class StandInDualEncoder(DualEncoder):
     def image_trunk(self, pixel_values: torch.Tensor, start: int | None = None) -> torch.Tensor:
         """The stem and blocks ``[0, start)`` (None: all 16): the input of block ``start``."""
         tower = self.image_tower
-        x = tower._swish(tower._bn0(tower._conv_stem(pixel_values)))
+        x = pixel_values.to(tower._conv_stem.weight.dtype)  # as Hugging Face's patch embeddings: the weights' dtype
+        x = tower._swish(tower._bn0(tower._conv_stem(x)))
         return run_blocks(tower, x, 0, len(tower._blocks) if start is None else start)
 
     def image_head(self, hidden: torch.Tensor, start: int | None = None) -> torch.Tensor:

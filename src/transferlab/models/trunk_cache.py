@@ -92,13 +92,22 @@ class TrunkEncoder:
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model.image_trunk(pixel_values, self.start)
 
+    def cast_copy(self, dtype: torch.dtype) -> "TrunkEncoder":
+        """The same trunk of a copy of the model cast to ``dtype`` (``DualEncoder.cast_copy``)."""
+        import copy
+
+        clone = copy.copy(self)
+        clone.model = self.model.cast_copy(dtype)
+        return clone
+
 
 def trunk_outputs(model: DualEncoder, dataset, start: int, view: str | None = None, seed: int = 0,
                   batch_size: int = 128, num_workers: int = 0, precision: str = "fp32", desc: str = "trunk",
-                  progress: bool = True) -> tuple[torch.Tensor, np.ndarray]:
-    """(trunk outputs, labels) of a split: the input of block ``start`` for each image (or its ``view``)."""
+                  progress: bool = True, cast: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+    """(trunk outputs, labels) of a split: the input of block ``start`` for each image (or its ``view``);
+    ``cast``: as ``image_embeddings``'."""
     return image_embeddings(TrunkEncoder(model, start, view, seed), dataset, batch_size, num_workers, precision,
-                            desc=desc, progress=progress)
+                            desc=desc, progress=progress, cast=cast)
 
 
 @torch.inference_mode()

@@ -11,6 +11,7 @@ sigmoid per class, what ``torch.sigmoid(logits_per_image)`` gives); ``reported_s
 
 from __future__ import annotations
 
+import contextlib
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from transferlab.data.images import open_rgb
-from transferlab.models.device import autocast
+from transferlab.models.device import HALF_DTYPES, autocast
 from transferlab.models.dual_encoder import DualEncoder
 
 
@@ -71,9 +72,10 @@ def batches(dataset, batch_size: int, preprocess, num_workers: int = 0):
 
 @torch.inference_mode()
 def image_embeddings(model: DualEncoder, dataset, batch_size: int = 128, num_workers: int = 0,
-                     precision: str = "fp32", desc: str = "images",
-                     progress: bool = True) -> tuple[torch.Tensor, np.ndarray]:
-    """(embeddings, labels) of a split of paths/images, decoded in bulk per batch."""
+                     precision: str = "fp32", desc: str = "images", progress: bool = True,
+                     cast: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+    """(embeddings, labels) of a split of paths/images, decoded in bulk per batch (``cast``: with a copy of
+    the model cast to the half ``precision``, ``encode_pixel_batches``)."""
     labels = []
     loader = batches(dataset, batch_size, model.preprocess, num_workers)
 
@@ -82,18 +84,22 @@ def image_embeddings(model: DualEncoder, dataset, batch_size: int = 128, num_wor
             labels.extend(batch_labels)
             yield batch_pixels
 
-    return encode_pixel_batches(model, pixels(), precision), np.asarray(labels)
+    return encode_pixel_batches(model, pixels(), precision, cast), np.asarray(labels)
 
 
 @torch.inference_mode()
-def encode_pixel_batches(model: DualEncoder, pixel_batches: Iterable[torch.Tensor], precision: str) -> torch.Tensor:
-    """The image tower over preprocessed pixel batches: one autocast context for the whole loop, each batch
+def encode_pixel_batches(model: DualEncoder, pixel_batches: Iterable[torch.Tensor], precision: str,
+                         cast: bool = False) -> torch.Tensor:
+    """The image tower over preprocessed pixel batches: one autocast context for the whole loop (``cast``
+    and a half precision: none, a copy of the model cast to it instead, ``DualEncoder.cast_copy``), each batch
     copied without waiting, and the embeddings kept on the device until the end (a copy back per batch would
     make every batch wait). The benchmark ``benchmarks/gpu_models.py`` times this very function."""
     out = []
-    with autocast(precision, model.device):
+    cast = cast and precision in HALF_DTYPES
+    encoder = model.cast_copy(HALF_DTYPES[precision]) if cast else model
+    with contextlib.nullcontext() if cast else autocast(precision, model.device):
         for pixels in pixel_batches:
-            out.append(model.encode_images(pixels.to(model.device, non_blocking=True)).float())
+            out.append(encoder.encode_images(pixels.to(model.device, non_blocking=True)).float())
     return torch.cat(out).cpu() if out else torch.empty(0)
 
 

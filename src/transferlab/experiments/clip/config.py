@@ -33,6 +33,10 @@ class ModelConfig:
     batch_size: int = setting(128, "encoding batch size", at_least=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = setting("auto", "encoding precision; auto: bf16 where the "
                                                                          "device has it")
+    encode_with: Literal["auto", "autocast", "cast"] = setting(
+        "auto", "how frozen image encoding runs at bf16/fp16: autocast over the fp32 weights, or a copy of the "
+                "model cast to that dtype (open_clip's pure_bf16, what a model loaded in bf16 runs); auto: cast on "
+                "a GPU (measured faster there, BENCHMARKS.md), autocast on a CPU")
     feature_cache: str | None = setting(None, "folder caching image embeddings of the frozen base model across "
                                               "runs")
 

@@ -33,6 +33,7 @@ class Inputs:
     prompt_sets: list[list[str]]  # per template, one prompt per class
     device: torch.device
     precision: str  # resolved encoding precision (model.precision)
+    cast: bool = False  # frozen image encoding with a copy of the model cast to the precision (model.encode_with)
     images_encoded: dict[str, int] = field(default_factory=dict)  # images through a tower in this run, by entry
     notes: list[str] = field(default_factory=list)  # what the data checks found (into metrics.json's notes)
 
@@ -53,7 +54,12 @@ def prepare(config: ClipConfig, experiment: str, resume: str | None = None) -> I
     precision = resolve_precision(config.model.precision, device, cpu_auto=model.preferred_cpu_precision,
                                   key="model.precision")  # auto on a CPU: what was measured fastest for it
     return Inputs(data, model, prompts(config.model.templates, data.class_names, data.definitions), device, precision,
-                  notes=notes)
+                  cast_weights(config.model.encode_with, precision, device), notes=notes)
+
+
+def cast_weights(encode_with: str, precision: str, device: torch.device) -> bool:
+    """Whether frozen image encoding casts a copy of the model (``model.encode_with``; auto: on a GPU)."""
+    return precision != "fp32" and (encode_with == "cast" or (encode_with == "auto" and device.type != "cpu"))
 
 
 @contextlib.contextmanager
@@ -63,7 +69,7 @@ def open_clip_run(experiment: str, config: ClipConfig, inputs: Inputs, output_di
     draw's ``split_manifest.jsonl`` written into the run directory; ``resume_dir``: the run a ``--resume``
     reopens."""
     resolved = dict(to_dict(config), resolved={"device": str(inputs.device), "precision": inputs.precision,
-                                               **resolved})
+                                               "encode_with": encoding(inputs), **resolved})
     with open_run(experiment, seed=config.seed, output_dir=output_dir, run_name=config.run_name,
                   resolved=resolved, tracking=config.tracking, default_name=config.model.name,
                   resume_dir=resume_dir, cpu=inputs.device.type == "cpu") as ctx:
@@ -75,7 +81,18 @@ def open_clip_run(experiment: str, config: ClipConfig, inputs: Inputs, output_di
 def model_record(config: ClipConfig, inputs: Inputs, **extra) -> dict:
     """The ``model`` entry of ``metrics.json``: the model actually used, named in full."""
     return {"name": config.model.name, "description": inputs.model.description(), "device": str(inputs.device),
-            "precision": inputs.precision, **extra}
+            "precision": inputs.precision, "encode_with": encoding(inputs), **extra}
+
+
+def encoding(inputs: Inputs) -> str:
+    """How the frozen images were encoded, in ``model.encode_with``'s words (fp32: neither)."""
+    return "fp32" if inputs.precision == "fp32" else "cast" if inputs.cast else "autocast"
+
+
+def encoding_key(inputs: Inputs) -> dict:
+    """What a feature-cache key adds for the encoding: a cast copy's numbers differ from autocast's (nothing
+    for autocast and fp32, so their caches keep their keys)."""
+    return {"cast": True} if inputs.cast else {}
 
 
 def split_fingerprint(dataset) -> str:
@@ -131,12 +148,12 @@ def encode_splits(inputs: Inputs, config: ClipConfig, names: Sequence[str], use_
     m, model = config.model, inputs.model
     folder = Path(m.feature_cache).expanduser() if m.feature_cache and use_cache else None
     key = {"kind": "image-embeddings", "model": m.name, "weights": weights_fingerprint(model) if folder else None,
-           "image_size": m.image_size, "precision": inputs.precision}
+           "image_size": m.image_size, "precision": inputs.precision, **encoding_key(inputs)}
     out = {}
     for name in names:
         embeds = cached_split(folder, key, inputs.data, name, lambda split, label: image_embeddings(
             model, split, m.batch_size, config.data.num_workers, inputs.precision, desc=label,
-            progress=progress)[0].numpy(), inputs.images_encoded)
+            progress=progress, cast=inputs.cast)[0].numpy(), inputs.images_encoded)
         out[name] = (torch.from_numpy(embeds), np.asarray(getattr(inputs.data, name)["label"]))
     return out
 

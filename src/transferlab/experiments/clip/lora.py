@@ -171,7 +171,7 @@ def score(classifier: PromptClassifier, split: str, cached: dict | None, inputs:
           config: ClipConfig) -> tuple:
     """``(y_true, y_pred, scores)`` of a split with the current weights."""
     return split_predictions(classifier, cached[split] if cached else None, getattr(inputs.data, split),
-                             config.model.batch_size, config.data.num_workers, inputs.precision)
+                             config.model.batch_size, config.data.num_workers, inputs.precision, inputs.cast)
 
 
 def checkpoint_info(config: ClipConfig, inputs: Inputs) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from transferlab.experiments.clip.config import ClipConfig
-from transferlab.experiments.clip.inputs import Inputs, cached_split, encode_splits
+from transferlab.experiments.clip.inputs import Inputs, cached_split, encode_splits, encoding_key
 from transferlab.models.trunk_cache import RANDOM_VIEWS, head_embeddings, trunk_outputs
 
 
@@ -57,10 +57,11 @@ def split_trunk(inputs: Inputs, config: ClipConfig, name: str, start: int, view:
     base = config.seed if config.objective.view_seed is None else config.objective.view_seed
     seed = base + (1 + index if view else 0)
     key = {"kind": "image-trunk", "model": m.name, "weights": weights, "image_size": m.image_size, "start": start,
-           "view": view, "seed": seed if view in RANDOM_VIEWS else None, "precision": inputs.precision}
+           "view": view, "seed": seed if view in RANDOM_VIEWS else None, "precision": inputs.precision,
+           **encoding_key(inputs)}
     if getattr(model, "family", "clip") != "clip":  # SigLIP's cached "trunk" was its pixels until it was split
         key["trunk_split"] = 2
     hidden = cached_split(folder, key, inputs.data, name, lambda split, label: trunk_outputs(
         model, split, start, view, seed, m.batch_size, config.data.num_workers, inputs.precision,
-        desc=f"{label} {view or ''}".strip(), progress=progress)[0].numpy(), inputs.images_encoded)
+        desc=f"{label} {view or ''}".strip(), progress=progress, cast=inputs.cast)[0].numpy(), inputs.images_encoded)
     return torch.from_numpy(hidden), np.asarray(getattr(inputs.data, name)["label"])
