@@ -20,6 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def cast_tensor(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A floating tensor in ``dtype`` (a parameter stays a frozen parameter); any other tensor itself."""
+    if not tensor.is_floating_point():
+        return tensor
+    out = tensor.detach().to(dtype)
+    return nn.Parameter(out, requires_grad=False) if isinstance(tensor, nn.Parameter) else out
+
+
 class DualEncoder(nn.Module):
     towers: dict[str, str] = {}  # "vision"/"text" -> module-name prefix
     preferred_cpu_precision = "fp32"  # what precision=auto means on a CPU with bf16: the measured faster one
@@ -82,7 +90,9 @@ class DualEncoder(nn.Module):
 
         memo = {id(v): v for k, v in vars(self).items()  # not nn.Module's own _modules, _parameters, ...
                 if not k.startswith("_") and not isinstance(v, (nn.Module, torch.Tensor))}
-        return copy.deepcopy(self, memo).to(dtype)
+        for tensor in (*self.parameters(), *self.buffers()):  # cast straight from the originals: no fp32 copy
+            memo[id(tensor)] = cast_tensor(tensor, dtype)
+        return copy.deepcopy(self, memo)
 
     def description(self) -> str:
         """What this model is, in words (the report names it next to the reference lab's model)."""
