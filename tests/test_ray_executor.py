@@ -126,7 +126,7 @@ def test_a_study_on_two_ray_nodes_gives_the_local_results_with_the_features_enco
     local_s = time.perf_counter() - began
     began = time.perf_counter()
     code, out, err = cli(capsys, *study_args(cluster.base / "on-ray", encoder, "--executor", "ray",
-                                             "--ray-address", cluster.address))
+                                             "--ray-address", cluster.address, "--memory", "0.25"))
     assert code == 0, err[-3000:]
     print(f"local {local_s:.1f}s, ray {time.perf_counter() - began:.1f}s", file=sys.stderr)
 
@@ -139,6 +139,7 @@ def test_a_study_on_two_ray_nodes_gives_the_local_results_with_the_features_enco
     assert [c["status"] for c in state["cells"]] == ["completed"] * 4
     assert len({c["node"]["id"] for c in state["cells"]}) == 2  # cells ran on both nodes
     assert all(len(c["attempts"]) == 1 and c["attempts"][0]["id"] == c["node"]["id"] for c in state["cells"])
+    assert all(c["resources"] == {"num_cpus": 1, "num_gpus": 0, "memory": 2 ** 28} for c in state["cells"])
     encoded = [read_json(study / c["run_dir"] / "metrics.json")["timings"]["encoded_train_texts"]
                for c in state["cells"]]
     assert sorted(encoded) == [0, 0, 0, 200]  # the pool encoded by one cell, read by the others from the study
@@ -233,10 +234,28 @@ def test_a_node_that_cannot_see_the_output_folder_stops_the_study_before_any_cel
     assert not (out / "study" / "rt" / "features").exists() and not list((out / "study" / "rt").glob(".storage*"))
 
 
+@pytest.mark.slow
+def test_more_memory_a_cell_than_any_node_has_stops_the_study_before_any_cell(cluster, tiny_text_models, capsys):
+    """Ray would wait for such a node forever: the study says so in one line instead, and runs nothing."""
+    out = cluster.base / "too-big"
+    code, _, err = cli(capsys, *study_args(out, tiny_text_models["bert"], "--executor", "ray", "--ray-address",
+                                           cluster.address, "--memory", "100000"))
+    line = one_line_error(code, err)
+    assert "no node of the Ray cluster has the 100000 GiB of memory a cell asks for (--memory 100000)" in line
+    state = read_json(out / "study" / "rt" / "study.json")
+    assert state["status"] == "failed" and {c["status"] for c in state["cells"]} == {"pending"}
+    assert not (out / "study" / "rt" / "features").exists()
+
+
 def test_ray_settings_without_a_study_executor_or_a_reachable_cluster_are_one_line(capsys, tmp_path, tiny_distilbert):
     code, _, err = cli(capsys, "features", "--shots", "2", "--ray-address", "127.0.0.1:1", "--output-dir", tmp_path)
     assert "--ray-address goes with --executor ray" in one_line_error(code, err)
     assert not (tmp_path / "study").exists()
+    code, _, err = cli(capsys, "features", "--shots", "2", "--memory", "2", "--output-dir", tmp_path)
+    assert "--memory reserves memory for Ray tasks: add --executor ray, or leave it out" in one_line_error(code, err)
+    code, _, err = cli(capsys, "tune", "features", "--memory", "2", "--output-dir", tmp_path)
+    assert "--memory reserves memory for Ray tasks" in one_line_error(code, err)
+    assert not (tmp_path / "study").exists() and not (tmp_path / "tune").exists()
     nobody = f"127.0.0.1:{free_port()}"
     code, _, err = cli(capsys, "features", "--shots", "2", "--executor", "ray", "--ray-address", nobody,
                        "--output-dir", tmp_path, f"encoder.model={tiny_distilbert}", "run_name=s")

@@ -80,6 +80,23 @@ def add_shots_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
     add_executor_arguments(parser)
 
 
+def parse_memory(text: str) -> float:
+    try:
+        gib = float(text)
+    except ValueError:
+        gib = float("nan")
+    if not gib > 0 or gib == float("inf"):
+        raise argparse.ArgumentTypeError(f"--memory takes GiB as a positive number (e.g. 4 or 0.5); got {text!r}")
+    return gib
+
+
+def add_memory_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--memory", type=parse_memory, default=None, metavar="GIB",
+                        help=f"with --executor ray: the memory each {what}'s Ray task reserves, so Ray places no more "
+                             f"of them on a node than its memory holds (default: none reserved; the offline presets' "
+                             f"processes peaked at 2 to 4 GiB here, BENCHMARKS.md)")
+
+
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     """Where a study's cells run (``transferlab.studies.executor``; docs/cluster.md)."""
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
@@ -89,6 +106,7 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", default=None, metavar="HOST:PORT",
                         help="with --executor ray: the cluster's address (default: RAY_ADDRESS, else a Ray instance "
                              "on this machine); the output folder must be on storage every node mounts")
+    add_memory_argument(parser, "cell")
     parser.add_argument("--cell-output", action="store_true",
                         help="show each cell's own output (its notes, the Trainer's log lines) on the console; by "
                              "default it goes to <study>/cells/<cell>.log and the console shows the progress")

@@ -27,22 +27,25 @@ def shots_by_experiment(entries: list[tuple[str | None, list]], sections: dict[s
 
 def is_study(args) -> bool:
     """Whether the command is a study (``--shots``, ``--models`` or ``--suite``); the study-only options
-    (``--executor ray``, ``--ray-address``, ``--cell-output``) on anything else are one line, not ignored."""
+    (``--executor ray``, ``--ray-address``, ``--memory``, ``--cell-output``) on anything else are one line, not
+    ignored."""
     if args.shots or args.models or getattr(args, "suite", None):
         return True
     if getattr(args, "executor", "local") != "local" or getattr(args, "ray_address", None) or \
-            getattr(args, "cell_output", False):
-        raise TransferlabError("--executor, --ray-address and --cell-output place a study's cells: add --shots, "
-                               "--models or --suite, or leave them out for a single run")
+            getattr(args, "cell_output", False) or getattr(args, "memory", None) is not None:
+        raise TransferlabError("--executor, --ray-address, --memory and --cell-output place a study's cells: add "
+                               "--shots, --models or --suite, or leave them out for a single run")
     return False
 
 
 def executor_choice(args):
-    """Where the study's cells run, from ``--executor``, ``--ray-address``, ``--threads`` and ``--cell-output``."""
+    """Where the study's cells run, from ``--executor``, ``--ray-address``, ``--threads``, ``--memory`` and
+    ``--cell-output``."""
     from transferlab.studies.executor import Executor
 
     return Executor(kind=getattr(args, "executor", "local"), address=getattr(args, "ray_address", None),
-                    threads=getattr(args, "threads", None), show_output=getattr(args, "cell_output", False))
+                    threads=getattr(args, "threads", None), show_output=getattr(args, "cell_output", False),
+                    memory_gib=getattr(args, "memory", None))
 
 
 def run_study(arms: dict, shots: dict[str, list], seeds: list[int], output_dir, name: str, nested: bool,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from transferlab.cli.options import add_threads_argument
+from transferlab.cli.options import add_memory_argument, add_threads_argument
 from transferlab.errors import TransferlabError
 from transferlab.experiments.registry import EXPERIMENTS
 from transferlab.reporting.tune_report import write_tune_report
@@ -45,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
                    help="with --executor ray: the cluster's address (default: RAY_ADDRESS, else a Ray instance on "
                         "this machine)")
+    add_memory_argument(p, "search worker")
     p.add_argument("--heartbeat", type=int, default=10, metavar="S",
                    help="on a database storage, each running trial's heartbeat interval; a trial silent for 3 beats "
                         "(its worker died) is failed and its settings are queued again (default: 10)")
@@ -72,6 +73,8 @@ def main(args: argparse.Namespace) -> Path | None:
 
     if args.ray_address and args.executor != "ray":
         raise TransferlabError("--ray-address goes with --executor ray: add it, or leave the address out")
+    if args.memory is not None and args.executor != "ray":
+        raise TransferlabError("--memory reserves memory for Ray tasks: add --executor ray, or leave it out")
     if args.compare:
         load_run(args.compare)  # a finished run, or a one-line error before any trial
     outcome = run_tune(args)

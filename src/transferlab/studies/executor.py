@@ -50,6 +50,7 @@ FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"
 @dataclass(frozen=True)
 class Executor:
     """How a study runs its cells. ``threads``: each cell's CPU threads (and its Ray task's ``num_cpus``);
+    ``memory_gib``: the memory each cell's Ray task reserves (``None``: none, Ray schedules by CPUs and GPUs);
     ``max_retries``: Ray's new attempts of a cell whose worker or node died."""
 
     kind: str = LOCAL
@@ -57,12 +58,15 @@ class Executor:
     threads: int | None = None
     max_retries: int = 3
     show_output: bool = False
+    memory_gib: float | None = None
 
     def __post_init__(self):
         if self.kind not in EXECUTORS:
             raise TransferlabError(f"executor {self.kind!r} is unknown: use {' or '.join(EXECUTORS)}")
         if self.address and self.kind != RAY:
             raise TransferlabError("--ray-address goes with --executor ray: add it, or leave the address out")
+        if self.memory_gib is not None and self.kind != RAY:
+            raise TransferlabError("--memory reserves memory for Ray tasks: add --executor ray, or leave it out")
         if self.max_retries < 0 or (self.threads is not None and self.threads < 1):
             raise TransferlabError("a cell needs at least 1 thread and 0 or more retries")
 
@@ -70,7 +74,7 @@ class Executor:
 class Recorder(Protocol):
     """The driver's side (``studies.shots``): the one writer of ``study.json``."""
 
-    def submitted(self, cell: dict) -> None: ...
+    def submitted(self, cell: dict, resources: dict | None = None) -> None: ...
     def started(self, cell: dict, where: str | None) -> None: ...
     def done(self, cell: dict, outcome: dict) -> None: ...
     def abandoned(self, cell: dict, error: str, elapsed_s: float | None = None) -> None: ...
@@ -369,14 +373,33 @@ def order(jobs: list[tuple[dict, object]]) -> tuple[list, dict[str, list]]:
     return ready, held
 
 
-def able_nodes(ray, cpus: int, what: str) -> list[dict]:
-    """The live nodes of the cluster with the ``cpus`` CPUs that ``what`` (a cell, a search worker) asks for;
-    none is a one-line error."""
+def able_nodes(ray, cpus: int, what: str, memory_gib: float | None = None) -> list[dict]:
+    """The live nodes of the cluster with the ``cpus`` CPUs (and ``memory_gib`` of Ray's memory resource) that
+    ``what`` (a cell, a search worker) asks for; none is a one-line error (Ray would wait for one forever)."""
     nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) >= cpus]
     if not nodes:
         raise TransferlabError(f"no node of the Ray cluster has the {cpus} CPU(s) {what} asks for (--threads "
                                f"{cpus}): start nodes with more --num-cpus, or give fewer --threads")
+    if memory_gib is not None:
+        nodes = [n for n in nodes if n["Resources"].get("memory", 0) >= memory_bytes(memory_gib)]
+        if not nodes:
+            raise TransferlabError(f"no node of the Ray cluster has the {memory_gib:g} GiB of memory {what} asks "
+                                   f"for (--memory {memory_gib:g}): give less, or start nodes with more "
+                                   f"(ray start --memory BYTES)")
     return nodes
+
+
+def memory_bytes(gib: float) -> int:
+    return int(gib * 2 ** 30)
+
+
+def slots_on(node: dict, cpus: int, memory_gib: float | None) -> int:
+    """How many tasks of ``cpus`` CPUs (and ``memory_gib``) fit on ``node`` at once."""
+    resources = node["Resources"]
+    slots = int(resources["CPU"] // cpus)
+    if memory_gib:
+        slots = min(slots, int(resources.get("memory", 0) // memory_bytes(memory_gib)))
+    return slots
 
 
 class RayConnection:
@@ -386,19 +409,28 @@ class RayConnection:
 
     ray = None
     cpus = 1
+    memory_gib: float | None = None
     owned = False
     gpus = 0.0
 
     def open(self, address: str | None, show_output: bool, what: str, folder: Path) -> list[dict]:
         self.owned = connect(self.ray, address, show_output)
         try:
-            nodes = able_nodes(self.ray, self.cpus, what)
+            nodes = able_nodes(self.ray, self.cpus, what, self.memory_gib)
             check_shared_storage(self.ray, folder, nodes)
         except BaseException:
             self.__exit__()
             raise
         self.gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
         return nodes
+
+    def resources(self, config) -> dict:
+        """The Ray options of one task (a cell, a search worker) running ``config``: its CPUs, a GPU when its
+        device asks for one, and ``memory_gib`` when given."""
+        options = {"num_cpus": self.cpus, "num_gpus": gpus_for(config, self.gpus)}
+        if self.memory_gib:
+            options["memory"] = memory_bytes(self.memory_gib)
+        return options
 
     def __exit__(self, *exc) -> None:
         if self.owned:
@@ -411,7 +443,7 @@ class RayCells(RayConnection):
 
     def __init__(self, executor: Executor, study_dir: Path):
         self.executor, self.study_dir = executor, Path(study_dir).absolute()
-        self.cpus = executor.threads or 1
+        self.cpus, self.memory_gib = executor.threads or 1, executor.memory_gib
         self.ray = import_ray()
         self.slots = 1
         self.pending: dict = {}  # ObjectRef -> (cell, submission, cache group)
@@ -419,7 +451,7 @@ class RayCells(RayConnection):
 
     def __enter__(self) -> "RayCells":
         nodes = self.open(self.executor.address, self.executor.show_output, "a cell", self.study_dir)
-        self.slots = sum(int(n["Resources"]["CPU"] // self.cpus) for n in nodes)
+        self.slots = sum(slots_on(n, self.cpus, self.memory_gib) for n in nodes)
         return self
 
     def run(self, jobs: list[tuple[dict, object]], recorder: Recorder) -> None:
@@ -442,9 +474,10 @@ class RayCells(RayConnection):
 
     def submit(self, task, cell: dict, config, recorder: Recorder) -> None:
         submission = secrets.token_hex(8)
-        options = {"num_cpus": self.cpus, "num_gpus": gpus_for(config, self.gpus), "retry_exceptions": False,
-                   "max_retries": self.executor.max_retries, "name": f"transferlab cell {cell['run_dir']}"}
-        recorder.submitted(cell)
+        resources = self.resources(config)
+        options = {**resources, "retry_exceptions": False, "max_retries": self.executor.max_retries,
+                   "name": f"transferlab cell {cell['run_dir']}"}
+        recorder.submitted(cell, resources)
         ref = task.options(**options).remote(str(self.study_dir), dict(cell), config, self.cpus, submission,
                                              forwarded_env(), os.getcwd(), self.executor.show_output)
         self.pending[ref] = (cell, submission, cache_group(cell, config))

@@ -187,9 +187,12 @@ class CellRecorder:
     def __init__(self, book: Ledger, state: dict, progress: StudyProgress):
         self.book, self.state, self.progress = book, state, progress
 
-    def submitted(self, cell: dict) -> None:
+    def submitted(self, cell: dict, resources: dict | None = None) -> None:
+        """A cell handed to the executor; ``resources``: what its Ray task reserves (recorded as asked)."""
         self.book.contained(cell["run_dir"])
         cell.update(status=RUNNING, error=None)
+        if resources:
+            cell["resources"] = resources
         self.book.write(self.state)
 
     def started(self, cell: dict, where: str | None) -> None:

@@ -230,7 +230,7 @@ def task_options(plan: Plan, args: argparse.Namespace) -> dict:
         config = str(Path(config).absolute())
     options.update(storage=None, output_dir=str(Path(plan.output_dir).absolute()), config=config, jobs=1,
                    search=str(Path(plan.space.source).absolute()), executor="local", ray_address=None,
-                   compare=None, no_final=True)
+                   memory=None, compare=None, no_final=True)
     return options
 
 
@@ -260,7 +260,7 @@ class RayTrials(RayConnection):
         from transferlab.studies.executor import import_ray
 
         self.plan, self.args, self.command = plan, args, command
-        self.cpus = args.threads or 1
+        self.cpus, self.memory_gib = args.threads or 1, getattr(args, "memory", None)
         self.ray = import_ray()
 
     def __enter__(self) -> "RayTrials":
@@ -269,13 +269,13 @@ class RayTrials(RayConnection):
         return self
 
     def submit(self, worker: int, share: int, drain: bool = False):
-        from transferlab.studies.executor import forwarded_env, gpus_for
+        from transferlab.studies.executor import forwarded_env
 
         config = self.plan.config({}, trial=True, run_name=None)
         env = dict(forwarded_env(), **{tune_storage.ENV: self.plan.storage_url})
         launch = f"{self.command}-{'drain' if drain else worker}"
-        options = {"num_cpus": self.cpus, "num_gpus": gpus_for(config, self.gpus), "retry_exceptions": False,
-                   "max_retries": MAX_RESTARTS, "name": f"transferlab tune {self.plan.name} {launch}"}
+        options = {**self.resources(config), "retry_exceptions": False, "max_retries": MAX_RESTARTS,
+                   "name": f"transferlab tune {self.plan.name} {launch}"}
         return self.ray.remote(ray_trials).options(**options).remote(
             task_options(self.plan, self.args), worker, share, launch, self.cpus, env, os.getcwd(), drain)
 
