@@ -263,6 +263,22 @@ def test_ray_settings_without_a_study_executor_or_a_reachable_cluster_are_one_li
     assert not (tmp_path / "study" / "s" / "features").exists()
 
 
+def test_a_failed_ray_task_is_named_by_its_own_error_not_by_the_task():
+    """``ray.get`` raises a RayTaskError whose first line names the task and its process; the line a user sees
+    is the task's own error, and Ray's own for a lost worker."""
+    import ray
+
+    from transferlab.errors import TransferlabError
+    from transferlab.studies.executor import ray_error
+
+    cause = TransferlabError("cannot open the study storage x: check the URL")
+    task_error = ray.exceptions.RayTaskError("ray_trials", "Traceback (most recent call last): ...", cause)
+    assert "cannot open" not in str(task_error).splitlines()[0]
+    assert ray_error(task_error) == ray_error(task_error.as_instanceof_cause()) == \
+        "TransferlabError: cannot open the study storage x: check the URL"
+    assert ray_error(ray.exceptions.WorkerCrashedError()).startswith("WorkerCrashedError: The worker died")
+
+
 def test_a_cell_asks_for_a_gpu_when_its_device_does():
     from transferlab.config import load_config
     from transferlab.experiments.features import FeaturesConfig

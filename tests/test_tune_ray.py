@@ -1,8 +1,9 @@
 """``transferlab tune --executor ray`` on the real two-node Ray cluster of ``test_ray_executor`` (started by this
-module, one CPU a node, token authentication off), against one SQLite study file: two workers as Ray tasks, one
-of them killed with SIGKILL in the middle of its trial. Ray runs its task again (with nothing left to run), the
-trial's heartbeat stops, the command fails it after the grace period, Optuna's retry callback queues its
-settings, a last Ray task runs the retry, and the report counts every trial."""
+module, one CPU a node, token authentication off), against the real PostgreSQL server of ``test_postgres``
+(started by this module too): two workers as Ray tasks, one of them killed with SIGKILL in the middle of its
+trial. Ray runs its task again (with nothing left to run), the trial's heartbeat stops, the command fails it
+after the grace period, Optuna's retry callback queues its settings, a last Ray task runs the retry, and the
+report counts every trial. The database's password appears in no output and no file of the search."""
 
 from __future__ import annotations
 
@@ -15,17 +16,31 @@ from pathlib import Path
 
 import pytest
 from helpers import one_retry, trials_of
+from test_postgres import PASSWORD, database, files_holding  # noqa: F401 - the module's PostgreSQL server fixture
 from test_ray_executor import cluster  # noqa: F401 - the module's two-node cluster fixture
 
 if not os.environ.get("CI"):  # CI installs the ray extra (make test): there the test must run, never skip
     pytest.importorskip("ray", reason="pip install -e '.[test,ray]'")
 
 
+def reachable_from_a_user_namespace(url: str) -> None:
+    """The second node runs in its own user namespace (``test_ray_executor.cluster``), where the server's socket
+    folder (its data folder, mode 0700, of the server's own system user) cannot be entered: let others through
+    it (0711, not list it). PostgreSQL checks that folder's mode when it starts only; on a real cluster the
+    workers reach the server over TCP instead."""
+    from urllib.parse import parse_qs, urlsplit
+
+    (socket_folder,) = parse_qs(urlsplit(url).query)["host"]
+    os.chmod(socket_folder, 0o711)
+
+
 @pytest.mark.slow
-def test_a_search_on_two_ray_nodes_retries_the_trial_of_a_killed_worker(cluster, tiny_distilbert):  # noqa: F811
+def test_a_search_on_two_ray_nodes_retries_the_trial_of_a_killed_worker(cluster, database,  # noqa: F811
+                                                                         tiny_distilbert):
     out = cluster.base / "tune"
     out.mkdir()
-    url = f"sqlite:///{out / 'studies.db'}"
+    url = database
+    reachable_from_a_user_namespace(url)
     (out / "space.yaml").write_text("params:\n  classifier.C: {low: 0.1, high: 10.0, log: true}\n"
                                     "fixed:\n  classifier.C_grid: null\n")
     proc = subprocess.Popen(
@@ -36,8 +51,8 @@ def test_a_search_on_two_ray_nodes_retries_the_trial_of_a_killed_worker(cluster,
          "tracking.tensorboard=false", f"cache_dir={out / 'cache'}"],
         env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not (out / "studies.db").is_file() or not (running := [
-            t for t in trials_of(url, "onray") if "run_dir" in t.user_attrs and t.state.name == "RUNNING"]):
+    while not (running := [t for t in trials_of(url, "onray") if "run_dir" in t.user_attrs
+                           and t.state.name == "RUNNING"]):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"no running trial: {proc.communicate()[1][-3000:]}")
@@ -62,3 +77,4 @@ def test_a_search_on_two_ray_nodes_retries_the_trial_of_a_killed_worker(cluster,
     assert f"3 trials (2 completed, 0 pruned, 1 failed); 1 retried (trial {retry.number} repeats trial " \
            f"{killed.number}" in report
     assert not list((out / "tune" / "onray").glob(".storage-check-*"))
+    assert PASSWORD not in stdout + stderr and files_holding(out, PASSWORD) == []

@@ -281,6 +281,14 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
 
 
+def ray_error(exc: BaseException) -> str:
+    """``Class: first line`` of what went wrong in a Ray task: the task's own exception (``RayTaskError.cause``,
+    whose own first line only names the task), else Ray's (a lost worker or node)."""
+    cause = getattr(exc, "cause", None)
+    exc = cause if isinstance(cause, BaseException) else exc
+    return f"{exc.__class__.__name__}: {first_line(exc)}"
+
+
 def import_ray():
     try:
         import ray
@@ -496,7 +504,7 @@ class RayCells(RayConnection):
         try:
             outcome = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
-            outcome = {"status": FAILED, "error": f"{exc.__class__.__name__}: {first_line(exc)}", "node": None}
+            outcome = {"status": FAILED, "error": ray_error(exc), "node": None}
         outcome["attempts"] = attempts_of(self.study_dir, cell["run_dir"], submission)
         return outcome
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from transferlab.errors import TransferlabError
 from transferlab.studies import tune_storage
-from transferlab.studies.executor import RayConnection
+from transferlab.studies.executor import RayConnection, ray_error
 from transferlab.studies.progress import SearchProgress
 from transferlab.studies.tune import (GRACE_BEATS, Outcome, Plan, fail_stale_trials, finish, heartbeats, open_study,
                                       plan_study, queued, reap_dead_trials, shares, work)
@@ -297,8 +297,7 @@ class RayTrials(RayConnection):
                     try:
                         self.ray.get(ref)
                     except self.ray.exceptions.RayError as exc:
-                        failed.append(f"worker {worker}: {exc.__class__.__name__}: "
-                                      f"{(str(exc).strip().splitlines() or [''])[0]}")
+                        failed.append(f"worker {worker}: {ray_error(exc)}")
         except BaseException:
             for ref in refs:
                 with contextlib.suppress(Exception):
