@@ -83,6 +83,32 @@ def test_a_sigkilled_lora_run_resumes_to_the_uninterrupted_result(clip_folder, t
     assert expected["details"]["best_step"] > killed_at  # the best state was trained after it
 
 
+@pytest.mark.slow
+def test_a_resumed_run_keeps_counting_early_stoppings_patience(clip_folder, tree, tmp_path, capsys):
+    """No evaluation counts as better (threshold 1.0), so with patience 3 the run stops at its fourth evaluation
+    (step 20). Killed after its second checkpoint (patience count 1), the resumed run stops at step 20 as well:
+    a count started again would stop it at step 25 or later."""
+    args = lora_args(clip_folder, tree) + ["training.early_stopping_patience=3",
+                                           "training.early_stopping_threshold=1.0"]
+    assert main(["lora", "--output-dir", str(tmp_path / "reference"), *args]) == 0
+    reference = read_json(Path(capsys.readouterr().out.strip().splitlines()[-1]) / "metrics.json")
+    assert reference["details"]["early_stopping"]["stopped_at_step"] == 4 * EVERY
+
+    out = tmp_path / "killed"
+    proc = start("lora", "--output-dir", out, *args)
+    second = wait_for(proc, out / "lora" / "*" / "checkpoints" / f"checkpoint-{2 * EVERY}" / ckpt.CHECKPOINT_INFO)
+    proc.kill()
+    proc.communicate(timeout=60)
+    run = second.parents[2]
+    killed_at = ckpt.checkpoint_step(ckpt.latest_checkpoint(run))
+    assert 2 * EVERY <= killed_at < 4 * EVERY, "the run got too far before the kill"
+    assert main(["lora", "--output-dir", str(out), *args, "--resume", str(run)]) == 0
+    resumed = read_json(run / "metrics.json")
+    assert resumed["details"]["resumed_from"] == f"checkpoint-{killed_at}"
+    assert resumed["details"]["early_stopping"] == reference["details"]["early_stopping"]
+    assert resumed["details"]["global_step"] == reference["details"]["global_step"] == 4 * EVERY
+
+
 def write_checkpoint(folder: Path, info: dict) -> Path:
     checkpoint = folder / ckpt.CHECKPOINTS / "checkpoint-3"
     checkpoint.mkdir(parents=True)

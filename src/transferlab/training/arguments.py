@@ -64,4 +64,5 @@ def training_arguments(cfg: TrainingConfig, output_dir: str | Path, *, seed: int
         remove_unused_columns=remove_unused_columns,
         disable_tqdm=not progress,
         label_names=list(label_names),  # peft-wrapped models hide the forward signature the Trainer inspects
+        restore_callback_states_from_checkpoint=True,  # a resume continues early stopping's patience count
     )
