@@ -77,6 +77,11 @@ class Plan:
     storage_url: str = ""  # the storage itself (an RDB URL with its password): opened, never printed
     heartbeat: int = HEARTBEAT_S  # seconds between a trial's heartbeats on an RDB storage
 
+    @property
+    def heartbeats(self) -> bool:
+        """Whether running trials beat (an RDB storage: ``storage_of`` turns its heartbeat on; a journal has none)."""
+        return tune_storage.is_url(self.storage_url or self.storage)
+
     def config(self, values: dict, *, trial: bool, run_name: str | None, caches: bool = True):
         """The experiment's config with ``values`` applied: a trial's (validation only) or the final one."""
         extra = merge(nest(self.space.fixed), nest(self.space.trials) if trial else {})
@@ -211,21 +216,14 @@ class RetryStale:
             self.retry(study, trial)
 
 
-def heartbeats(study) -> bool:
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    return is_heartbeat_enabled(study._storage)
-
-
 def fail_stale_trials(study) -> None:
     """Optuna's own check (what a worker does before each trial): running trials whose heartbeat stopped are
-    failed and their retries queued."""
+    failed and their retries queued (nothing on a storage without heartbeats)."""
     import optuna
 
-    if heartbeats(study):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # experimental in Optuna
+        optuna.storages.fail_stale_trials(study)
 
 
 def reap_dead_trials(study, plan: Plan) -> int:

@@ -38,7 +38,7 @@ from transferlab.errors import TransferlabError
 from transferlab.studies import tune_storage
 from transferlab.studies.executor import RayConnection, ray_error
 from transferlab.studies.progress import SearchProgress
-from transferlab.studies.tune import (GRACE_BEATS, Outcome, Plan, fail_stale_trials, finish, heartbeats, open_study,
+from transferlab.studies.tune import (GRACE_BEATS, Outcome, Plan, fail_stale_trials, finish, open_study,
                                       plan_study, queued, reap_dead_trials, shares, work)
 
 MAX_RESTARTS = 3  # a local worker killed by a signal is started again at most this often; Ray's retries alike
@@ -73,8 +73,8 @@ class TrialWatch:
     ``command``) once when it starts and once when it ends; a retry of a trial whose heartbeat stopped adds one
     to the total; the best completed value of the study."""
 
-    def __init__(self, progress: SearchProgress, command: str, study):
-        self.progress, self.command, self.heartbeat = progress, command, heartbeats(study)
+    def __init__(self, progress: SearchProgress, command: str, study, heartbeat: bool):
+        self.progress, self.command, self.heartbeat = progress, command, heartbeat
         self.started: set[int] = set()
         self.ended: set[int] = set()
         self.retries = {t.number for t in study.get_trials(deepcopy=False) if "failed_trial" in t.system_attrs}
@@ -116,7 +116,7 @@ def run_trials(plan: Plan, args: argparse.Namespace, study) -> None:
     times = [t.duration.total_seconds() for t in study.get_trials(deepcopy=False)
              if t.duration and t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     progress = SearchProgress(args.trials + queued(study), times, slots=slots)
-    watch = TrialWatch(progress, command, study)
+    watch = TrialWatch(progress, command, study, plan.heartbeats)
     with progress, progress.above():
         watch(study)
         if getattr(args, "executor", "local") == "ray":
@@ -150,8 +150,8 @@ def settle(plan: Plan, study, command: str, watch) -> None:
     if not orphans(study, command):
         return
     grace = GRACE_BEATS * plan.heartbeat
-    deadline = time.monotonic() + (grace + 2 * plan.heartbeat + 5 if heartbeats(study) else 0)
-    if heartbeats(study):
+    deadline = time.monotonic() + (grace + 2 * plan.heartbeat + 5 if plan.heartbeats else 0)
+    if plan.heartbeats:
         print(f"waiting up to {grace} s for the heartbeat of {len(orphans(study, command))} trial(s) whose worker "
               f"ended", flush=True)
     while orphans(study, command) and time.monotonic() < deadline:
