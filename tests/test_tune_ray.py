@@ -45,8 +45,8 @@ def test_a_search_on_two_ray_nodes_retries_the_trial_of_a_killed_worker(cluster,
                                     "fixed:\n  classifier.C_grid: null\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "transferlab.cli", "tune", "features", "--trials", "2", "--jobs", "2", "--executor",
-         "ray", "--ray-address", cluster.address, "--memory", "0.25", "--heartbeat", "2", "--storage", url, "--study-name", "onray",
-         "--search", str(out / "space.yaml"), "--output-dir", str(out), "--threads", "1",
+         "ray", "--ray-address", cluster.address, "--memory", "0.25", "--heartbeat", "2", "--storage", url,
+         "--study-name", "onray", "--search", str(out / "space.yaml"), "--output-dir", str(out), "--threads", "1",
          f"encoder.model={tiny_distilbert}", "data.limit=600", "encoder.max_length=32", "encoder.batch_size=8",
          "tracking.tensorboard=false", f"cache_dir={out / 'cache'}"],
         env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -88,7 +88,6 @@ def image_embeddings(model: DualEncoder, dataset, batch_size: int = 128, num_wor
 
 
 @torch.inference_mode()
-@torch.inference_mode()
 def encode_pixel_batches(model: DualEncoder, pixel_batches: Iterable[torch.Tensor], precision: str,
                          cast: bool = False) -> torch.Tensor:
     """The image tower over preprocessed pixel batches: one autocast context for the whole loop (``cast``
