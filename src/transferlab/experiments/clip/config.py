@@ -36,7 +36,8 @@ class ModelConfig:
     encode_with: Literal["auto", "autocast", "cast"] = setting(
         "auto", "how frozen image encoding runs at bf16/fp16: autocast over the fp32 weights, or a copy of the "
                 "model cast to that dtype (open_clip's pure_bf16, what a model loaded in bf16 runs); auto: cast on "
-                "a GPU (measured faster there, BENCHMARKS.md), autocast on a CPU")
+                "a GPU (where autocast ran 1.2-1.35x slower than a model cast to bf16, BENCHMARKS.md), autocast on "
+                "a CPU")
     feature_cache: str | None = setting(None, "folder caching image embeddings of the frozen base model across "
                                               "runs")
 
