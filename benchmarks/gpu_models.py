@@ -165,8 +165,8 @@ def main() -> None:
               f"({'within' if r['within_goal'] else 'OVER'} {GOAL}x; autocast {r['autocast_images_per_s']:.0f} "
               f"images/s, {r['autocast_ratio']:.2f}x); embeddings' cosine >= {r['min_cosine_ours_vs_bare']:.4f} "
               f"(autocast {r['min_cosine_autocast_vs_bare']:.4f})", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        if args.json:  # after each family: a run cut short by its time limit keeps the families it finished
+            Path(args.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
