@@ -37,8 +37,11 @@ def checksum(run: Path) -> tuple[float, dict]:
 
 
 @pytest.mark.slow
-def test_a_sigkilled_lora_run_resumes_to_the_uninterrupted_result(clip_folder, tree, tmp_path, capsys):
-    args = lora_args(clip_folder, tree)
+@pytest.mark.parametrize("view", [None, "flip_crop"])
+def test_a_sigkilled_lora_run_resumes_to_the_uninterrupted_result(clip_folder, tree, tmp_path, capsys, view):
+    """From pixels; with a random ``objective.pixel_view`` too: the resumed epoch draws each image's view as the
+    uninterrupted run did (from the seed, the epoch and the image's row), so the weights agree bit for bit."""
+    args = lora_args(clip_folder, tree) + ([f"objective.pixel_view={view}"] if view else [])
     assert main(["lora", "--output-dir", str(tmp_path / "reference"), *args]) == 0
     reference = Path(capsys.readouterr().out.strip().splitlines()[-1])
     kept = sorted(p.name for p in ckpt.list_checkpoints(reference))
@@ -57,6 +60,8 @@ def test_a_sigkilled_lora_run_resumes_to_the_uninterrupted_result(clip_folder, t
     assert killed_at < STEPS
     at_kill = load_file(newest / "model.safetensors")
 
+    if view:
+        assert read_json(reference / "metrics.json")["details"]["training_source"] == "pixels"
     code = main(["lora", "--output-dir", str(out), *args, "lora.variant=dora", "--resume", str(run)])
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # not the loading bars
     assert code == 2 and len(err) == 1 and err[0].startswith("error: --resume")

@@ -132,11 +132,18 @@ def open_rgb(image) -> "Image.Image":
     return image.convert("RGB")
 
 
-def with_pixels(dataset, preprocess: Callable[[list], "object"]):
-    """The split with images decoded and preprocessed on access, per batch: ``pixel_values``, ``labels``."""
+ROW = "_row"  # the column ``with_pixels(..., rows=True)`` adds: each example's row in the split
+
+
+def with_pixels(dataset, preprocess: Callable[..., "object"], rows: bool = False):
+    """The split with images decoded and preprocessed on access, per batch: ``pixel_values``, ``labels``;
+    ``rows``: ``preprocess(images, rows)`` is also given each image's row in the split (a view drawn per row)."""
+    if rows:
+        dataset = dataset.add_column(ROW, list(range(len(dataset))))
 
     def transform(batch: dict) -> dict:
-        pixels = preprocess([open_rgb(x) for x in batch["image"]])
+        images = [open_rgb(x) for x in batch["image"]]
+        pixels = preprocess(images, batch[ROW]) if rows else preprocess(images)
         return {"pixel_values": list(pixels), "labels": list(batch["label"])}
 
     return dataset.with_transform(transform)

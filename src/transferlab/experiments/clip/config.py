@@ -89,7 +89,8 @@ class ObjectiveConfig:
              "outputs only; a view named twice is drawn twice", factory=list)
     pixel_view: str | None = setting(
         None, "training from pixels: each training image through this view at every access (e.g. "
-              "resized_crop_flip: CLIP-LoRA's augmentation), drawn anew each time")
+              "resized_crop_flip: CLIP-LoRA's augmentation), drawn anew each epoch from the seed, the epoch and "
+              "the image's row")
     view_seed: int | None = setting(None, "the random views' seed (null: the run's seed); fixed: a study's seeds "
                                           "share one encoding of each view", at_least=0, below=2**32)
     steps_per_shot: int | None = setting(

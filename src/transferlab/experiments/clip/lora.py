@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
+from transformers import TrainerCallback
 
 from transferlab.config import to_dict
 from transferlab.evaluation.metrics import split_accuracy
@@ -189,11 +191,16 @@ def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: In
     checkpointing into ``run_dir/checkpoints``; the classifier ends in its best state."""
     from transferlab.data.images import with_pixels
 
+    epoch_callbacks = []
     if cached:
         key = "image_embeds" if classifier.image_start is None else "image_hidden"
         train_set, eval_set = (EmbeddingDataset(*cached[s], key=key) for s in ("train", "validation"))
     else:
-        train_set, eval_set = with_pixels(inputs.data.train, pixel_preprocess(inputs, config)), inputs.data.validation
+        preprocess = pixel_preprocess(inputs, config)
+        viewed = isinstance(preprocess, ViewedPreprocess)
+        train_set = with_pixels(inputs.data.train, preprocess, rows=viewed)
+        eval_set = inputs.data.validation
+        epoch_callbacks = [ViewEpoch(preprocess)] if viewed else []
     t = recipe_training(config, inputs)
     configure_wandb_env(config.tracking, run_dir)
     args = training_arguments(t, run_dir / ckpt.CHECKPOINTS, seed=config.seed, device=inputs.device,
@@ -208,7 +215,7 @@ def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: In
     keep = KeepBest("eval_accuracy")
     trainer = AdapterTrainer(
         model=classifier, args=args, train_dataset=train_set, eval_dataset=eval_set, optimizers=(optimizer, None),
-        callbacks=[keep, CheckpointInfoCallback(info), *run_callbacks(t)],
+        callbacks=[keep, CheckpointInfoCallback(info), *epoch_callbacks, *run_callbacks(t)],
         evaluator=lambda model: {"accuracy": split_accuracy(score(model, "validation", cached, inputs, config))})
     use_tensorboard_dir(trainer, run_dir / "tensorboard",
                         purge_step=ckpt.checkpoint_step(checkpoint) + 1 if checkpoint else None)
@@ -220,21 +227,29 @@ def train_adapters(classifier: PromptClassifier, cached: dict | None, inputs: In
 
 
 class ViewedPreprocess:
-    """The model's preprocessing after a seeded random view (``objective.pixel_view``), drawn anew at each
-    access; each data-loader worker draws from its own stream (seed, worker)."""
+    """The model's preprocessing after a random view (``objective.pixel_view``) of each training image, drawn
+    anew each epoch from ``(seed, epoch, row)``: the same view of an image in an epoch whatever was drawn before
+    it, in any data-loader worker, so a resumed run trains on the views the uninterrupted run saw. ``epoch`` is
+    set as each epoch begins (``ViewEpoch``)."""
 
     def __init__(self, preprocess, view: str, seed: int):
         from transferlab.models.trunk_cache import VIEWS
 
-        self.preprocess, self.view, self.seed = preprocess, VIEWS[view], seed
-        self.rng, self.worker = None, None
+        self.preprocess, self.view, self.seed, self.epoch = preprocess, VIEWS[view], seed, 0
 
-    def __call__(self, images: list) -> torch.Tensor:
-        info = torch.utils.data.get_worker_info()
-        worker = info.id if info else -1
-        if self.rng is None or worker != self.worker:
-            self.rng, self.worker = np.random.default_rng([self.seed, worker + 1]), worker
-        return self.preprocess(self.view(images, self.rng))
+    def __call__(self, images: list, rows: Sequence[int]) -> torch.Tensor:
+        return self.preprocess([self.view([image], np.random.default_rng([self.seed, self.epoch, int(row)]))[0]
+                                for image, row in zip(images, rows)])
+
+
+class ViewEpoch(TrainerCallback):
+    """Tells a ``ViewedPreprocess`` the epoch that begins (the Trainer's, also for the epoch a resume enters)."""
+
+    def __init__(self, viewed: ViewedPreprocess):
+        self.viewed = viewed
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.viewed.epoch = int(state.epoch + 1e-9)
 
 
 def pixel_preprocess(inputs: Inputs, config: ClipConfig):
