@@ -151,7 +151,7 @@ def storage_of(plan: Plan):
     """Optuna's storage: an RDB URL's (its tables created when new), with the heartbeat and the retry of a trial
     whose heartbeat stopped; otherwise a journal file (its lock makes local processes safe; no heartbeat)."""
     storage = plan.storage_url or plan.storage
-    if tune_storage.is_url(storage):
+    if plan.heartbeats:  # an RDB URL
         from optuna.storages import RDBStorage
 
         with warnings.catch_warnings():

@@ -30,7 +30,6 @@ from transferlab.tracking.liveness import FAILED, RUNNING, describe_status, is_d
 from transferlab.tracking.rundir import Run, list_checkpoints, set_aside
 
 
-
 @dataclass(frozen=True)
 class Ledger:
     """The state file and lock of one folder. ``entries``: the key listing the units of work (``stages`` of a
