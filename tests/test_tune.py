@@ -313,7 +313,8 @@ def test_only_trials_whose_process_is_gone_are_reaped(tmp_path, storage):
         trial = study.ask({"classifier.C": FloatDistribution(0.1, 10.0)})
         trial.set_user_attr("process", process)
         trial.set_user_attr("run_dir", f"features/trial-{i:04d}")  # no such folder here
-    plan = SimpleNamespace(directory=tmp_path)
+    plan = SimpleNamespace(directory=tmp_path, storage_url=url, storage=str(tmp_path / "study.journal"),
+                           heartbeats=url is not None, heartbeat=10)  # the fields storage_of reads
     assert reap_dead_trials(study, plan) == 1
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "RUNNING", "WAITING"]

@@ -232,7 +232,7 @@ def reap_dead_trials(study, plan: Plan) -> int:
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    storage = study._storage  # the one the study was opened with (journal or RDB)
+    storage = storage_of(plan)  # the study's own is private to Optuna: the same journal or database, opened again
     study_id = storage.get_study_id_from_name(study.study_name)
     queued = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
