@@ -1,11 +1,13 @@
 """Study cells as Ray tasks on a real two-node Ray cluster that this module starts on this machine (``ray start
 --head`` and ``ray start --address``, one CPU each, token authentication off) and stops by the pids it started:
 the same results.csv as the local executor with cells on both nodes and the frozen features encoded once, a
-worker killed with SIGKILL mid-fine-tune retried and resumed from its checkpoint, and a node that cannot see the
-output folder (its own mount namespace with an empty tmpfs over it) refused before the first cell."""
+worker killed with SIGKILL mid-fine-tune retried and resumed from its checkpoint, a lost node's cell run again on
+the other node (on a cluster of its own), and a node that cannot see the output folder (its own mount namespace
+with an empty tmpfs over it) refused before the first cell."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -17,11 +19,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from helpers import finetune_overrides
 from test_security import cli, one_line_error
 
+from transferlab.errors import TransferlabError
 from transferlab.tracking.files import read_json
 
 if not os.environ.get("CI"):  # CI installs the ray extra (make test): there the tests must run, never skip
@@ -37,6 +41,7 @@ class Cluster:
     base: Path  # a short folder every node sees (Ray's socket paths must stay short)
     hidden: Path | None  # a folder the second node does not see (None where no mount namespace can be made)
     env: dict
+    worker_session: int  # the session of the second node's processes (its `ray start`, raylet and workers)
 
 
 def free_port() -> int:
@@ -70,8 +75,10 @@ def wait_for_nodes(address: str, count: int, timeout: float = 180) -> None:
     raise AssertionError(f"the Ray cluster at {address} did not reach {count} nodes in {timeout:.0f}s")
 
 
-@pytest.fixture(scope="module")
-def cluster():
+@contextlib.contextmanager
+def started_cluster(hide: bool) -> Iterator[Cluster]:
+    """A two-node cluster on this machine (``hide``: the second node in a mount namespace that hides
+    ``hidden``, where one can be made), stopped by the pids it started; the second node leads its own session."""
     base = Path(tempfile.mkdtemp(prefix="tl-ray-"))
     hidden = base / "hidden"
     hidden.mkdir()
@@ -84,7 +91,7 @@ def cluster():
                              f"--ray-client-server-port={free_port()}", f"--temp-dir={base / 'ray-tmp'}", *common],
                             env=env, stdout=logs[0], stderr=subprocess.STDOUT)
     worker_command = [RAY, "start", f"--address=127.0.0.1:{port}", *common]
-    isolated = can_hide_a_folder(hidden)
+    isolated = hide and can_hide_a_folder(hidden)
     if isolated:  # the second node sees everything but `hidden` (an empty tmpfs over it in its mount namespace)
         worker_command = ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs none "$0" && exec "$@"', str(hidden),
                           *worker_command]
@@ -93,9 +100,10 @@ def cluster():
         patch.setenv("RAY_AUTH_MODE", "disabled")
         try:
             time.sleep(3)  # the head's GCS first
-            worker = subprocess.Popen(worker_command, env=env, stdout=logs[1], stderr=subprocess.STDOUT)
+            worker = subprocess.Popen(worker_command, env=env, stdout=logs[1], stderr=subprocess.STDOUT,
+                                      start_new_session=True)
             wait_for_nodes(f"127.0.0.1:{port}", 2)
-            yield Cluster(f"127.0.0.1:{port}", base, hidden if isolated else None, env)
+            yield Cluster(f"127.0.0.1:{port}", base, hidden if isolated else None, env, worker.pid)
         finally:
             for proc in (worker, head):  # `ray start --block` stops the processes it started on SIGTERM
                 if proc is not None:
@@ -105,9 +113,36 @@ def cluster():
                     except subprocess.TimeoutExpired:
                         proc.kill()
                         proc.wait()
+            if worker is not None:
+                kill_session(worker.pid)  # whatever of the second node is left
             for log in logs:
                 log.close()
             shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with started_cluster(hide=True) as started:
+        yield started
+
+
+def session_processes(session: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry.name)) == session:
+                    found.append(int(entry.name))
+    return found
+
+
+def kill_session(session: int) -> int:
+    """SIGKILL every process of ``session`` at once (a machine lost: no process of it ends cleanly); how many."""
+    pids = session_processes(session)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
 
 
 def study_args(out: Path, encoder: Path, *extra: str) -> list[str]:
@@ -217,6 +252,49 @@ def test_a_ray_worker_killed_mid_fine_tune_is_retried_and_resumes_from_its_check
     assert status["status"] == "completed" and "SIGKILL" in status["note"]
     assert "note: attempt 2: the worker of attempt 1" in (study / "cells" / "finetune" / "full-seed0.log").read_text()
     assert "after 2 attempts" in stdout and "{'loss'" not in stdout  # no Trainer log dicts on the console
+
+
+@pytest.mark.slow
+def test_a_lost_node_s_cell_runs_again_on_the_other_node_and_the_study_gives_the_local_results(tiny_text_models):
+    """A cluster of its own: two fine-tune cells, one on each node; the second node is lost (every process of it
+    SIGKILLed at once, as when its machine dies) once its cell wrote a checkpoint. Ray runs that cell again on
+    the head node, where it continues from the checkpoint, and the study's results equal a local study's."""
+    args = ["finetune", "--shots", "full", "--seeds", "0,1", "--threads", "1",
+            *finetune_overrides(tiny_text_models["distilbert"], run_name="ft")]
+    with started_cluster(hide=False) as two:
+        local = subprocess.run([sys.executable, "-m", "transferlab.cli", *args, "--output-dir",
+                                str(two.base / "local")], env=two.env, capture_output=True, text=True, timeout=600)
+        assert local.returncode == 0, local.stderr[-3000:]
+        out = two.base / "lost"
+        proc = subprocess.Popen([sys.executable, "-m", "transferlab.cli", *args, "--output-dir", str(out),
+                                 "--executor", "ray", "--ray-address", two.address],
+                                env=two.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        study = out / "study" / "ft"
+        deadline, lost = time.monotonic() + 300, None
+        while lost is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"no checkpoint on the second node: {proc.communicate()[1][-3000:]}")
+            for cell in (study / "finetune").glob("full-seed*"):
+                with contextlib.suppress(TransferlabError, FileNotFoundError, KeyError):
+                    pid = read_json(cell / "status.json")["pid"]
+                    if (cell / "checkpoints" / "checkpoint-8" / "transferlab.json").is_file() \
+                            and pid in session_processes(two.worker_session):
+                        lost = cell
+            time.sleep(0.05)
+        assert kill_session(two.worker_session) >= 3  # `ray start`, the raylet, the cell's worker at least
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr[-3000:]
+        local_results = two.base / "local" / "study" / "ft" / "results.csv"
+        assert (study / "results.csv").read_text() == local_results.read_text()
+        cells = {c["run_dir"]: c for c in read_json(study / "study.json")["cells"]}
+        assert {c["status"] for c in cells.values()} == {"completed"}
+        record = cells[f"finetune/{lost.name}"]
+        first, second = record["attempts"]
+        assert first["id"] != second["id"] == record["node"]["id"]  # the second attempt on the other (head) node
+        assert record["resumed_from"].startswith("checkpoint-") and "after 2 attempts" in stdout
+        assert read_json(lost / "metrics.json")["details"]["training"]["global_step"] == 40
+        assert read_json(lost / "status.json")["status"] == "completed"
 
 
 @pytest.mark.slow
