@@ -493,17 +493,9 @@ def start(*argv: str) -> subprocess.Popen:
 
 def terminate_when(proc: subprocess.Popen, pattern: Path, timeout: float = 120) -> Path:
     """SIGTERM as soon as a file matching ``pattern`` (a glob below its parent) exists; that file."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = sorted(Path(pattern.anchor).glob(str(pattern.relative_to(pattern.anchor))))
-        if found:
-            proc.send_signal(signal.SIGTERM)
-            return found[0]
-        if proc.poll() is not None:
-            pytest.fail(f"ended before {pattern} appeared: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.02)
-    proc.kill()
-    pytest.fail(f"no {pattern} within {timeout}s")
+    found = wait_for(proc, pattern, timeout)
+    proc.send_signal(signal.SIGTERM)
+    return found
 
 
 @pytest.mark.slow
