@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that are not one-experiment runs register themselves: module with add_parser(sub) and main(args).
 EXTRA_COMMANDS: list[str] = ["transferlab.cli.run", "transferlab.cli.predict", "transferlab.cli.report",
-                             "transferlab.cli.tune", "transferlab.cli.leaderboard"]
+                             "transferlab.cli.tune", "transferlab.cli.leaderboard", "transferlab.cli.manifest"]
 
 
 def main(argv: list[str] | None = None) -> int:
