@@ -118,10 +118,11 @@ def test_a_split_of_other_images_or_another_class_order_is_one_line(caltech, tmp
     change(draw)
     split = write_pickle(tmp_path / "shot_2-seed_1.pkl", draw)
     output = tmp_path / "m.jsonl"
+    output.write_text("an earlier manifest\n")
     code, _, err = cli(capsys, "manifest", split, "--task", "caltech101", "--output", output,
                        "--output-dir", tmp_path / "logs")
-    assert says in one_line_error(code, err)
-    assert not output.exists()
+    assert says in one_line_error(code, err) and ".partial" not in err
+    assert output.read_text() == "an earlier manifest\n" and not list(tmp_path.glob(".*partial"))  # kept
 
 
 def test_not_a_pickle_or_not_an_image_task_is_one_line(caltech, tmp_path, capsys):

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections import Counter
 from pathlib import Path
 
 from transferlab.errors import TransferlabError
@@ -43,15 +45,18 @@ def main(args: argparse.Namespace) -> Path:
     if output.is_symlink() or (output.exists() and not output.is_file()):
         raise TransferlabError(f"{output} exists and is not a regular file: remove it or give another --output")
     output.parent.mkdir(parents=True, exist_ok=True)
-    sha = write_manifest(output, rows, labels)
-    counts = {labels[i] for i in rows["train"]}
-    shots = len(rows["train"]) // max(len(counts), 1)
-    try:  # what a run given it checks, at its K when every class has K
-        given_draw(output, labels, shots if len(rows["train"]) == shots * len(counts) else None, 0, 4)
-    except TransferlabError:
-        output.unlink()
-        raise
+    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
+    sha = write_manifest(partial, rows, labels)
+    per_class = Counter(labels[i] for i in rows["train"])
+    shots = next(iter(per_class.values())) if len(set(per_class.values())) == 1 else None  # CoOp's: K every class
+    try:  # what a run given it checks (at its K); a file already at --output stays until this one passed
+        given_draw(partial, labels, shots, 0, 4)
+    except TransferlabError as exc:
+        partial.unlink()
+        raise TransferlabError(str(exc).replace(str(partial), str(output))) from None
+    os.replace(partial, output)
     print(f"{task.name}: {len(rows['train'])} train and {len(rows['validation'])} validation images of "
-          f"{len(counts)} classes from {Path(args.split).name}; SHA-256 {sha[:12]}")
-    print(f"use: transferlab lora --task {args.task} data.shots={shots} data.manifest={output}")
+          f"{len(per_class)} classes from {Path(args.split).name}; SHA-256 {sha[:12]}")
+    print(f"use: transferlab lora --task {args.task} " + (f"data.shots={shots} " if shots else "")
+          + f"data.manifest={output}")
     return output
