@@ -136,3 +136,12 @@ def test_not_a_pickle_or_not_an_image_task_is_one_line(caltech, tmp_path, capsys
         one_line_error(code, err)
     code, _, err = cli(capsys, "manifest", tmp_path / "none.pkl", "--task", "caltech101")
     assert "does not exist: give the path of a split_fewshot/shot_K-seed_S.pkl file" in one_line_error(code, err)
+
+
+def test_a_small_file_repeating_one_record_millions_of_times_is_refused_at_once(caltech, tmp_path, capsys):
+    one = datum("Faces", 1, 0, "face")
+    split = write_pickle(tmp_path / "shot_1-seed_1.pkl", {"train": [one] * 1_000_000, "val": []})
+    assert split.stat().st_size < 4_000_000  # memo references: a few bytes a record
+    code, _, err = cli(capsys, "manifest", split, "--task", "caltech101", "--output-dir", tmp_path / "logs")
+    assert "its 'train' lists 1,000,000 records, more than any CoOp draw (200,000 at most)" in \
+        one_line_error(code, err)

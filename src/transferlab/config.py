@@ -207,7 +207,7 @@ def read_yaml(spec: str | Path | None, experiment: str) -> tuple[dict, str]:
                                + (f"did you mean {hint[0]!r}? " if hint else "")
                                + f"choose one of {', '.join(available_presets())} or a YAML file path")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise TransferlabError(f"config file {path} is not valid YAML{yaml_position(exc)}: fix its syntax") from None
     if not isinstance(data, dict):
@@ -215,6 +215,37 @@ def read_yaml(spec: str | Path | None, experiment: str) -> tuple[dict, str]:
     if experiment in data and isinstance(data[experiment], dict):
         data = data[experiment]
     return data, source
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases: a few hundred bytes of nested aliases (an "alias bomb" in a received
+    task, config or search file) would otherwise expand to gigabytes. Files transferlab writes hold none
+    (:func:`dump_yaml`), and no setting needs one."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "an alias (*name): write the value out instead",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str | bytes):
+    """``yaml.safe_load`` without aliases (:class:`NoAliasLoader`); a file that uses one is a ``YAMLError``."""
+    try:
+        return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits, nesting too deep
+        raise yaml.constructor.ConstructorError(None, None, f"a value it cannot read ({exc.__class__.__name__})",
+                                                None) from None
+
+
+class NoAliasDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def dump_yaml(data, **kwargs) -> str:
+    """``yaml.safe_dump`` writing a value seen twice out twice (no anchors), so :func:`load_yaml` reads it."""
+    return yaml.dump(data, Dumper=NoAliasDumper, **kwargs)
 
 
 def yaml_position(exc: yaml.YAMLError) -> str:
@@ -233,7 +264,7 @@ def parse_overrides(pairs: list[str]) -> dict:
         if not sep or not key.strip():
             raise TransferlabError(f"override {pair!r} is not of the form key=value (e.g. classifier.name=logreg)")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = load_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         node = tree
@@ -466,7 +497,7 @@ def yaml_lines(config: Any, indent: str) -> list[str]:
 
 def yaml_scalar(value: Any) -> str:
     """One value as a YAML flow scalar or list (``null``, ``'off'``, ``[0.3, 0.66]``)."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    text = dump_yaml(value, default_flow_style=True, width=10**6).strip()
     return text.removesuffix("...").strip()
 
 

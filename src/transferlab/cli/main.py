@@ -27,7 +27,14 @@ EPILOG = """config overrides: any field as a dotted key=value, e.g.
 Presets live in src/transferlab/configs/<preset>/; a YAML file may be given instead of a preset."""
 
 
-class CommandParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors in one line, as every other error of the command line (exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+class CommandParser(OneLineParser):
     """A command's parser; an experiment command's ``--help`` ends with its config keys and their help (the
     config class is imported only then, so ``transferlab --help`` stays fast)."""
 
@@ -61,7 +68,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="transferlab", description="Transfer-learning experiments with pretrained transformers.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
@@ -81,6 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
 # Commands that are not one-experiment runs register themselves: module with add_parser(sub) and main(args).
 EXTRA_COMMANDS: list[str] = ["transferlab.cli.run", "transferlab.cli.predict", "transferlab.cli.report",
                              "transferlab.cli.tune", "transferlab.cli.leaderboard", "transferlab.cli.manifest"]
+
+
+# Commands that read folders and files someone may have sent (run and study folders, a CoOp split): what a
+# damaged or hand-made file makes the code trip over is one line naming it, not a traceback.
+READERS = ("report", "leaderboard", "predict", "manifest")
+DAMAGED = (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError)
+
+
+def damaged_input(command: str, exc: BaseException) -> str | None:
+    """The one line for an exception a damaged received file caused in a reading command (``None``: not one;
+    ``TRANSFERLAB_DEBUG=1`` keeps the traceback)."""
+    import yaml
+
+    if command not in READERS or os.environ.get("TRANSFERLAB_DEBUG") or not isinstance(exc, (*DAMAGED, yaml.YAMLError)):
+        return None
+    said = " ".join(str(exc).split())[:200] or "no message"
+    return (f"{command} could not read what it was given ({exc.__class__.__name__}: {said}): a file of it is damaged "
+            f"or was not written by transferlab; TRANSFERLAB_DEBUG=1 shows where")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - only a reading command's damaged input (damaged_input); else raised
+        line = damaged_input(args.command, exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 2
     if result is not None:
         print(result)
     return 0

@@ -53,7 +53,8 @@ def main(args: argparse.Namespace) -> Path:
         given_draw(partial, labels, shots, 0, 4)
     except TransferlabError as exc:
         partial.unlink()
-        raise TransferlabError(str(exc).replace(str(partial), str(output))) from None
+        said = str(exc).replace(f"manifest {str(partial)!r}", "its manifest")
+        raise TransferlabError(f"{Path(args.split).name} does not convert: {said}") from None
     os.replace(partial, output)
     print(f"{task.name}: {len(rows['train'])} train and {len(rows['validation'])} validation images of "
           f"{len(per_class)} classes from {Path(args.split).name}; SHA-256 {sha[:12]}")

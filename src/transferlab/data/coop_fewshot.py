@@ -19,7 +19,8 @@ from typing import Sequence
 
 from transferlab.errors import TransferlabError
 
-MAX_BYTES = 256 * 2 ** 20  # CoOp's largest (ImageNet, 16 shots) is a few MB
+MAX_BYTES = 64 * 2 ** 20  # CoOp's largest (ImageNet, 16 shots: 16,000 + 4,000 records) is a few MB
+MAX_RECORDS = 200_000  # ten times that: a small file repeating one record millions of times is refused
 SPLITS = {"train": "train", "val": "validation"}
 TAIL = 6  # the longest path tail indexed: enough for every CoOp layout (SUN397: SUN397/a/abbey/<file>)
 MIN_TAIL = 2  # a tail must name the image's folder and file
@@ -74,8 +75,9 @@ def read_fewshot(path: str | Path) -> dict[str, list[tuple[str, int, str]]]:
             data = DatumUnpickler(handle).load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             MemoryError, RecursionError, UnicodeDecodeError) as exc:
-        raise TransferlabError(f"{str(path)!r} is not a CoOp few-shot split ({exc.__class__.__name__}: "
-                               f"{str(exc)[:120]}): it was not loaded; only Dassl Datum records are read") from None
+        said = " ".join(str(exc).split())[:120]
+        raise TransferlabError(f"{str(path)!r} is not a CoOp few-shot split ({exc.__class__.__name__}: {said}): it "
+                               f"was not loaded; only Dassl Datum records are read") from None
     if not isinstance(data, dict) or not isinstance(data.get("train"), list) or not data["train"]:
         raise TransferlabError(f"{str(path)!r} is not a CoOp few-shot split: it needs a 'train' list of Datum "
                                f"records (and a 'val' list)")
@@ -84,6 +86,9 @@ def read_fewshot(path: str | Path) -> dict[str, list[tuple[str, int, str]]]:
         records = data.get(key) or []
         if not isinstance(records, list):
             raise TransferlabError(f"{str(path)!r}: its {key!r} is not a list of Datum records")
+        if len(records) > MAX_RECORDS:
+            raise TransferlabError(f"{str(path)!r}: its {key!r} lists {len(records):,} records, more than any CoOp "
+                                   f"draw ({MAX_RECORDS:,} at most): not a few-shot split")
         out[split] = [datum_fields(r, path, key, n) for n, r in enumerate(records)]
     return out
 

@@ -308,6 +308,13 @@ def class_texts(class_ids: Sequence[str], words: dict[str, str]) -> tuple[list[s
     return names, definitions
 
 
+def check_two_classes(class_ids: Sequence[str], where: str) -> None:
+    """A single class is no classification (every prediction right): one line instead of a perfect score."""
+    if len(class_ids) < 2:
+        raise TransferlabError(f"{where} holds {len(class_ids)} class: classification needs two or more classes "
+                               f"(one folder of images each)")
+
+
 def check_every_class_has_images(class_ids: Sequence[str], train: list, path: Path) -> None:
     """Refuse classes without a (readable) training image: an empty class folder, or a wnids.txt line with
     no folder, would otherwise become a class the model can never learn, scored as if it could."""
@@ -341,6 +348,7 @@ def load_folder(path: str | Path, val_per_class: int = 10, seed: int = 42, on_co
     test, bad_test = drop_corrupt(test, on_corrupt, "test")
     if not train:
         raise TransferlabError(f"no training images found under {path}")
+    check_two_classes(class_ids, str(path))
     check_every_class_has_images(class_ids, train, path)
     index = {c: i for i, c in enumerate(class_ids)}
     names, definitions = class_texts(class_ids, words)
@@ -374,6 +382,7 @@ def load_hub(hub_id: str, test_id: str | None, train_split: str, test_split: str
                                    f"{ds.column_names}: set data.image_column / data.label_column")
     feature = train.features[label_column]
     class_ids = list(getattr(feature, "names", None) or sorted(set(train[label_column])))
+    check_two_classes(class_ids, f"Hub data set {hub_id!r}")
     rename = {image_column: "image", label_column: "label"}
     train, test = (ds.select_columns([image_column, label_column]).rename_columns(
         {k: v for k, v in rename.items() if k != v}) for ds in (train, test))

@@ -42,26 +42,57 @@ def write_manifest(path: str | Path, rows: dict[str, Sequence[int]], labels: Seq
     return sha
 
 
+SPLITS = ("train", "validation")
+
+
+def manifest_record(line: str, n: int, path: Path) -> dict | None:
+    """Line ``n`` parsed and checked (``None``: a blank line): an example ``{"split": "train" | "validation",
+    "id": <a row: a whole number, 0 or more>, "label": <an integer or a name>}`` or the closing ``{"sha256"}``."""
+    if not line.strip():
+        return None
+    where = f"manifest {str(path)!r} line {n}"
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):  # not JSON, a number too long to read, nested too deep
+        raise TransferlabError(f"{where} is not JSON: fix or remove it") from None
+    if not isinstance(record, dict):
+        raise TransferlabError(f"{where} is not a JSON object: each line is {{\"split\", \"id\", \"label\"}}")
+    if "sha256" in record:
+        if not isinstance(record["sha256"], str):
+            raise TransferlabError(f"{where}: sha256 must be the hex string of the examples' SHA-256")
+        return record
+    if not {"split", "id", "label"} <= set(record):
+        raise TransferlabError(f"{where} lacks split, id or label")
+    split, row, label = record["split"], record["id"], record["label"]
+    if not isinstance(split, str) or split not in SPLITS:
+        raise TransferlabError(f"{where}: split must be train or validation, got {str(split)[:40]!r}")
+    if type(row) is not int or row < 0:
+        raise TransferlabError(f"{where}: id must be a row of the pool (a whole number, 0 or more), got "
+                               f"{str(row)[:40]!r}")
+    if type(label) not in (int, str):
+        raise TransferlabError(f"{where}: label must be a class index or name, got {str(label)[:40]!r}")
+    return record
+
+
 def read_manifest(path: str | Path) -> tuple[dict[str, list[int]], dict[int, object], str | None]:
     """(split -> ids, id -> label, the recorded SHA-256 or ``None``), checked against the SHA-256 it records."""
     path = Path(path)
     if not path.is_file():
         raise TransferlabError(f"manifest {str(path)!r} does not exist: give data.manifest=<a JSONL split manifest>")
     check_received(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise TransferlabError(f"manifest {str(path)!r} is not UTF-8 text: give a JSONL split manifest") from None
     lines, recorded = [], None
-    for n, line in enumerate(path.read_text().splitlines(keepends=True), 1):
-        try:
-            record = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError:
-            raise TransferlabError(f"manifest {str(path)!r} line {n} is not JSON: fix or remove it") from None
+    for n, line in enumerate(text.splitlines(keepends=True), 1):
+        record = manifest_record(line, n, path)
         if record is None:
             continue
         if "sha256" in record:
-            recorded = str(record["sha256"])
-        elif {"split", "id", "label"} <= set(record):
-            lines.append(line if line.endswith("\n") else line + "\n")
+            recorded = record["sha256"]
         else:
-            raise TransferlabError(f"manifest {str(path)!r} line {n} lacks split, id or label")
+            lines.append(line if line.endswith("\n") else line + "\n")
     if recorded is not None and digest(lines) != recorded:
         raise TransferlabError(f"manifest {str(path)!r}: its examples' SHA-256 is not the one it records "
                                f"({recorded[:12]}...): the file was changed; get the original")

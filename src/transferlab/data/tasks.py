@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from transferlab.config import load_yaml
 from transferlab.errors import TransferlabError
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "configs" / "tasks"
@@ -98,7 +99,7 @@ def task_file(spec: str) -> Path:
 def read_mapping(path: Path, what: str) -> dict:
     raw = path.read_bytes()
     try:
-        data = yaml.safe_load(raw)
+        data = load_yaml(raw)
     except yaml.YAMLError as exc:
         raise TransferlabError(f"{what} {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]}): fix it") from None
     if not isinstance(data, dict):
@@ -114,9 +115,11 @@ def load_task(spec: str) -> Task:
     if unknown:
         raise TransferlabError(f"task file {str(path)!r} has unknown key(s) {', '.join(unknown)}: the keys are "
                                f"{', '.join(sorted(KEYS))}")
+    check_shapes(data, path)
     name = str(data.get("name") or path.stem)
-    if not name.replace("_", "").replace("-", "").isalnum():
-        raise TransferlabError(f"task name {name!r} in {str(path)!r}: use letters, digits, '-' and '_' only")
+    if not name.replace("_", "").replace("-", "").isalnum() or len(name) > NAME_LENGTH:
+        raise TransferlabError(f"task name {name[:80]!r} in {str(path)!r}: use letters, digits, '-' and '_' only, "
+                               f"at most {NAME_LENGTH}")
     modality = data.get("modality")
     if modality not in MODALITIES:
         raise TransferlabError(f"task {name}: modality must be text or image, got {modality!r}")
@@ -132,6 +135,45 @@ def load_task(spec: str) -> Task:
                 reference=bool(data.get("reference", False)), description=str(data.get("description", "")))
     check_received(task, path)
     return task
+
+
+NAME_LENGTH = 100
+# What each key of a task file holds (a received file may hold anything): str, bool, a list of str, a mapping
+# of str to str, or the source mapping (checked by resolve_source, its path-like values here).
+NAME = (str, int)  # a name or a path; YAML reads `image_dir: 2750` as a number
+SHAPES = {"name": NAME, "modality": str, "description": str, "metric": str, "class_names_file": NAME,
+          "class_names_by_folder": bool, "reference": bool, "class_names": [NAME], "templates": [str],
+          "splits": {str: NAME}, "columns": {str: NAME}, "source": dict}
+SOURCE_SHAPES = {"builtin": str, "hub": NAME, "folder": NAME, "coop_split": NAME, "classes_file": NAME,
+                 "image_dir": NAME, "image_suffix": str, "files": {str: NAME}, "image_lists": {str: NAME},
+                 "classes": [NAME]}
+
+
+def has_shape(value, shape) -> bool:
+    if isinstance(shape, list):
+        return isinstance(value, list) and all(has_shape(v, shape[0]) for v in value)
+    if isinstance(shape, dict) and shape:
+        (key, item), = shape.items()
+        return isinstance(value, dict) and all(has_shape(k, key) and has_shape(v, item) for k, v in value.items())
+    return isinstance(value, shape) and (shape is bool or not isinstance(value, bool))
+
+
+def shape_name(shape) -> str:
+    if isinstance(shape, list):
+        return "a list of names"
+    if isinstance(shape, dict):
+        return "a mapping of names to names" if shape else "a mapping"
+    return "true or false" if shape is bool else "text"
+
+
+def check_shapes(data: dict, path: Path) -> None:
+    """Each key of a task file (and of its source) holds what it must; else one line naming the key."""
+    source = data.get("source") if isinstance(data.get("source"), dict) else {}
+    for prefix, mapping, shapes in (("", data, SHAPES), ("source.", source, SOURCE_SHAPES)):
+        for key, shape in shapes.items():
+            if key in mapping and mapping[key] is not None and not has_shape(mapping[key], shape):
+                raise TransferlabError(f"task file {str(path)!r}: {prefix}{key} must be {shape_name(shape)}, got "
+                                       f"{str(mapping[key])[:40]!r}")
 
 
 def resolve_source(source, name: str, modality: str, path: Path) -> dict:
@@ -201,11 +243,16 @@ def task_paths(task: Task) -> list[str]:
 
 
 def check_received(task: Task, path: Path) -> None:
-    """A task file inside a received study folder is data: each of its paths must resolve inside that folder."""
+    """A task file inside a received study folder is data: each of its paths must resolve inside that folder,
+    and so must a ``hub`` id that names an existing local folder (the ``datasets`` library would read it)."""
     root = study_root(path)
     if root is None:
         return
-    for p in task_paths(task):
+    paths = task_paths(task)
+    hub = task.source.get("hub")
+    if hub is not None and Path(str(hub)).expanduser().exists():
+        paths.append(str(Path(str(hub)).expanduser()))
+    for p in paths:
         if not Path(p).resolve().is_relative_to(root):
             raise TransferlabError(f"task file {str(path)!r} lies in the study folder {root} but names {p!r} outside "
                                    f"it: a received task may only name files inside its study folder")
@@ -508,9 +555,13 @@ def load_suite(spec: str) -> list[Task]:
     tasks = data.get("tasks")
     if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
         raise TransferlabError(f"suite {str(path)!r} needs tasks: a list of task names or task files")
-    out = []
+    out, root = [], study_root(path)
     for entry in tasks:
         local_file = path.parent / entry
+        if root is not None and (entry.endswith((".yaml", ".yml")) or "/" in entry) \
+                and not (local_file if local_file.is_file() else Path(entry)).resolve().is_relative_to(root):
+            raise TransferlabError(f"suite file {str(path)!r} lies in the study folder {root} but names the task "
+                                   f"file {entry!r} outside it: a received suite may only name files inside it")
         out.append(load_task(str(local_file) if entry.endswith((".yaml", ".yml")) and local_file.is_file()
                              else entry))
     names = [t.name for t in out]

@@ -228,7 +228,7 @@ def read_utf8(path: Path, what: str = "data file") -> str:
     if not raw.strip():
         raise TransferlabError(f"{what} {str(path)!r} is empty: give a file with a header line and rows")
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a byte-order mark (as Excel writes) is not text
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
         raise TransferlabError(f"{what} {str(path)!r} is not UTF-8 (line {line} holds byte "

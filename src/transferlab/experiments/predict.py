@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from transferlab.errors import TransferlabError
+from transferlab.tracking.files import check_links_inside
 from transferlab.tracking.rundir import load_run
 
 Predictor = Callable[[Sequence[str]], tuple[np.ndarray, list[str]]]  # texts -> (probabilities, class names)
@@ -54,6 +55,7 @@ def load_predictor(run_dir: str | Path, device: str = "auto", batch_size: int = 
     if not run_dir.is_dir():
         raise TransferlabError(f"{run_dir} is not a folder: pass a run directory printed by transferlab "
                                f"features, finetune or setfit")
+    check_links_inside(run_dir, ("config.yaml", "metrics.json", "model", CLASSIFIER_FILE, PICKLE_FILE), "run folder")
     config, metrics = load_run(run_dir)
     if metrics.get("experiment") == "setfit" or (run_dir / "model" / "config_setfit.json").is_file():
         saved, load = run_dir / "model", lambda: setfit_predictor(run_dir / "model", device, batch_size)

@@ -23,8 +23,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
+from transferlab.config import load_yaml  # noqa: E402
 from transferlab.errors import TransferlabError  # noqa: E402
 from transferlab.reporting.output import asset_name, save_figure  # noqa: E402
 from transferlab.reporting.runs import LAB_CLASSES, REFERENCE, on_lab_data  # noqa: E402
@@ -60,7 +60,7 @@ def class_counts(study_dir: Path, state: dict) -> dict[str, int]:
         folder = study_dir / cell["run_dir"]
         if cell.get("status") != "completed" or not (folder / "metrics.json").is_file():
             continue
-        config = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
+        config = load_yaml((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
         n = read_json(folder / "metrics.json", "metrics").get("n_classes")
         if isinstance(config, dict) and isinstance(n, int):
             out.setdefault(dataset_name(config), n)

@@ -25,9 +25,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import yaml
 from scipy import stats
 
+from transferlab.config import load_yaml
 from transferlab.errors import TransferlabError
 from transferlab.evaluation.statistics import holm, mcnemar_p, seeds_difference, seeds_interval
 from transferlab.reporting.document import to_markdown
@@ -143,7 +143,7 @@ def cell_task(study_dir: Path, cell: dict) -> str:
     task = cell.get("arm", "").partition("#")[2]
     if task:
         return task
-    config = yaml.safe_load((study_dir / cell["run_dir"] / "config.yaml").read_text()) or {}
+    config = load_yaml((study_dir / cell["run_dir"] / "config.yaml").read_text()) or {}
     return dataset_name(config)
 
 

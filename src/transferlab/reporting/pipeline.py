@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import yaml
-
+from transferlab.config import load_yaml
 from transferlab.reporting.analysis import data_folders
 from transferlab.reporting.report import write_report
 from transferlab.reporting.tables import STAGE_HEADERS, stage_rows
@@ -25,7 +24,7 @@ def own_data_folders(pipe_dir: Path) -> list[Path]:
     """The image data folders of the configs this pipeline ran (its ``config.yaml``, written by the process from
     the user's command, one section per stage)."""
     path = pipe_dir / "config.yaml"
-    configs = yaml.safe_load(path.read_text()) if path.is_file() and not path.is_symlink() else None
+    configs = load_yaml(path.read_text()) if path.is_file() and not path.is_symlink() else None
     return data_folders(v for v in configs.values() if isinstance(v, dict)) if isinstance(configs, dict) else []
 
 

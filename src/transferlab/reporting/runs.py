@@ -13,6 +13,7 @@ from pathlib import Path
 from transferlab.errors import TransferlabError
 from transferlab.evaluation.predictions import read_predictions
 from transferlab.evaluation.schema import RunMetrics
+from transferlab.tracking.files import check_links_inside
 from transferlab.tracking.liveness import describe_status
 from transferlab.tracking.rundir import read_run
 
@@ -122,17 +123,7 @@ READ = ("config.yaml", "metrics.json", "status.json", "predictions", "tensorboar
 
 def check_contained(path: Path) -> None:
     """Refuse (one line) a run folder whose files the report reads resolve outside it (a planted link)."""
-    root = path.resolve()
-    named = [path / name for name in READ]
-    named += [f for folder in ("predictions", "tensorboard") if (path / folder).is_dir()
-              for f in (path / folder).rglob("*")]
-    for file in named:
-        if not (file.is_symlink() or file.exists()):
-            continue
-        resolved = file.resolve()
-        if resolved != root and root not in resolved.parents:
-            raise TransferlabError(f"{file} resolves to {resolved}, outside the run folder {path}: a run's files "
-                                   f"are read only inside it; remove the link, or report another run")
+    check_links_inside(path, READ, "run folder")
 
 
 def load_record(path: str | Path) -> RunRecord:

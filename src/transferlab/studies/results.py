@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from transferlab.config import load_yaml
 from transferlab.evaluation.statistics import accuracy_interval
 from transferlab.experiments.registry import EXPERIMENTS
 from transferlab.tracking.files import atomic_write, own_folder, read_json, slug, write_json
@@ -76,7 +76,7 @@ def cell_rows(study_dir: Path, cell: dict) -> list[dict]:
     """The results.csv rows of one completed cell."""
     run_dir = study_dir / cell["run_dir"]
     metrics = read_json(run_dir / "metrics.json", "metrics")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    config = load_yaml((run_dir / "config.yaml").read_text()) or {}
     task = cell.get("arm", "").partition("#")[2]  # a suite's arm: the task's name is the data set's
     base = {"experiment": cell["experiment"], "dataset": task or dataset_name(config),
             "model": metrics.get("model", {}).get("name", "?"),

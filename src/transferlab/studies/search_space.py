@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from transferlab.config import PRESET_DIR, DEFAULT_PRESET
+from transferlab.config import PRESET_DIR, DEFAULT_PRESET, load_yaml
 from transferlab.errors import TransferlabError
 
 SECTIONS = ("fixed", "trials", "params")
@@ -59,7 +59,7 @@ class Param:
 
     def decode(self, value: Any) -> Any:
         """A value as Optuna stores it -> the config value."""
-        return yaml.safe_load(value) if self.encoded and isinstance(value, str) else value
+        return load_yaml(value) if self.encoded and isinstance(value, str) else value
 
     def example(self) -> Any:
         return self.choices[0] if self.choices is not None else self.low
@@ -108,7 +108,7 @@ def search_file(search: str | None, config: str | None, experiment: str) -> Path
 def load_search_space(path: Path) -> SearchSpace:
     """The checked search space of one file, or a one-line error naming the entry at fault."""
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = load_yaml(Path(path).read_text()) or {}
     except yaml.YAMLError as exc:
         raise TransferlabError(f"search space {path} is not valid YAML ({exc.__class__.__name__}): fix its syntax") \
             from None

@@ -30,8 +30,8 @@ from transferlab.experiments.registry import EXPERIMENTS
 from transferlab.models.resolve import check_weights
 from transferlab.studies.executor import Executor, open_cells
 from transferlab.studies.progress import StudyProgress
-from transferlab.studies.results import write_study_results
-from transferlab.tracking.files import content_digest
+from transferlab.studies.results import RESULTS, write_study_results
+from transferlab.tracking.files import check_links_inside, content_digest
 from transferlab.tracking.ledger import Ledger
 from transferlab.tracking.liveness import Heartbeat
 from transferlab.tracking.rundir import COMPLETED, FAILED, RUNNING, Run
@@ -278,10 +278,12 @@ def run_cells(book: Ledger, state: dict, arms: dict, nested: bool, status: Run, 
 
 
 def read_study(study_dir: Path) -> tuple[dict, list[str]]:
-    """A study's state read back (checked: shape, contained paths) and notes for its report: cells recorded as
-    running by a study whose process is gone are named dead."""
+    """A study's state read back (checked: shape, contained paths, no file of its results or its cells linked
+    from outside it) and notes for its report: cells recorded as running by a study whose process is gone are
+    named dead."""
     book = study_ledger(study_dir)
     state = book.read()
+    check_links_inside(study_dir, [RESULTS] + [c["run_dir"] for c in state["cells"]], "study folder")
     dead = book.dead_entries(Run(book.folder, "study").status(), state)
     notes = [f"cell {c['run_dir']} was running when the study's process ended (killed): rerun the same command "
              f"to redo it" for c in dead]

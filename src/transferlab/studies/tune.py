@@ -36,10 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from transformers import TrainerCallback
 
-from transferlab.config import check_run_name, load_config, merge, parse_overrides, to_dict
+from transferlab.config import check_run_name, dump_yaml, load_config, merge, parse_overrides, to_dict
 from transferlab.errors import TransferlabError
 from transferlab.experiments.lifecycle import announce_runs
 from transferlab.experiments.registry import EXPERIMENTS, Experiment
@@ -411,7 +410,7 @@ def write_best_config(plan: Plan, values: dict, best) -> Path:
               + ", ".join(f"{k}={v!r}" for k, v in values.items())
               + f"\n# Use: transferlab {plan.experiment.name} --config {plan.directory / BEST}\n")
     path = plan.directory / BEST
-    path.write_text(header + yaml.safe_dump({plan.experiment.section: config}, sort_keys=False))
+    path.write_text(header + dump_yaml({plan.experiment.section: config}, sort_keys=False))
     return path
 
 

@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from transferlab.errors import TransferlabError
 
@@ -68,6 +68,33 @@ def inside(path: Path, folder: Path, what: str = "run directory") -> Path:
         raise TransferlabError(f"{what} {path} resolves to {resolved}, outside the output folder {root}: "
                                f"give a plain run_name, or another --output-dir")
     return path
+
+
+def links_outside(folder: Path, names: Sequence[str]) -> list[tuple[Path, Path]]:
+    """``(file, where it resolves)`` for each of ``names`` in ``folder`` (a folder: everything below it) that,
+    links followed, lies outside ``folder``."""
+    root = Path(folder).resolve()
+    files = []
+    for name in names:
+        path = Path(folder) / name
+        files += [path] + (sorted(path.rglob("*")) if path.is_dir() and not path.is_symlink() else [])
+    out = []
+    for file in files:
+        if file.is_symlink() or file.exists():
+            resolved = file.resolve()
+            if resolved != root and root not in resolved.parents:
+                out.append((file, resolved))
+    return out
+
+
+def check_links_inside(folder: Path, names: Sequence[str], what: str) -> None:
+    """Refuse (one line) a received ``folder`` whose files to be read (``names``) resolve outside it: a planted
+    link would make transferlab read (and report) a file of someone else's choosing."""
+    found = links_outside(folder, names)
+    if found:
+        file, resolved = found[0]
+        raise TransferlabError(f"{file} resolves to {resolved}, outside the {what} {folder}: its files are read "
+                               f"only inside it; remove the link, or give another {what}")
 
 
 def write_bytes_new(folder: Path, name: str, data: bytes) -> Path:

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from transferlab.config import NAME_MAX, check_run_name
+from transferlab.config import NAME_MAX, check_run_name, dump_yaml, load_yaml
 from transferlab.errors import TransferlabError
 from transferlab.tracking.environment import environment
 from transferlab.tracking.files import atomic_write, inside, read_json, slug, write_json
@@ -79,7 +79,7 @@ class Run:
     def write_config(self, config: dict) -> None:
         resolved = dict(config)
         resolved["environment"] = environment()
-        atomic_write(self.path / "config.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+        atomic_write(self.path / "config.yaml", dump_yaml(resolved, sort_keys=False, allow_unicode=True))
 
     def status(self) -> dict:
         path = self.path / "status.json"
@@ -121,7 +121,7 @@ def read_run(path: str | Path) -> tuple[dict, dict, dict]:
     status = read_json(path / "status.json", "status file") if (path / "status.json").is_file() else {}
     metrics = read_json(path / "metrics.json", "metrics file") if (path / "metrics.json").is_file() else {}
     try:
-        config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+        config = load_yaml((path / "config.yaml").read_text()) or {}
     except yaml.YAMLError:
         raise TransferlabError(f"{path / 'config.yaml'} is not valid YAML: the run directory was damaged") from None
     return config, metrics, status

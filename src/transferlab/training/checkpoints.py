@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
+from transferlab.config import load_yaml
 from transferlab.errors import TransferlabError
 from transferlab.tracking.rundir import CHECKPOINT_INFO, CHECKPOINTS, list_checkpoints  # noqa: F401 (re-exported)
 
@@ -32,7 +31,7 @@ def comparable(config: dict) -> dict:
 
 
 def read_run_config(run_dir: Path) -> dict:
-    return yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    return load_yaml((run_dir / "config.yaml").read_text()) or {}
 
 
 def is_completed(run_dir: Path) -> bool:
