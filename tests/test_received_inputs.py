@@ -86,6 +86,19 @@ def test_damaged_results_are_one_line_naming_the_cause(study, tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("accuracy", [7.5, float("nan"), True])
+def test_an_accuracy_that_is_no_fraction_is_one_line_not_a_figure(study, tmp_path, capsys, accuracy):
+    (cell,) = (study / "features").iterdir()
+    run = tmp_path / "run"
+    shutil.copytree(cell, run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["methods"]["features"]["test"]["accuracy"] = accuracy
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    code, _, err = cli(capsys, "report", run, "--output", tmp_path / "rep")
+    assert f"has test accuracy {accuracy!r}, not a fraction from 0 to 1" in one_line_error(code, err)
+
+
+@pytest.mark.slow
 def test_predict_refuses_a_model_linked_from_outside(study, tmp_path, capsys):
     (cell,) = (study / "features").iterdir()
     run = tmp_path / "run"

@@ -87,6 +87,10 @@ class RunMetrics:
                 if not isinstance(result, dict) or not isinstance(result.get(split), dict) \
                         or not isinstance(result[split].get("accuracy"), (int, float)):
                     raise TransferlabError(f"{source}: method {name!r} has no {split} accuracy")
+                accuracy = result[split]["accuracy"]
+                if isinstance(accuracy, bool) or not 0.0 <= accuracy <= 1.0:  # NaN fails both comparisons
+                    raise TransferlabError(f"{source}: method {name!r} has {split} accuracy {accuracy!r}, not a "
+                                           f"fraction from 0 to 1: the file was edited or damaged")
 
     @property
     def result(self) -> dict[str, dict]:
