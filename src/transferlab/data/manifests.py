@@ -4,8 +4,9 @@ One line per drawn example, ``{"split": "train"|"validation", "id": <row of the 
 then one closing line ``{"sha256": <hex>, "examples": N}``: the SHA-256 of the example lines' bytes (each line
 with its newline). An external manifest (CoOp's few-shot split files, converted by ``transferlab manifest``
 (data/coop_fewshot.py); others converted by hand) is checked before use: every id exists in the pool, every
-label agrees with the pool's, and the SHA-256 matches where the file has one. A run given ``data.manifest=FILE`` trains on the manifest's examples instead of a draw
-(:func:`given_draw`); every run with a draw writes its own manifest into its run directory (:func:`save_draw`).
+label agrees with the pool's, and the SHA-256 matches where the file has one. A run given
+``data.manifest=FILE`` trains on the manifest's examples instead of a draw (:func:`given_draw`); every run with
+a draw writes its own manifest into its run directory (:func:`save_draw`).
 A manifest inside a received study folder (one holding ``study.json``) is data: it must resolve inside it.
 """
 

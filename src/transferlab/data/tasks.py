@@ -138,8 +138,8 @@ def load_task(spec: str) -> Task:
 
 
 NAME_LENGTH = 100
-# What each key of a task file holds (a received file may hold anything): str, bool, a list of str, a mapping
-# of str to str, or the source mapping (checked by resolve_source, its path-like values here).
+# What each key of a task file holds (a received file may hold anything): text, a name (text or a number), true
+# or false, a list of names, a mapping of names to names, or the source mapping (resolve_source checks its kind).
 NAME = (str, int)  # a name or a path; YAML reads `image_dir: 2750` as a number
 SHAPES = {"name": NAME, "modality": str, "description": str, "metric": str, "class_names_file": NAME,
           "class_names_by_folder": bool, "reference": bool, "class_names": [NAME], "templates": [str],
