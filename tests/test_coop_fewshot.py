@@ -18,6 +18,7 @@ from test_tasks import save_image
 
 from transferlab.data import tasks
 from transferlab.data.images import load_images
+from transferlab.errors import TransferlabError
 from transferlab.experiments.clip.config import ClipConfig
 
 CLASSES = [("Faces", "face"), ("ant", "ant"), ("water_lilly", "water_lilly")]
@@ -145,3 +146,18 @@ def test_a_small_file_repeating_one_record_millions_of_times_is_refused_at_once(
     code, _, err = cli(capsys, "manifest", split, "--task", "caltech101", "--output-dir", tmp_path / "logs")
     assert "its 'train' lists 1,000,000 records, more than any CoOp draw (200,000 at most)" in \
         one_line_error(code, err)
+
+
+def test_a_manifest_given_a_changed_pool_is_refused_not_misread(caltech, tmp_path, capsys):
+    """The pool's images are in row order, so a pool changed within a class (here one image that was unreadable
+    and is dropped, shifting the rows after it) would pass the label check and give other images."""
+    split = write_pickle(caltech / "split_fewshot" / "shot_2-seed_1.pkl", coop_draw())
+    manifest = tmp_path / "m.jsonl"
+    code, _, err = cli(capsys, "manifest", split, "--task", "caltech101", "--output", manifest,
+                       "--output-dir", tmp_path / "logs")
+    assert code == 0, err
+    assert '"pool": ' in manifest.read_text().splitlines()[-1]
+    (caltech / "101_ObjectCategories" / "ant" / "image_0000.jpg").write_bytes(b"not an image any more")
+    config = tasks.apply_task(ClipConfig(), tasks.load_task("caltech101"), work_dir=tmp_path / "logs" / "tasks")
+    with pytest.raises(TransferlabError, match="was drawn from another pool of examples"):
+        load_images(dataclasses.replace(config.data, shots=2, manifest=str(manifest), val_per_class=1), seed=7)

@@ -165,3 +165,17 @@ def test_an_image_draw_and_its_manifest_give_the_same_images(tmp_path):
     assert given.fewshot["manifest_sha256"] == drawn.fewshot["manifest_sha256"]
     assert "from data.manifest=" in given.draw_note()[0]
     assert load_images(ImageDataConfig(val_per_class=2)).write_manifest(tmp_path / "none") is None
+
+
+def test_the_pool_a_manifest_was_drawn_from_is_checked_where_both_are_known(tmp_path):
+    labels = [0, 1] * 6
+    rows = {"train": [0, 1, 2, 3], "validation": [4, 5]}
+    path = tmp_path / "m.jsonl"
+    write_manifest(path, rows, labels, pool="a1b2c3")
+    assert given_draw(path, labels, 2, seed=0, validation_shots=1, pool="a1b2c3")[0].tolist() == [0, 1, 2, 3]
+    assert given_draw(path, labels, 2, seed=0, validation_shots=1)[0].tolist() == [0, 1, 2, 3]  # pool unknown
+    with pytest.raises(TransferlabError, match="drawn from another pool of examples .fingerprint a1b2c3, this "
+                                               "data's ffff"):
+        given_draw(path, labels, 2, seed=0, validation_shots=1, pool="ffff")
+    write_manifest(path, rows, labels)  # a manifest made by hand: no fingerprint, not checked
+    assert given_draw(path, labels, 2, seed=0, validation_shots=1, pool="ffff")[1].tolist() == [4, 5]

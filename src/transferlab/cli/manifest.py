@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> Path:
     from transferlab.data.coop_fewshot import fewshot_rows, read_fewshot
-    from transferlab.data.images import ImageDataConfig, load_images
+    from transferlab.data.images import ImageDataConfig, load_images, pool_fingerprint
     from transferlab.data.manifests import given_draw, write_manifest
     from transferlab.data.tasks import image_fields, load_task
 
@@ -46,11 +46,12 @@ def main(args: argparse.Namespace) -> Path:
         raise TransferlabError(f"{output} exists and is not a regular file: remove it or give another --output")
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
-    sha = write_manifest(partial, rows, labels)
+    pool = pool_fingerprint(data.source)
+    sha = write_manifest(partial, rows, labels, pool)
     per_class = Counter(labels[i] for i in rows["train"])
     shots = next(iter(per_class.values())) if len(set(per_class.values())) == 1 else None  # CoOp's: K every class
     try:  # what a run given it checks (at its K); a file already at --output stays until this one passed
-        given_draw(partial, labels, shots, 0, 4)
+        given_draw(partial, labels, shots, 0, 4, pool)
     except TransferlabError as exc:
         partial.unlink()
         said = str(exc).replace(f"manifest {str(partial)!r}", "its manifest")

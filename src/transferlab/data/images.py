@@ -8,6 +8,7 @@ training and evaluation alike. Images are decoded lazily, per batch (:func:`with
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import os
 import re
@@ -94,7 +95,8 @@ class ImageData:
 
         if self.fewshot is None:
             return None
-        return save_draw(folder, {s: self.rows[s] for s in ("train", "validation")}, list(self.source["label"]))
+        return save_draw(folder, {s: self.rows[s] for s in ("train", "validation")}, list(self.source["label"]),
+                         pool=pool_fingerprint(self.source))
 
     def draw_note(self) -> list[str]:
         """What metrics.json's notes say of the draw: its manifest's SHA-256, and the manifest given."""
@@ -326,6 +328,19 @@ def check_every_class_has_images(class_ids: Sequence[str], train: list, path: Pa
                                f"the empty class folder(s) (and their wnids.txt lines)")
 
 
+def pool_fingerprint(source) -> str | None:
+    """A hash of a folder pool's images in row order (each image's label, file name and size, links followed:
+    the same on any machine holding the same files); ``None`` for a Hub pool (its bytes are not read for it)."""
+    images = source["image"]
+    if not all(isinstance(p, str) for p in images):
+        return None
+    h = hashlib.sha256()
+    for path, label in zip(images, source["label"]):
+        real = Path(path).resolve()
+        h.update(f"{label}\t{real.name}\t{real.stat().st_size if real.is_file() else -1}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def to_dataset(rows: list, index: dict[str, int]):
     import datasets
 
@@ -426,7 +441,8 @@ def with_shots(data: ImageData, shots: int | None, seed: int, *, nested: bool = 
     labels = list(data.source["label"])
     if manifest:
         try:
-            train, validation = given_draw(manifest, labels, shots, seed, validation_shots or 4)
+            train, validation = given_draw(manifest, labels, shots, seed, validation_shots or 4,
+                                           pool=pool_fingerprint(data.source))
         except TransferlabError as exc:
             raise TransferlabError(f"data.manifest: {exc}") from None
     else:

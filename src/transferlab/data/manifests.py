@@ -35,11 +35,18 @@ def digest(lines: Sequence[str]) -> str:
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
-def write_manifest(path: str | Path, rows: dict[str, Sequence[int]], labels: Sequence) -> str:
+def closing_line(sha: str, examples: int, pool: str | None) -> str:
+    """The last line: the examples' SHA-256, their count, and the fingerprint of the pool their ids index (each
+    example's content in row order: a pool changed within a class would otherwise pass the label check)."""
+    return json.dumps({"sha256": sha, "examples": examples, **({"pool": pool} if pool else {})}) + "\n"
+
+
+def write_manifest(path: str | Path, rows: dict[str, Sequence[int]], labels: Sequence,
+                   pool: str | None = None) -> str:
     """The draw's manifest at ``path`` (``<run dir>/split_manifest.jsonl``); returns its SHA-256."""
     lines = manifest_lines(rows, labels)
     sha = digest(lines)
-    Path(path).write_text("".join(lines) + json.dumps({"sha256": sha, "examples": len(lines)}) + "\n")
+    Path(path).write_text("".join(lines) + closing_line(sha, len(lines), pool))
     return sha
 
 
@@ -59,8 +66,8 @@ def manifest_record(line: str, n: int, path: Path) -> dict | None:
     if not isinstance(record, dict):
         raise TransferlabError(f"{where} is not a JSON object: each line is {{\"split\", \"id\", \"label\"}}")
     if "sha256" in record:
-        if not isinstance(record["sha256"], str):
-            raise TransferlabError(f"{where}: sha256 must be the hex string of the examples' SHA-256")
+        if not isinstance(record["sha256"], str) or not isinstance(record.get("pool", ""), str):
+            raise TransferlabError(f"{where}: sha256 (and pool) must be hex strings")
         return record
     if not {"split", "id", "label"} <= set(record):
         raise TransferlabError(f"{where} lacks split, id or label")
@@ -75,8 +82,9 @@ def manifest_record(line: str, n: int, path: Path) -> dict | None:
     return record
 
 
-def read_manifest(path: str | Path) -> tuple[dict[str, list[int]], dict[int, object], str | None]:
-    """(split -> ids, id -> label, the recorded SHA-256 or ``None``), checked against the SHA-256 it records."""
+def read_manifest(path: str | Path) -> tuple[dict[str, list[int]], dict[int, object], str | None, str | None]:
+    """(split -> ids, id -> label, the recorded SHA-256 or ``None``, the pool's fingerprint or ``None``), checked
+    against the SHA-256 it records."""
     path = Path(path)
     if not path.is_file():
         raise TransferlabError(f"manifest {str(path)!r} does not exist: give data.manifest=<a JSONL split manifest>")
@@ -85,13 +93,13 @@ def read_manifest(path: str | Path) -> tuple[dict[str, list[int]], dict[int, obj
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise TransferlabError(f"manifest {str(path)!r} is not UTF-8 text: give a JSONL split manifest") from None
-    lines, recorded = [], None
+    lines, recorded, pool = [], None, None
     for n, line in enumerate(text.splitlines(keepends=True), 1):
         record = manifest_record(line, n, path)
         if record is None:
             continue
         if "sha256" in record:
-            recorded = record["sha256"]
+            recorded, pool = record["sha256"], record.get("pool")
         else:
             lines.append(line if line.endswith("\n") else line + "\n")
     if recorded is not None and digest(lines) != recorded:
@@ -103,12 +111,18 @@ def read_manifest(path: str | Path) -> tuple[dict[str, list[int]], dict[int, obj
         record = json.loads(line)
         rows.setdefault(record["split"], []).append(int(record["id"]))
         found[int(record["id"])] = record["label"]
-    return rows, found, recorded
+    return rows, found, recorded, pool
 
 
-def check_manifest(path: str | Path, labels: Sequence) -> dict[str, list[int]]:
-    """The manifest's rows, after checking every id is a row of the pool and every label agrees with it."""
-    rows, found, _ = read_manifest(path)
+def check_manifest(path: str | Path, labels: Sequence, pool: str | None = None) -> dict[str, list[int]]:
+    """The manifest's rows, after checking every id is a row of the pool and every label agrees with it, and,
+    where both are known, that the manifest was drawn from this pool (``pool``: its fingerprint)."""
+    rows, found, _, drawn_from = read_manifest(path)
+    if pool and drawn_from and pool != drawn_from:
+        raise TransferlabError(f"manifest {str(path)!r} was drawn from another pool of examples (fingerprint "
+                               f"{drawn_from[:12]}, this data's {pool[:12]}): the data changed since (an example "
+                               f"dropped, data.limit or data.max_train_per_class changed); use the data it was "
+                               f"drawn from, or draw again")
     if "train" not in rows:
         raise TransferlabError(f"manifest {str(path)!r} has no train examples")
     for i, label in found.items():
@@ -149,12 +163,13 @@ def per_class(ids: Sequence[int], labels: Sequence) -> dict:
 
 
 def given_draw(path: str | Path, labels: Sequence, shots: int | None, seed: int,
-               validation_shots: int) -> tuple[np.ndarray, np.ndarray]:
+               validation_shots: int, pool: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(train, validation)`` sorted rows of the pool from the manifest at ``path`` (``data.manifest``), checked:
     ids in the pool, labels agreeing, the SHA-256, no id twice, train and validation apart, every class of the
-    pool in train, and exactly ``shots`` a class when ``data.shots`` is set. A manifest without validation
-    examples gets ``min(K, validation_shots)`` a class drawn apart from its train examples (seeded)."""
-    rows = check_manifest(path, labels)
+    pool in train, exactly ``shots`` a class when ``data.shots`` is set, and the pool's fingerprint (``pool``)
+    where the manifest records one. A manifest without validation examples gets ``min(K, validation_shots)`` a
+    class drawn apart from its train examples (seeded)."""
+    rows = check_manifest(path, labels, pool)
     train, validation = rows["train"], rows.get("validation", [])
     for split, ids in (("train", train), ("validation", validation)):
         if len(set(ids)) != len(ids):
@@ -191,7 +206,8 @@ def validation_apart(labels: Sequence, train: Sequence[int], per: int, seed: int
     return out
 
 
-def save_draw(folder: str | Path, rows: dict[str, Sequence[int]], labels: Sequence) -> str:
+def save_draw(folder: str | Path, rows: dict[str, Sequence[int]], labels: Sequence,
+              pool: str | None = None) -> str:
     """``<folder>/split_manifest.jsonl`` of the draw (a run directory); its SHA-256. A resumed run whose draw is
     not the one its directory holds is refused (the data or data.manifest changed since it started)."""
     path = Path(folder) / MANIFEST
@@ -200,12 +216,12 @@ def save_draw(folder: str | Path, rows: dict[str, Sequence[int]], labels: Sequen
     if path.is_symlink() or (path.exists() and not path.is_file()):
         raise TransferlabError(f"{path} exists and is not a regular file: remove it and run again")
     if path.is_file():
-        _, _, recorded = read_manifest(path)
+        _, _, recorded, _ = read_manifest(path)
         if recorded != sha:
             raise TransferlabError(f"{path} holds another draw (SHA-256 {str(recorded)[:12]}...) than this run's "
                                    f"({sha[:12]}...): the data or data.manifest changed since the run started")
         return sha
     partial = path.with_name(f".{MANIFEST}.{os.getpid()}.partial")  # each process of a launch writes its own
-    partial.write_text("".join(lines) + json.dumps({"sha256": sha, "examples": len(lines)}) + "\n")
+    partial.write_text("".join(lines) + closing_line(sha, len(lines), pool))
     os.replace(partial, path)
     return sha

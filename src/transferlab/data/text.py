@@ -85,16 +85,22 @@ class TextData:
         """The draw's ``split_manifest.jsonl`` in ``folder`` (the run directory); its SHA-256 (``None``: no draw)."""
         from transferlab.data.manifests import save_draw
 
-        return save_draw(folder, self.rows, list(self.pool["label"])) if self.fewshot is not None else None
+        if self.fewshot is None:
+            return None
+        return save_draw(folder, self.rows, list(self.pool["label"]), pool=self.fingerprint("pool"))
 
     def fingerprint(self, split: str) -> str:
         """A content hash of one split's texts and labels (stable across processes); ``pool``: the train pool."""
-        h = hashlib.sha256()
-        ds = self.pool if split == "pool" else self.splits[split]
-        for text, label in zip(ds["text"], ds["label"]):
-            h.update(text.encode("utf-8", "surrogatepass"))
-            h.update(b"\x00%d\x01" % label)
-        return h.hexdigest()[:16]
+        return content_fingerprint(self.pool if split == "pool" else self.splits[split])
+
+
+def content_fingerprint(ds: Dataset) -> str:
+    """A hash of a split's texts and labels, in row order (stable across processes and machines)."""
+    h = hashlib.sha256()
+    for text, label in zip(ds["text"], ds["label"]):
+        h.update(text.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00%d\x01" % label)
+    return h.hexdigest()[:16]
 
 
 def load_text_data(cfg: TextDataConfig, seed: int | None = None) -> TextData:
@@ -137,7 +143,8 @@ def draw_shots(data: TextData, cfg: TextDataConfig, seed: int) -> TextData:
     labels = list(pool["label"])
     validation_shots = min(cfg.shots or cfg.shots_validation, cfg.shots_validation)
     try:
-        train, validation = (given_draw(cfg.manifest, labels, cfg.shots, seed, cfg.shots_validation) if cfg.manifest
+        train, validation = (given_draw(cfg.manifest, labels, cfg.shots, seed, cfg.shots_validation,
+                                        pool=content_fingerprint(pool)) if cfg.manifest
                              else fewshot_split(labels, cfg.shots, seed, nested=cfg.nested_shots,
                                                 validation_shots=validation_shots))
     except TransferlabError as exc:
