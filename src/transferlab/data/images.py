@@ -96,7 +96,7 @@ class ImageData:
         if self.fewshot is None:
             return None
         return save_draw(folder, {s: self.rows[s] for s in ("train", "validation")}, list(self.source["label"]),
-                         pool=pool_fingerprint(self.source))
+                         pool=self.fewshot["pool_fingerprint"])
 
     def draw_note(self) -> list[str]:
         """What metrics.json's notes say of the draw: its manifest's SHA-256, and the manifest given."""
@@ -439,15 +439,15 @@ def with_shots(data: ImageData, shots: int | None, seed: int, *, nested: bool = 
         raise TransferlabError(f"data.{'manifest' if manifest else 'shots'} needs a test split apart from the training "
                                f"images (Tiny ImageNet's val/ folder, an imagefolder's test/ or a Hub test split)")
     labels = list(data.source["label"])
+    pool = pool_fingerprint(data.source)  # checked against a given manifest's, recorded in the run's own
     if manifest:
         try:
-            train, validation = given_draw(manifest, labels, shots, seed, validation_shots or 4,
-                                           pool=pool_fingerprint(data.source))
+            train, validation = given_draw(manifest, labels, shots, seed, validation_shots or 4, pool=pool)
         except TransferlabError as exc:
             raise TransferlabError(f"data.manifest: {exc}") from None
     else:
         train, validation = fewshot_split(labels, shots, seed, nested=nested, validation_shots=validation_shots)
-    fewshot = {"shots": shots, "manifest": manifest,
+    fewshot = {"shots": shots, "manifest": manifest, "pool_fingerprint": pool,
                "manifest_sha256": draw_digest({"train": train, "validation": validation}, labels)}
     return dataclasses.replace(data, train=data.source.select(train), validation=data.source.select(validation),
                                rows={"train": train, "validation": validation}, fewshot=fewshot)

@@ -1,10 +1,12 @@
 """Split manifests: a few-shot draw as JSON Lines, so a draw can be kept, published and given back.
 
 One line per drawn example, ``{"split": "train"|"validation", "id": <row of the train pool>, "label": <class>}``,
-then one closing line ``{"sha256": <hex>, "examples": N}``: the SHA-256 of the example lines' bytes (each line
-with its newline). An external manifest (CoOp's few-shot split files, converted by ``transferlab manifest``
+then one closing line ``{"sha256": <hex>, "examples": N, "pool": <fingerprint>}``: the SHA-256 of the example
+lines' bytes (each line with its newline) and the fingerprint of the pool the ids index (:func:`closing_line`).
+An external manifest (CoOp's few-shot split files, converted by ``transferlab manifest``
 (data/coop_fewshot.py); others converted by hand) is checked before use: every id exists in the pool, every
-label agrees with the pool's, and the SHA-256 matches where the file has one. A run given
+label agrees with the pool's, the pool is the one it was drawn from where it records that, and the SHA-256
+matches where the file has one. A run given
 ``data.manifest=FILE`` trains on the manifest's examples instead of a draw (:func:`given_draw`); every run with
 a draw writes its own manifest into its run directory (:func:`save_draw`).
 A manifest inside a received study folder (one holding ``study.json``) is data: it must resolve inside it.
@@ -93,7 +95,7 @@ def read_manifest(path: str | Path) -> tuple[dict[str, list[int]], dict[int, obj
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise TransferlabError(f"manifest {str(path)!r} is not UTF-8 text: give a JSONL split manifest") from None
-    lines, recorded, pool = [], None, None
+    lines, records, recorded, pool = [], [], None, None
     for n, line in enumerate(text.splitlines(keepends=True), 1):
         record = manifest_record(line, n, path)
         if record is None:
@@ -102,15 +104,15 @@ def read_manifest(path: str | Path) -> tuple[dict[str, list[int]], dict[int, obj
             recorded, pool = record["sha256"], record.get("pool")
         else:
             lines.append(line if line.endswith("\n") else line + "\n")
+            records.append(record)
     if recorded is not None and digest(lines) != recorded:
         raise TransferlabError(f"manifest {str(path)!r}: its examples' SHA-256 is not the one it records "
                                f"({recorded[:12]}...): the file was changed; get the original")
     rows: dict[str, list[int]] = {}
     found: dict[int, object] = {}
-    for line in lines:
-        record = json.loads(line)
-        rows.setdefault(record["split"], []).append(int(record["id"]))
-        found[int(record["id"])] = record["label"]
+    for record in records:
+        rows.setdefault(record["split"], []).append(record["id"])
+        found[record["id"]] = record["label"]
     return rows, found, recorded, pool
 
 

@@ -87,7 +87,7 @@ class TextData:
 
         if self.fewshot is None:
             return None
-        return save_draw(folder, self.rows, list(self.pool["label"]), pool=self.fingerprint("pool"))
+        return save_draw(folder, self.rows, list(self.pool["label"]), pool=self.fewshot["pool_fingerprint"])
 
     def fingerprint(self, split: str) -> str:
         """A content hash of one split's texts and labels (stable across processes); ``pool``: the train pool."""
@@ -141,10 +141,11 @@ def draw_shots(data: TextData, cfg: TextDataConfig, seed: int) -> TextData:
 
     pool = data.splits["train"]
     labels = list(pool["label"])
+    fingerprint = content_fingerprint(pool)  # checked against a given manifest's, recorded in the run's own
     validation_shots = min(cfg.shots or cfg.shots_validation, cfg.shots_validation)
     try:
         train, validation = (given_draw(cfg.manifest, labels, cfg.shots, seed, cfg.shots_validation,
-                                        pool=content_fingerprint(pool)) if cfg.manifest
+                                        pool=fingerprint) if cfg.manifest
                              else fewshot_split(labels, cfg.shots, seed, nested=cfg.nested_shots,
                                                 validation_shots=validation_shots))
     except TransferlabError as exc:
@@ -154,7 +155,8 @@ def draw_shots(data: TextData, cfg: TextDataConfig, seed: int) -> TextData:
     sha = draw_digest({"train": train, "validation": validation}, labels)
     fewshot = {"shots": cfg.shots, "nested": cfg.nested_shots, "validation_shots": validation_shots, "seed": seed,
                "pool": len(pool), "pool_per_class": int(np.bincount(labels).min()),
-               "validation_from": "train pool (the validation split is unused)", "manifest_sha256": sha}
+               "validation_from": "train pool (the validation split is unused)", "manifest_sha256": sha,
+               "pool_fingerprint": fingerprint}
     if cfg.manifest:
         fewshot.update(manifest=cfg.manifest, validation_shots=len(validation) // len(data.label_names))
         note = (f"split manifest {cfg.manifest} (SHA-256 {sha[:12]}...): {len(train)} training and {len(validation)} "

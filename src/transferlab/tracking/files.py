@@ -64,7 +64,7 @@ def read_json(path: Path, what: str = "file") -> Any:
 def inside(path: Path, folder: Path, what: str = "run directory") -> Path:
     """``path`` if, resolved (links followed), it lies inside ``folder``; else a one-line error."""
     resolved, root = Path(path).resolve(), Path(folder).resolve()
-    if resolved != root and root not in resolved.parents:
+    if not resolved.is_relative_to(root):
         raise TransferlabError(f"{what} {path} resolves to {resolved}, outside the output folder {root}: "
                                f"give a plain run_name, or another --output-dir")
     return path
@@ -82,7 +82,7 @@ def links_outside(folder: Path, names: Sequence[str]) -> list[tuple[Path, Path]]
     for file in files:
         if file.is_symlink() or file.exists():
             resolved = file.resolve()
-            if resolved != root and root not in resolved.parents:
+            if not resolved.is_relative_to(root):
                 out.append((file, resolved))
     return out
 
